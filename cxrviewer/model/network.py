@@ -1,0 +1,76 @@
+"""Networks: a torchvision backbone with a 1-channel stem, global average pooling and one linear layer.
+
+Because the head is pooling + linear, class-activation maps for every label are exact:
+``cam[l] = W[l] @ feature_map + b[l]`` and the spatial mean of ``cam[l]`` equals label l's logit.
+"""
+
+from __future__ import annotations
+
+import torch
+import torchvision
+from torch import nn
+
+ARCHITECTURES = ("resnet18", "resnet34", "resnet50", "densenet121", "efficientnet_b0", "mobilenet_v3_large")
+
+
+def _one_channel_conv(conv: nn.Conv2d) -> nn.Conv2d:
+    return nn.Conv2d(
+        1,
+        conv.out_channels,
+        kernel_size=conv.kernel_size,
+        stride=conv.stride,
+        padding=conv.padding,
+        bias=conv.bias is not None,
+    )
+
+
+def _backbone(arch: str) -> tuple[nn.Module, int]:
+    """Feature extractor (image -> last feature map) and its channel count. weights=None: no downloads."""
+    if arch.startswith("resnet"):
+        net = getattr(torchvision.models, arch)(weights=None)
+        net.conv1 = _one_channel_conv(net.conv1)
+        layers = [net.conv1, net.bn1, net.relu, net.maxpool, net.layer1, net.layer2, net.layer3, net.layer4]
+        return nn.Sequential(*layers), net.fc.in_features
+    if arch == "densenet121":
+        net = torchvision.models.densenet121(weights=None)
+        net.features.conv0 = _one_channel_conv(net.features.conv0)
+        return nn.Sequential(net.features, nn.ReLU(inplace=False)), net.classifier.in_features
+    if arch in {"efficientnet_b0", "mobilenet_v3_large"}:
+        net = getattr(torchvision.models, arch)(weights=None)
+        net.features[0][0] = _one_channel_conv(net.features[0][0])
+        channels = net.features[-1][0].out_channels
+        return net.features, channels
+    raise ValueError(f"unknown architecture {arch!r}; known: {', '.join(ARCHITECTURES)}")
+
+
+class CXRNet(nn.Module):
+    """Backbone -> feature map -> global average pool -> linear (one logit per label)."""
+
+    def __init__(self, arch: str, num_labels: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.arch = arch
+        self.features, channels = _backbone(arch)
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.classifier = nn.Linear(channels, num_labels)
+
+    def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits (B, L) and the last feature map (B, C, h, w)."""
+        fmap = self.features(x)
+        pooled = fmap.mean(dim=(2, 3))
+        return self.classifier(self.dropout(pooled)), fmap
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_features(x)[0]
+
+    def cams(self, fmap: torch.Tensor) -> torch.Tensor:
+        """Class-activation maps in logit units (B, L, h, w); their spatial mean is the logit."""
+        w = self.classifier.weight.to(fmap.dtype)
+        b = self.classifier.bias.to(fmap.dtype)
+        return torch.einsum("lc,bchw->blhw", w, fmap) + b[None, :, None, None]
+
+
+def build_network(arch: str, num_labels: int, dropout: float = 0.0) -> CXRNet:
+    """Create an untrained network of a known architecture."""
+    if arch not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {arch!r}; known: {', '.join(ARCHITECTURES)}")
+    return CXRNet(arch, num_labels, dropout)

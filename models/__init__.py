@@ -1,0 +1,1 @@
+"""Bundled model (weights + card), installed as package data."""

@@ -1,0 +1,1 @@
+"""Icons, demo studies and styles, installed as package data."""

@@ -1,0 +1,39 @@
+"""Shared test configuration: headless Qt, paths to the real shared data and the pydicom-data corpus."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("CXR_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+def _pydicom_data_dir() -> Path | None:
+    try:
+        import data_store  # the pydicom-data package (files ship inside the wheel)
+    except ImportError:
+        return None
+    path = Path(data_store.__file__).parent / "data"
+    return path if path.is_dir() else None
+
+
+PYDICOM_DATA = _pydicom_data_dir()
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"shared data not found at {SHARED_DATA}")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def pydicom_data() -> Path:
+    if PYDICOM_DATA is None:
+        pytest.fail("pydicom-data is not installed (pip install -e '.[dev]')")
+    return PYDICOM_DATA
