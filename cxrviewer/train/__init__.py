@@ -1,0 +1,1 @@
+"""cxrviewer.train"""

@@ -1,0 +1,64 @@
+"""Anatomy-respecting augmentation on letterboxed uint8 squares (no left-right flips by default).
+
+JPEG re-compression is applied to a random half of ALL images so that compression history (the
+shared NIH no-finding images are mostly JPEG-sourced) cannot become a label shortcut.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    rotate_deg: float = 7.0
+    scale: tuple[float, float] = (0.9, 1.1)
+    shift: float = 0.05
+    brightness: float = 0.08
+    contrast: float = 0.15
+    gamma: tuple[float, float] = (0.8, 1.25)
+    blur_p: float = 0.15
+    noise_p: float = 0.2
+    jpeg_p: float = 0.5
+    jpeg_quality: tuple[int, int] = (35, 95)
+    aspect_p: float = 0.2  # simulate letterbox margins of non-square films
+    hflip_p: float = 0.0
+
+
+def augment(img: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig = AugmentConfig()) -> np.ndarray:
+    """Return an augmented float32 [0, 1] copy of a uint8 square."""
+    size = img.shape[0]
+    out = img
+    if rng.random() < cfg.jpeg_p:
+        q = int(rng.integers(cfg.jpeg_quality[0], cfg.jpeg_quality[1] + 1))
+        ok, buf = cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, q])
+        if ok:
+            out = cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE)
+    if rng.random() < cfg.aspect_p:  # squeeze one axis, re-pad: margins as a non-square film would have
+        f = rng.uniform(0.75, 0.95)
+        axis = int(rng.integers(2))
+        new = (size, max(8, int(size * f))) if axis == 0 else (max(8, int(size * f)), size)
+        small = cv2.resize(out, new, interpolation=cv2.INTER_AREA)
+        canvas = np.zeros_like(out)
+        y0, x0 = (size - small.shape[0]) // 2, (size - small.shape[1]) // 2
+        canvas[y0 : y0 + small.shape[0], x0 : x0 + small.shape[1]] = small
+        out = canvas
+    angle = rng.uniform(-cfg.rotate_deg, cfg.rotate_deg)
+    scale = rng.uniform(*cfg.scale)
+    m = cv2.getRotationMatrix2D((size / 2, size / 2), angle, scale)
+    m[:, 2] += rng.uniform(-cfg.shift, cfg.shift, 2) * size
+    out = cv2.warpAffine(out, m, (size, size), flags=cv2.INTER_LINEAR, borderValue=0)
+    if cfg.hflip_p and rng.random() < cfg.hflip_p:
+        out = out[:, ::-1]
+    x = out.astype(np.float32) / 255.0
+    if rng.random() < cfg.blur_p:
+        x = cv2.GaussianBlur(x, (0, 0), rng.uniform(0.3, 1.0))
+    g = rng.uniform(*cfg.gamma)
+    x = np.power(np.clip(x, 0, 1), g)
+    x = (x - 0.5) * (1 + rng.uniform(-cfg.contrast, cfg.contrast)) + 0.5 + rng.uniform(-cfg.brightness, cfg.brightness)
+    if rng.random() < cfg.noise_p:
+        x = x + rng.normal(0, rng.uniform(0.005, 0.02), x.shape).astype(np.float32)
+    return np.clip(x, 0.0, 1.0).astype(np.float32)

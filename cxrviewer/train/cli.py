@@ -1,0 +1,272 @@
+"""`cxrviewer-train`: fit, cross-validate, bundle, evaluate and ensemble chest X-ray models.
+
+Examples (shared data)::
+
+    cxrviewer-train fit --dataset nih,csv=nih/Data_Entry_2017_subset.csv,images=nih/images \\
+        --dataset plain,csv=kermany/labels.csv,root=.,mapping=label_map_to_chexpert.csv,name=kermany \\
+        --arch resnet18 --input-size 224 --epochs 12 --out runs/r18
+    cxrviewer-train cv --folds 3 ... --out runs/cv        # patient-level k-fold, spread across folds
+    cxrviewer-train bundle --run runs/final --cv runs/cv --out models/cxr.json
+    cxrviewer-train evaluate --model models/cxr.json --dataset ... --out runs/eval
+    torchrun --nproc_per_node 4 -m cxrviewer.train.cli fit ...   # DistributedDataParallel
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from cxrviewer.model.weights import ModelError, load_bundle
+from cxrviewer.train.datasets import DatasetError, dataset_name
+from cxrviewer.train.export import (
+    build_card,
+    export_bundle,
+    load_best,
+    operating_points,
+    validation_record,
+    write_json,
+)
+from cxrviewer.train.loop import TrainConfig, load_samples, train
+from cxrviewer.train.metrics import fmt
+from cxrviewer.train.samples import LABEL_INDEX
+
+log = logging.getLogger("cxrviewer.train")
+
+
+def _add_train_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset", action="append", required=True,
+                   help="kind,key=value,... ; kinds: nih (csv, images), chexpert (csv, root, "
+                        "uncertainty=Label:policy;...), plain (csv, mapping, root, name)")
+    p.add_argument("--out", required=True, help="run folder (checkpoints, logs, bundle)")
+    p.add_argument("--arch", default="resnet18")
+    p.add_argument("--input-size", type=int, default=224)
+    p.add_argument("--labels", help="comma-separated labels (default: all with enough positives/negatives)")
+    p.add_argument("--extra-labels", action="store_true", help="also train NIH-only Emphysema/Fibrosis/Hernia")
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--weight-decay", type=float, default=1e-4)
+    p.add_argument("--dropout", type=float, default=0.0)
+    p.add_argument("--patience", type=int, default=5)
+    p.add_argument("--folds", type=int, default=5, help="patient-level folds (1 = train on all data)")
+    p.add_argument("--fold", type=int, default=0, help="validation fold for `fit`")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--cache-dir", default="cache")
+    p.add_argument("--all-views", action="store_true", help="keep lateral images (default: frontal only)")
+    p.add_argument("--no-hierarchy", action="store_true", help="do not propagate child labels to parents")
+    p.add_argument("--max-train", action="append", default=[], metavar="DATASET=N",
+                   help="cap training images of one dataset (e.g. kermany=1200)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--no-amp", action="store_true")
+    p.add_argument("--resume", action="store_true")
+    p.add_argument("--bbox", help="bounding-box CSV for the pointing game (image,label,x,y,w,h)")
+    p.add_argument("--bbox-root", help="folder the bbox CSV's image paths are relative to")
+    p.add_argument("--name", default=None, help="model name for the card")
+    p.add_argument("--quiet", action="store_true")
+
+
+def _config(a: argparse.Namespace, out: str, fold: int) -> TrainConfig:
+    caps = {}
+    for item in a.max_train:
+        k, _, v = item.partition("=")
+        caps[k] = int(v)
+    return TrainConfig(
+        datasets=a.dataset, out_dir=out, arch=a.arch, input_size=a.input_size,
+        labels=[s.strip() for s in a.labels.split(",")] if a.labels else None, extra_labels=a.extra_labels,
+        epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, weight_decay=a.weight_decay, dropout=a.dropout,
+        patience=a.patience, folds=a.folds, fold=fold, seed=a.seed, workers=a.workers, cache_dir=a.cache_dir,
+        frontal_only=not a.all_views, hierarchy=not a.no_hierarchy, max_train_per_dataset=caps,
+        device=a.device, amp=not a.no_amp, resume=a.resume, progress=not a.quiet)
+
+
+def _val_arrays(cfg: TrainConfig, run: Path, labels: list[str]):
+    """Targets, masks, dataset names and saved probabilities of a run's validation images."""
+    samples = {str(s.path): s for s in load_samples(cfg)}
+    val_paths = json.loads((run / "split.json").read_text())["val"]
+    cols = [LABEL_INDEX[lab] for lab in labels]
+    vs = [samples[p] for p in val_paths]
+    y = np.stack([s.target for s in vs])[:, cols]
+    m = np.stack([s.mask for s in vs])[:, cols]
+    ds = np.array([s.dataset for s in vs])
+    return val_paths, y, m, ds, np.load(run / "val_probs.npy")
+
+
+def _pointing(a: argparse.Namespace, net, labels, size, only: set[str] | None) -> dict | None:
+    if not a.bbox:
+        return None
+    from cxrviewer.train.pointing import pointing_game, read_boxes
+    boxes = read_boxes(Path(a.bbox), Path(a.bbox_root or Path(a.bbox).parent.parent), only)
+    return pointing_game(net, labels, size, boxes)
+
+
+def _gate_images(cfg: TrainConfig, paths: list[str], n: int = 300) -> list[np.ndarray]:
+    from cxrviewer.imaging import load_image
+    from cxrviewer.imaging.display import model_input
+    rng = np.random.default_rng(cfg.seed)
+    pick = rng.choice(len(paths), min(n, len(paths)), replace=False)
+    return [model_input(load_image(paths[i])) for i in pick]
+
+
+def cmd_fit(a: argparse.Namespace) -> int:
+    cfg = _config(a, a.out, a.fold)
+    res = train(cfg)
+    if int(os.environ.get("RANK", "0")) != 0:
+        return 0
+    run = Path(a.out)
+    net, ck = load_best(run)
+    labels = ck["labels"]
+    training = {"command": " ".join(sys.argv), "config": json.loads((run / "config.json").read_text()),
+                "best_epoch": res["best_epoch"]}
+    if (run / "val_probs.npy").is_file():
+        _, y, m, ds, p = _val_arrays(cfg, run, labels)
+        thr, high = operating_points(y, p, m, labels)
+        validation = validation_record(y, p, m, ds, labels, thr)
+        validation["split"] = f"patient-level fold {a.fold} of {a.folds}"
+        validation["pointing_game"] = _pointing(a, net, labels, cfg.input_size,
+                                                set(json.loads((run / "split.json").read_text())["val"]))
+    else:
+        thr, high, validation = {lab: 0.5 for lab in labels}, {}, {"note": "trained on all data; no validation"}
+    datasets = sorted({dataset_name(spec) for spec in cfg.datasets})
+    card = build_card(a.name or f"cxr-{cfg.arch}-{cfg.input_size}", cfg.arch, cfg.input_size, labels, thr, high,
+                      validation, datasets, training)
+    paths = json.loads((run / "split.json").read_text())["train"]
+    export_bundle(net, card, run / "model.json", _gate_images(cfg, paths))
+    _print_validation(validation)
+    return 0
+
+
+def _print_validation(v: dict) -> None:
+    for lab, r in v.get("per_label", {}).items():
+        print(f"{lab:28s} AUROC {fmt(r['auroc'])}  pos {r['n_pos']:4d} neg {r['n_neg']:4d}  thr {fmt(r['threshold'])}")
+    for ds, reps in v.get("per_dataset", {}).items():
+        vals = [r["auroc"] for r in reps.values() if r["auroc"] is not None]
+        print(f"[{ds}] mean AUROC over {len(vals)} labels: {fmt(float(np.mean(vals)) if vals else None)}")
+    pg = v.get("pointing_game")
+    if pg:
+        print(f"pointing game: CAM {fmt(pg['hit_rate']['cam'])}, centre prior {fmt(pg['hit_rate']['centre'])}, "
+              f"mean-box prior {fmt(pg['hit_rate']['mean_box'])} (n={pg['total']['n']})")
+
+
+def cmd_cv(a: argparse.Namespace) -> int:
+    """Run every fold (resumable) and summarise: per-label mean/std across folds + pooled OOF thresholds."""
+    root = Path(a.out)
+    fold_results = []
+    for k in range(a.folds):
+        run = root / f"fold{k}"
+        cfg = _config(a, str(run), k)
+        if (run / "done.json").is_file():
+            log.info("fold %d already done", k)
+        else:
+            cfg.resume = True
+            train(cfg)
+            net, ck = load_best(run)
+            _, y, m, ds, p = _val_arrays(cfg, run, ck["labels"])
+            thr, _ = operating_points(y, p, m, ck["labels"])
+            rec = validation_record(y, p, m, ds, ck["labels"], thr)
+            rec["pointing_game"] = _pointing(a, net, ck["labels"], cfg.input_size,
+                                             set(json.loads((run / "split.json").read_text())["val"]))
+            rec["best_epoch"] = ck["epoch"]
+            write_json(run / "done.json", rec)
+        fold_results.append(json.loads((run / "done.json").read_text()))
+    summary = summarise_folds(fold_results)
+    write_json(root / "cv_summary.json", summary)
+    print(json.dumps(summary["mean_over_folds"], indent=1))
+    return 0
+
+
+def summarise_folds(folds: list[dict]) -> dict:
+    """Mean and standard deviation across folds, per label and per dataset."""
+    def agg(values: list[float | None]) -> dict:
+        v = [x for x in values if x is not None]
+        return {"mean": float(np.mean(v)) if v else None, "std": float(np.std(v)) if v else None, "folds": len(v)}
+
+    labels = list(folds[0]["per_label"])
+    per_label = {lab: {"auroc": agg([f["per_label"][lab]["auroc"] for f in folds]),
+                       "auprc": agg([f["per_label"][lab]["auprc"] for f in folds]),
+                       "n_pos": int(sum(f["per_label"][lab]["n_pos"] for f in folds)),
+                       "n_neg": int(sum(f["per_label"][lab]["n_neg"] for f in folds))} for lab in labels}
+    per_dataset: dict[str, dict] = {}
+    for ds in folds[0]["per_dataset"]:
+        per_dataset[ds] = {}
+        for lab in folds[0]["per_dataset"][ds]:
+            vals = [f["per_dataset"].get(ds, {}).get(lab, {}).get("auroc") for f in folds]
+            per_dataset[ds][lab] = {"auroc": agg(vals),
+                                    "n_pos": int(sum(f["per_dataset"][ds][lab]["n_pos"] for f in folds)),
+                                    "n_neg": int(sum(f["per_dataset"][ds][lab]["n_neg"] for f in folds))}
+    means = {ds: agg([float(np.mean([r["auroc"] for r in f["per_dataset"][ds].values() if r["auroc"] is not None]))
+                      for f in folds]) for ds in per_dataset}
+    pg = [f.get("pointing_game") for f in folds if f.get("pointing_game")]
+    pointing = None
+    if pg:
+        tot = {k: sum(p["total"][k] for p in pg) for k in ("n", "cam", "centre", "mean_box")}
+        rates = {k: tot[k] / tot["n"] for k in ("cam", "centre", "mean_box")} if tot["n"] else {}
+        pointing = {"n": tot["n"], **rates, "cam_per_fold": agg([p["hit_rate"]["cam"] for p in pg])}
+    return {"folds": len(folds), "per_label": per_label, "per_dataset": per_dataset,
+            "mean_over_folds": {"mean_auroc_per_dataset": means,
+                                "best_epochs": [f.get("best_epoch") for f in folds]},
+            "pointing_game": pointing}
+
+
+def cmd_evaluate(a: argparse.Namespace) -> int:
+    from cxrviewer.train.evaluate import evaluate_bundle, format_report
+    bundle = load_bundle(a.model)
+    samples = []
+    from cxrviewer.train.datasets import load_spec
+    for spec in a.dataset:
+        samples += load_spec(spec).samples
+    rec = evaluate_bundle(bundle, samples, Path(a.out), progress=not a.quiet)
+    print(format_report(rec))
+    return 0
+
+
+def cmd_ensemble(a: argparse.Namespace) -> int:
+    """Average the parameters of several checkpoints of one run (weight averaging) into best.pt format."""
+    states = [torch.load(p, map_location="cpu", weights_only=True) for p in a.checkpoints]
+    heads = {(s["arch"], tuple(s["labels"]), s["input_size"]) for s in states}
+    if len(heads) != 1:
+        raise ModelError("checkpoints differ in architecture, labels or input size; cannot average them")
+    avg = {}
+    for k, v in states[0]["model"].items():
+        avg[k] = (sum(s["model"][k].float() for s in states) / len(states)).to(v.dtype) if v.is_floating_point() else v
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.save({**states[0], "model": avg, "ensemble_of": [str(p) for p in a.checkpoints]}, out / "best.pt")
+    print(f"averaged {len(states)} checkpoints into {out / 'best.pt'}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="cxrviewer-train", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    fit = sub.add_parser("fit", help="train one model (one validation fold, or all data with --folds 1)")
+    _add_train_args(fit)
+    cv = sub.add_parser("cv", help="patient-level k-fold cross-validation")
+    _add_train_args(cv)
+    ev = sub.add_parser("evaluate", help="metrics and plots of a model bundle on a dataset")
+    ev.add_argument("--model", required=True)
+    ev.add_argument("--dataset", action="append", required=True)
+    ev.add_argument("--out", required=True)
+    ev.add_argument("--quiet", action="store_true")
+    ens = sub.add_parser("ensemble", help="average checkpoints of one run into one exportable model")
+    ens.add_argument("checkpoints", nargs="+")
+    ens.add_argument("--out", required=True)
+    a = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    try:
+        return {"fit": cmd_fit, "cv": cmd_cv, "evaluate": cmd_evaluate, "ensemble": cmd_ensemble}[a.cmd](a)
+    except (DatasetError, ModelError, ValueError, FileNotFoundError) as exc:
+        print(f"cxrviewer-train: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

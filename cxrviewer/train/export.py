@@ -1,0 +1,123 @@
+"""Export a trained run as the bundle the app loads: safetensors weights + JSON model card."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from cxrviewer import __version__
+from cxrviewer.labels import not_covered
+from cxrviewer.model.network import build_network
+from cxrviewer.model.preprocess import preprocessing_record
+from cxrviewer.model.weights import save_bundle
+from cxrviewer.train.metrics import label_report, sensitivity_threshold, youden_threshold
+
+log = logging.getLogger(__name__)
+
+#: High-sensitivity (rule-out) operating points: label -> target sensitivity.
+HIGH_SENSITIVITY = {"Pneumothorax": 0.95}
+
+DATASET_INFO: dict[str, dict[str, str]] = {
+    "nih": {"name": "NIH ChestX-ray14", "license": "No restrictions on use (NIH Clinical Center)",
+            "attribution": "Wang X, Peng Y, Lu L, Lu Z, Bagheri M, Summers R. ChestX-ray8: Hospital-scale Chest "
+                           "X-ray Database and Benchmarks on Weakly-Supervised Classification and Localization of "
+                           "Common Thorax Diseases. IEEE CVPR 2017. Data: NIH Clinical Center, "
+                           "https://nihcc.app.box.com/v/ChestXray-NIHCC"},
+    "kermany": {"name": "Kermany pediatric pneumonia (Guangzhou Women and Children's Medical Center)",
+                "license": "CC BY 4.0",
+                "attribution": "Kermany DS, Zhang K, Goldbaum M. Labeled Optical Coherence Tomography (OCT) and "
+                               "Chest X-Ray Images for Classification. Mendeley Data v2, "
+                               "doi:10.17632/rscbjbr9sj.2; Kermany et al., Cell 2018"},
+    "chexpert": {"name": "CheXpert", "license": "Stanford University School of Medicine CheXpert Dataset "
+                 "Research Use Agreement", "attribution": "Irvin et al., AAAI 2019"},
+}
+
+
+def operating_points(y: np.ndarray, p: np.ndarray, m: np.ndarray, labels: list[str]
+                     ) -> tuple[dict[str, float], dict[str, float]]:
+    """Youden-J thresholds per label, and high-sensitivity ones where defined (used as the label's cutoff)."""
+    thresholds, high = {}, {}
+    for j, lab in enumerate(labels):
+        keep = m[:, j] > 0
+        yy, pp = (y[keep, j] >= 0.5).astype(int), p[keep, j]
+        if yy.size == 0 or yy.min() == yy.max():
+            thresholds[lab] = 0.5
+            continue
+        thresholds[lab] = youden_threshold(yy, pp)
+        if lab in HIGH_SENSITIVITY:
+            high[lab] = sensitivity_threshold(yy, pp, HIGH_SENSITIVITY[lab])
+            thresholds[lab] = high[lab]
+    return thresholds, high
+
+
+def validation_record(y: np.ndarray, p: np.ndarray, m: np.ndarray, ds: np.ndarray, labels: list[str],
+                      thresholds: dict[str, float]) -> dict[str, Any]:
+    """Per-label (all validation images) and per-dataset metrics at the card's thresholds."""
+    per_label = {lab: label_report(y[:, j], p[:, j], m[:, j], thresholds[lab]) for j, lab in enumerate(labels)}
+    per_dataset: dict[str, dict] = {}
+    for name in sorted(set(ds.tolist())):
+        sel = ds == name
+        reps = {lab: label_report(y[sel, j], p[sel, j], m[sel, j], thresholds[lab]) for j, lab in enumerate(labels)}
+        per_dataset[name] = {k: v for k, v in reps.items() if v["n_pos"] + v["n_neg"] > 0}
+    return {"per_label": per_label, "per_dataset": per_dataset}
+
+
+def build_card(name: str, arch: str, input_size: int, labels: list[str], thresholds: dict[str, float],
+               high: dict[str, float], validation: dict[str, Any], datasets: list[str],
+               training: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "format": "cxrviewer-model-card/1",
+        "name": name,
+        "version": dt.date.today().isoformat(),
+        "description": f"{arch} from scratch, {input_size}px letterboxed grayscale input, multi-label",
+        "architecture": arch,
+        "input_size": input_size,
+        "preprocessing": preprocessing_record(input_size),
+        "labels": labels,
+        "thresholds": {k: round(float(v), 6) for k, v in thresholds.items()},
+        "high_sensitivity_thresholds": {k: round(float(v), 6) for k, v in high.items()},
+        "validation": validation,
+        "cam": {"method": "cam", "units": "logit", "display": "sigmoid(cam) on a fixed [0, 1] scale"},
+        "datasets": [DATASET_INFO.get(d, {"name": d, "license": "unknown", "attribution": ""}) for d in datasets],
+        "not_covered": not_covered(labels),
+        "intended_use": "Research and education second opinion on frontal adult chest radiographs. "
+                        "NOT FOR DIAGNOSTIC USE.",
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "trainer_version": __version__,
+        "training": training,
+    }
+
+
+def load_best(run_dir: Path) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """The best checkpoint of a run as a network (eval mode) and its header."""
+    ck = torch.load(run_dir / "best.pt", map_location="cpu", weights_only=True)
+    net = build_network(ck["arch"], len(ck["labels"]))
+    net.load_state_dict(ck["model"])
+    return net.eval(), ck
+
+
+def export_bundle(net: torch.nn.Module, card: dict[str, Any], out_card: Path,
+                  gate_images: list[np.ndarray] | None = None) -> Path:
+    """Fit the input gate (when available) on training images and write the bundle."""
+    if gate_images:
+        try:
+            from cxrviewer.model.gate import fit_gate
+        except ImportError:  # pragma: no cover - gate module absent
+            fit_gate = None
+        if fit_gate is not None:
+            card["gate"] = fit_gate(net, gate_images, card["input_size"])
+    path = save_bundle(net, card, out_card, fp16=True)
+    log.info("wrote %s", path)
+    return path
+
+
+def write_json(path: Path, obj: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2))
+    tmp.replace(path)

@@ -1,0 +1,328 @@
+"""The training loop: masked BCE, AdamW + cosine, early stopping, checkpoints/resume, CUDA autocast, DDP.
+
+Run under `torchrun --nproc_per_node N` for multi-GPU / multi-node training (DistributedDataParallel;
+NCCL on CUDA, gloo on CPU). Rank 0 evaluates, logs and writes checkpoints.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler
+from tqdm import tqdm
+
+from cxrviewer.labels import EXTRA_LABELS, HIERARCHY, KNOWN_LABELS
+from cxrviewer.model.network import CXRNet, build_network
+from cxrviewer.train.augment import AugmentConfig
+from cxrviewer.train.cache import build_cache
+from cxrviewer.train.data import CachedImages
+from cxrviewer.train.datasets import load_spec
+from cxrviewer.train.metrics import label_report
+from cxrviewer.train.samples import LABEL_INDEX, Sample
+from cxrviewer.train.splits import patient_folds
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainConfig:
+    datasets: list[str]
+    out_dir: str
+    arch: str = "resnet18"
+    input_size: int = 224
+    labels: list[str] | None = None  # None: every label with enough positives and negatives
+    extra_labels: bool = False  # keep NIH-only findings (Emphysema, Fibrosis, Hernia)
+    min_count: int = 20
+    epochs: int = 20
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    warmup_epochs: float = 1.0
+    dropout: float = 0.0
+    patience: int = 5
+    folds: int = 5
+    fold: int = 0
+    seed: int = 0
+    workers: int = 1
+    cache_dir: str = "cache"
+    frontal_only: bool = True
+    hierarchy: bool = True
+    pos_weight_max: float = 10.0
+    max_train_per_dataset: dict[str, int] = field(default_factory=dict)
+    device: str = "auto"
+    amp: bool = True  # bf16 autocast on CUDA only (slower on CPU)
+    resume: bool = False
+    progress: bool = True
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(asdict(self), indent=2))
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def load_samples(cfg: TrainConfig) -> list[Sample]:
+    samples: list[Sample] = []
+    for spec in cfg.datasets:
+        report = load_spec(spec, cfg.frontal_only, cfg.hierarchy, cfg.seed)
+        log.info("%s", report.summary())
+        samples += report.samples
+    if not samples:
+        raise ValueError("no training images found in the given datasets")
+    return samples
+
+
+def choose_labels(cfg: TrainConfig, targets: np.ndarray, masks: np.ndarray) -> list[str]:
+    """Labels to train: given ones, or those with >= min_count known positives and negatives."""
+    if cfg.labels:
+        bad = [lab for lab in cfg.labels if lab not in LABEL_INDEX]
+        if bad:
+            raise ValueError(f"unknown labels: {', '.join(bad)}")
+        return list(cfg.labels)
+    chosen = []
+    for lab in KNOWN_LABELS:
+        if lab in EXTRA_LABELS and not cfg.extra_labels:
+            continue
+        i = LABEL_INDEX[lab]
+        if _only_implied(lab, targets, masks):
+            continue
+        pos = float((targets[:, i] * masks[:, i]).sum())
+        neg = float(((1 - targets[:, i]) * masks[:, i]).sum())
+        if pos >= cfg.min_count and neg >= cfg.min_count:
+            chosen.append(lab)
+    return chosen
+
+
+def _only_implied(label: str, targets: np.ndarray, masks: np.ndarray) -> bool:
+    """True when every known positive of a parent label comes from a positive child (never annotated itself),
+    e.g. Enlarged Cardiomediastinum in NIH data, which is implied by Cardiomegaly only."""
+    children = HIERARCHY.get(label)
+    if not children:
+        return False
+    i = LABEL_INDEX[label]
+    pos = (targets[:, i] >= 0.5) & (masks[:, i] > 0)
+    child_pos = np.zeros(len(targets), bool)
+    for c in children:
+        child_pos |= (targets[:, LABEL_INDEX[c]] >= 0.5) & (masks[:, LABEL_INDEX[c]] > 0)
+    return bool(pos.any()) and bool(np.all(child_pos[pos]))
+
+
+def masked_bce(logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
+               pos_weight: torch.Tensor) -> torch.Tensor:
+    """BCE over known labels only: a label a dataset lacks never teaches "absent"."""
+    loss = nn.functional.binary_cross_entropy_with_logits(logits.float(), target, reduction="none",
+                                                          pos_weight=pos_weight)
+    return (loss * mask).sum() / mask.sum().clamp_min(1.0)
+
+
+def lr_at(step: int, total: int, warmup: int, base: float) -> float:
+    if step < warmup:
+        return base * (step + 1) / warmup
+    t = (step - warmup) / max(1, total - warmup)
+    return base * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
+
+
+@torch.inference_mode()
+def predict_probs(net: CXRNet, loader: DataLoader, device: torch.device, amp: bool) -> np.ndarray:
+    net.eval()
+    out = []
+    for x, _, _ in loader:
+        x = x.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda"):
+            out.append(torch.sigmoid(net(x).float()).cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+
+
+def evaluate_split(probs: np.ndarray, targets: np.ndarray, masks: np.ndarray, labels: list[str],
+                   datasets: np.ndarray) -> dict:
+    """Per-label reports, per-dataset reports and the model-selection score."""
+    overall = {lab: label_report(targets[:, j], probs[:, j], masks[:, j]) for j, lab in enumerate(labels)}
+    per_ds: dict[str, dict] = {}
+    pair_aurocs = []
+    for ds in sorted(set(datasets.tolist())):
+        sel = datasets == ds
+        reps = {lab: label_report(targets[sel, j], probs[sel, j], masks[sel, j]) for j, lab in enumerate(labels)}
+        reps = {k: v for k, v in reps.items() if v["n_pos"] + v["n_neg"] > 0}
+        per_ds[ds] = reps
+        pair_aurocs += [v["auroc"] for v in reps.values() if v["auroc"] is not None]
+    score = float(np.mean(pair_aurocs)) if pair_aurocs else 0.0
+    return {"per_label": overall, "per_dataset": per_ds, "score": score}
+
+
+def _device(cfg: TrainConfig, local_rank: int) -> torch.device:
+    if cfg.device == "auto":
+        return torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
+    return torch.device(cfg.device)
+
+
+def train(cfg: TrainConfig) -> dict:
+    """Train one model on the patient-level split `cfg.fold` of `cfg.folds`; returns the best result."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    device = _device(cfg, local_rank)
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+        torch.backends.cudnn.benchmark = True
+    main_proc = rank == 0
+    seed_everything(cfg.seed)
+    out = Path(cfg.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+
+    samples = load_samples(cfg)
+    targets = np.stack([s.target for s in samples])
+    masks = np.stack([s.mask for s in samples])
+    if cfg.folds > 1:
+        folds = patient_folds(samples, cfg.folds, cfg.seed)
+        train_idx, val_idx = np.flatnonzero(folds != cfg.fold), np.flatnonzero(folds == cfg.fold)
+    else:  # all data, fixed number of epochs, no validation
+        train_idx, val_idx = np.arange(len(samples)), np.zeros(0, dtype=np.int64)
+    ds_names = np.array([s.dataset for s in samples])
+    rng = np.random.default_rng(cfg.seed)
+    for ds, cap in cfg.max_train_per_dataset.items():
+        sel = train_idx[ds_names[train_idx] == ds]
+        if len(sel) > cap:
+            drop = set(rng.choice(sel, len(sel) - cap, replace=False).tolist())
+            train_idx = np.array([i for i in train_idx if i not in drop])
+    labels = choose_labels(cfg, targets[train_idx], masks[train_idx])
+    cols = [LABEL_INDEX[lab] for lab in labels]
+    targets, masks = targets[:, cols], masks[:, cols]
+    if main_proc:
+        log.info("labels (%d): %s", len(labels), ", ".join(labels))
+        log.info("train %d images, validation %d images (fold %d/%d, patient-disjoint)",
+                 len(train_idx), len(val_idx), cfg.fold, cfg.folds)
+        cfg.save(out / "config.json")
+
+    cache, ok = build_cache([s.path for s in samples], cfg.input_size, Path(cfg.cache_dir),
+                            progress=cfg.progress and main_proc)
+    okv = np.asarray(ok)
+    train_idx, val_idx = train_idx[okv[train_idx]], val_idx[okv[val_idx]]
+
+    pos = (targets[train_idx] * masks[train_idx]).sum(0)
+    neg = ((1 - targets[train_idx]) * masks[train_idx]).sum(0)
+    pos_weight = torch.tensor(np.clip(np.sqrt(neg / np.maximum(pos, 1)), 1.0, cfg.pos_weight_max),
+                              dtype=torch.float32, device=device)
+
+    train_ds = CachedImages(cache, train_idx, targets[train_idx], masks[train_idx], True, cfg.seed,
+                            AugmentConfig())
+    val_ds = CachedImages(cache, val_idx, targets[val_idx], masks[val_idx], False)
+    sampler = DistributedSampler(train_ds, world, rank, shuffle=True, seed=cfg.seed) if world > 1 else None
+    gen = torch.Generator().manual_seed(cfg.seed)
+    pin = device.type == "cuda"
+    train_dl = DataLoader(train_ds, cfg.batch_size, shuffle=sampler is None, sampler=sampler,
+                          num_workers=cfg.workers, drop_last=True, generator=gen, pin_memory=pin,
+                          persistent_workers=cfg.workers > 0)
+    val_dl = DataLoader(val_ds, cfg.batch_size * 2, shuffle=False, num_workers=cfg.workers, pin_memory=pin)
+
+    net = build_network(cfg.arch, len(labels), cfg.dropout).to(device).to(memory_format=torch.channels_last)
+    model: nn.Module = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None
+                                               ) if world > 1 else net
+    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    steps_per_epoch = max(1, len(train_dl))
+    total_steps = steps_per_epoch * cfg.epochs
+    warmup = int(cfg.warmup_epochs * steps_per_epoch)
+
+    state = {"epoch": 0, "best_score": -1.0, "best_epoch": -1, "history": []}
+    ckpt_path = out / "checkpoint.pt"
+    if cfg.resume and ckpt_path.is_file():
+        ck = torch.load(ckpt_path, map_location=device, weights_only=True)
+        net.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        state = {k: ck[k] for k in state}
+        if main_proc:
+            log.info("resumed from %s at epoch %d", ckpt_path, state["epoch"])
+
+    use_amp = cfg.amp and device.type == "cuda"
+    for epoch in range(state["epoch"], cfg.epochs):
+        if state["epoch"] - state["best_epoch"] > cfg.patience and state["best_epoch"] >= 0:
+            if main_proc:
+                log.info("early stop: no improvement for %d epochs", cfg.patience)
+            break
+        train_ds.set_epoch(epoch)
+        if sampler is not None:
+            sampler.set_epoch(epoch)
+        model.train()
+        t0, seen, loss_sum = time.time(), 0, 0.0
+        bar = tqdm(train_dl, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not (cfg.progress and main_proc),
+                   unit="batch", leave=False)
+        for step, (x, y, m) in enumerate(bar):
+            for g in opt.param_groups:
+                g["lr"] = lr_at(epoch * steps_per_epoch + step, total_steps, warmup, cfg.lr)
+            x = x.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+            y, m = y.to(device, non_blocking=True), m.to(device, non_blocking=True)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+                logits = model(x)
+            loss = masked_bce(logits, y, m, pos_weight)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            seen += len(x)
+            loss_sum += loss.item() * len(x)
+            bar.set_postfix(loss=f"{loss_sum / seen:.4f}")
+        state["epoch"] = epoch + 1
+        if main_proc and len(val_idx) == 0:
+            state["best_epoch"] = epoch + 1
+            rec = {"epoch": epoch + 1, "train_loss": loss_sum / max(1, seen),
+                   "images_per_s": seen * world / (time.time() - t0)}
+            state["history"].append(rec)
+            with open(out / "log.jsonl", "a") as fh:
+                fh.write(json.dumps(rec) + "\n")
+            log.info("epoch %d: loss %.4f, %.1f img/s", epoch + 1, rec["train_loss"], rec["images_per_s"])
+            torch.save({"model": net.state_dict(), "labels": labels, "arch": cfg.arch,
+                        "input_size": cfg.input_size, "epoch": epoch + 1}, out / "best.pt")
+            tmp = ckpt_path.with_suffix(".tmp")
+            torch.save({"model": net.state_dict(), "optimizer": opt.state_dict(), **state}, tmp)
+            tmp.replace(ckpt_path)
+        elif main_proc:
+            probs = predict_probs(net, val_dl, device, cfg.amp)
+            ev = evaluate_split(probs, targets[val_idx], masks[val_idx], labels, ds_names[val_idx])
+            rec = {"epoch": epoch + 1, "train_loss": loss_sum / max(1, seen), "val_score": ev["score"],
+                   "images_per_s": seen * world / (time.time() - t0),
+                   "val_auroc": {k: v["auroc"] for k, v in ev["per_label"].items()}}
+            state["history"].append(rec)
+            with open(out / "log.jsonl", "a") as fh:
+                fh.write(json.dumps(rec) + "\n")
+            log.info("epoch %d: loss %.4f, val score %.4f, %.1f img/s", epoch + 1, rec["train_loss"],
+                     ev["score"], rec["images_per_s"])
+            if ev["score"] > state["best_score"]:
+                state["best_score"], state["best_epoch"] = ev["score"], epoch + 1
+                torch.save({"model": net.state_dict(), "labels": labels, "arch": cfg.arch,
+                            "input_size": cfg.input_size, "epoch": epoch + 1}, out / "best.pt")
+                np.save(out / "val_probs.npy", probs)
+                (out / "val_eval.json").write_text(json.dumps(ev, indent=1))
+            tmp = ckpt_path.with_suffix(".tmp")
+            torch.save({"model": net.state_dict(), "optimizer": opt.state_dict(), **state}, tmp)
+            tmp.replace(ckpt_path)
+        if world > 1:
+            dist.barrier()
+            # keep early-stopping state identical on every rank
+            obj = [state]
+            dist.broadcast_object_list(obj, src=0)
+            state = obj[0]
+    result = {"labels": labels, "best_score": state["best_score"], "best_epoch": state["best_epoch"],
+              "val_idx": val_idx.tolist(), "train_idx": train_idx.tolist(),
+              "paths": [str(s.path) for s in samples], "history": state["history"]}
+    if main_proc:
+        (out / "split.json").write_text(json.dumps({"val": [str(samples[i].path) for i in val_idx],
+                                                    "train": [str(samples[i].path) for i in train_idx]}))
+    if world > 1 and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+    return result

@@ -1,0 +1,69 @@
+"""Pointing game: does a finding's CAM peak fall inside the radiologist's bounding box?
+
+Compared with two fixed-location priors that ignore the image: the image centre, and the mean box
+centre of the same label over the other boxes (leave-one-out).
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from cxrviewer.imaging import load_image
+from cxrviewer.imaging.display import model_input
+from cxrviewer.labels import NIH_TO_LABEL
+from cxrviewer.model.cam import cam_peak
+from cxrviewer.model.network import CXRNet
+from cxrviewer.model.preprocess import preprocess
+
+
+def read_boxes(bbox_csv: Path, root: Path, only: set[str] | None = None) -> list[dict]:
+    """Rows (path, label in our vocabulary, x, y, w, h in original pixels) of a bbox CSV."""
+    boxes = []
+    with open(bbox_csv, newline="") as fh:
+        for r in csv.DictReader(fh):
+            path = root / r["image"]
+            if only is not None and str(path) not in only:
+                continue
+            lab = NIH_TO_LABEL.get(r["label"], r["label"])
+            boxes.append({"path": path, "label": lab, "x": float(r["x"]), "y": float(r["y"]),
+                          "w": float(r["w"]), "h": float(r["h"])})
+    return boxes
+
+
+def _inside(b: dict, x: float, y: float) -> bool:
+    return b["x"] <= x <= b["x"] + b["w"] and b["y"] <= y <= b["y"] + b["h"]
+
+
+@torch.inference_mode()
+def pointing_game(net: CXRNet, labels: list[str], input_size: int, boxes: list[dict]) -> dict:
+    """Hit rates per label and overall for the CAM peak and for the two fixed priors."""
+    net.eval()
+    per: dict[str, dict[str, int]] = {}
+    cache: dict[Path, tuple] = {}
+    usable = [b for b in boxes if b["label"] in labels]
+    for b in usable:
+        if b["path"] not in cache:
+            img = load_image(b["path"])
+            x, box = preprocess(model_input(img), input_size)
+            _, fmap = net.forward_features(torch.from_numpy(x)[None])
+            cache[b["path"]] = (net.cams(fmap)[0].numpy(), box, (img.width, img.height))
+        cams, box, (w, h) = cache[b["path"]]
+        px, py = cam_peak(cams[labels.index(b["label"])], box)
+        others = [o for o in usable if o is not b and o["label"] == b["label"]]
+        if others:
+            mx = float(np.mean([o["x"] + o["w"] / 2 for o in others]))
+            my = float(np.mean([o["y"] + o["h"] / 2 for o in others]))
+        else:
+            mx, my = w / 2, h / 2
+        rec = per.setdefault(b["label"], {"n": 0, "cam": 0, "centre": 0, "mean_box": 0})
+        rec["n"] += 1
+        rec["cam"] += int(_inside(b, px, py))
+        rec["centre"] += int(_inside(b, w / 2, h / 2))
+        rec["mean_box"] += int(_inside(b, mx, my))
+    total = {k: sum(r[k] for r in per.values()) for k in ("n", "cam", "centre", "mean_box")}
+    rate = {k: (total[k] / total["n"] if total["n"] else None) for k in ("cam", "centre", "mean_box")}
+    return {"per_label": per, "total": total, "hit_rate": rate}
