@@ -215,6 +215,48 @@ def summarise_folds(folds: list[dict]) -> dict:
             "pointing_game": pointing}
 
 
+def cmd_bundle(a: argparse.Namespace) -> int:
+    """Export one fold's model of a finished cross-validation as an app bundle, with the CV spread."""
+    root = Path(a.cv)
+    summary = json.loads((root / "cv_summary.json").read_text())
+    folds = sorted(root.glob("fold*/done.json"))
+    if a.fold == "best":
+        scores = {int(f.parent.name[4:]): _fold_score(json.loads(f.read_text())) for f in folds}
+        fold = max(scores, key=lambda k: scores[k])
+    else:
+        fold = int(a.fold)
+    run = root / f"fold{fold}"
+    cfg = TrainConfig(**json.loads((run / "config.json").read_text()))
+    net, ck = load_best(run)
+    labels = ck["labels"]
+    _, y, m, ds, p = _val_arrays(cfg, run, labels)
+    thr, high = operating_points(y, p, m, labels)
+    validation = validation_record(y, p, m, ds, labels, thr)
+    done = json.loads((run / "done.json").read_text())
+    validation["split"] = f"patient-level fold {fold} of {cfg.folds} (this model's own held-out patients)"
+    validation["pointing_game"] = done.get("pointing_game")
+    validation["cross_validation"] = summary
+    training = {"command": " ".join(sys.argv), "config": json.loads((run / "config.json").read_text()),
+                "best_epoch": ck["epoch"], "fold": fold}
+    card = build_card(a.name or f"cxr-{cfg.arch}-{cfg.input_size}", cfg.arch, cfg.input_size, labels, thr, high,
+                      validation, sorted({dataset_name(spec) for spec in cfg.datasets}), training)
+    paths = json.loads((run / "split.json").read_text())["train"]
+    out = Path(a.out)
+    for old in out.parent.glob("*.safetensors"):  # replace rather than accumulate bundles
+        if old.stem != out.stem:
+            old.unlink()
+            old.with_suffix(".json").unlink(missing_ok=True)
+    export_bundle(net, card, out, _gate_images(cfg, paths))
+    _print_validation(validation)
+    print(f"bundled fold {fold} -> {out}")
+    return 0
+
+
+def _fold_score(rec: dict) -> float:
+    vals = [r["auroc"] for reps in rec["per_dataset"].values() for r in reps.values() if r["auroc"] is not None]
+    return float(np.mean(vals)) if vals else 0.0
+
+
 def cmd_evaluate(a: argparse.Namespace) -> int:
     from cxrviewer.train.evaluate import evaluate_bundle, format_report
     bundle = load_bundle(a.model)
@@ -251,6 +293,11 @@ def main(argv: list[str] | None = None) -> int:
     _add_train_args(fit)
     cv = sub.add_parser("cv", help="patient-level k-fold cross-validation")
     _add_train_args(cv)
+    bun = sub.add_parser("bundle", help="export a cross-validated fold model as the app's bundle")
+    bun.add_argument("--cv", required=True, help="folder of a finished `cv` run")
+    bun.add_argument("--fold", default="best", help="fold number or 'best' (highest validation score)")
+    bun.add_argument("--out", required=True, help="card path, e.g. models/cxr-resnet18.json")
+    bun.add_argument("--name", default=None)
     ev = sub.add_parser("evaluate", help="metrics and plots of a model bundle on a dataset")
     ev.add_argument("--model", required=True)
     ev.add_argument("--dataset", action="append", required=True)
@@ -262,7 +309,9 @@ def main(argv: list[str] | None = None) -> int:
     a = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     try:
-        return {"fit": cmd_fit, "cv": cmd_cv, "evaluate": cmd_evaluate, "ensemble": cmd_ensemble}[a.cmd](a)
+        commands = {"fit": cmd_fit, "cv": cmd_cv, "bundle": cmd_bundle, "evaluate": cmd_evaluate,
+                    "ensemble": cmd_ensemble}
+        return commands[a.cmd](a)
     except (DatasetError, ModelError, ValueError, FileNotFoundError) as exc:
         print(f"cxrviewer-train: error: {exc}", file=sys.stderr)
         return 2

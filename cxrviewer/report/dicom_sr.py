@@ -1,0 +1,133 @@
+"""DICOM Structured Report of a prediction: TID 1500 Measurement Report in a Comprehensive 3D SR.
+
+Content: the device observer (cxrviewer, with the model's name and version), the procedure (chest
+radiograph) and one TID 1501 image-level measurement group per finding of the model, each with
+
+* finding type: the observation (SNOMED CT where the DICOM standard's code tables name it exactly,
+  otherwise the local coding scheme ``99CXRV``),
+* a qualitative evaluation: the finding ``Present`` / ``Absent`` at the model's operating point,
+* measurements: ``Probability`` (DCM 122157) and the operating point as ``Threshold Value``
+  (DCM 122411), unit ``1`` (UCUM, no units),
+* the algorithm identification (model name and version) and the source image reference.
+
+Observations the model does not cover are not written (absence of a group never means "absent").
+Patient and study attributes come from the source image (or its anonymised stand-in); the SR gets a
+new series and SOP instance UID.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping
+from typing import Any
+
+import highdicom as hd
+from pydicom.dataset import Dataset
+from pydicom.sr.codedict import codes
+from pydicom.uid import generate_uid
+
+from cxrviewer import __version__
+from cxrviewer.labels import KNOWN_LABELS
+from cxrviewer.report.dicom_common import MANUFACTURER, PERSON_NAME_WARNING, SR_SERIES_NUMBER
+from cxrviewer.report.findings import PredictionLike, ranked
+
+LOCAL_SCHEME = "99CXRV"
+SERIES_DESCRIPTION = "cxrviewer AI findings (not for diagnostic use)"
+
+#: SNOMED CT concepts from the DICOM standard's own code tables (pydicom.sr.codedict).
+_SCT_FINDINGS = {
+    "Cardiomegaly": codes.SCT.Cardiomegaly,
+    "Pleural Effusion": codes.SCT.PleuralEffusion,
+    "Pneumothorax": codes.SCT.Pneumothorax,
+    "Edema": codes.SCT.PulmonaryEdema,
+}
+
+PROCEDURE = codes.SCT.ChestImaging  # 413815006 "Chest imaging"
+
+
+def finding_code(label: str) -> hd.sr.CodedConcept:
+    """The coded concept for one of our labels (stable local code values CXR01.. in vocabulary order)."""
+    code = _SCT_FINDINGS.get(label)
+    if code is not None:
+        return hd.sr.CodedConcept(code.value, code.scheme_designator, code.meaning)
+    if label in KNOWN_LABELS:
+        return hd.sr.CodedConcept(f"CXR{KNOWN_LABELS.index(label) + 1:02d}", LOCAL_SCHEME, label)
+    raise ValueError(f"no code for label {label!r}")
+
+
+def label_of(scheme: str, value: str) -> str | None:
+    """Our label for a finding code written by `finding_code` (None for codes we do not write)."""
+    for label in KNOWN_LABELS:
+        code = finding_code(label)
+        if (code.scheme_designator, code.value) == (scheme, value):
+            return label
+    return None
+
+
+def device_uid(model_name: str, model_version: str) -> str:
+    """A stable UID for the observing device: cxrviewer running this model."""
+    return generate_uid(entropy_srcs=["cxrviewer", model_name, model_version])
+
+
+def _algorithm(card: Mapping[str, Any]) -> hd.sr.AlgorithmIdentification:
+    return hd.sr.AlgorithmIdentification(name=str(card.get("name") or "unnamed model")[:64],
+                                          version=str(card.get("version") or "unknown")[:64],
+                                          manufacturer=MANUFACTURER)
+
+
+def build_sr(reference: Dataset, prediction: PredictionLike, card: Mapping[str, Any], *,
+             series_uid: str, sop_uid: str, instance_number: int = 1) -> hd.sr.Comprehensive3DSR:
+    """The SR for one image. `reference` is the source image's dataset (pixels not needed), or its
+    anonymised stand-in from `Pseudonymiser.reference_dataset`."""
+    name = str(card.get("name") or "unnamed model")
+    version = str(card.get("version") or "unknown")
+    observer = hd.sr.ObserverContext(
+        observer_type=codes.DCM.Device,
+        observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
+            uid=device_uid(name, version), name=f"cxrviewer {__version__}"[:64],
+            manufacturer_name=MANUFACTURER, model_name=f"{name} {version}"[:64]),
+    )
+    algorithm = _algorithm(card)
+    frames = [1] if int(reference.get("NumberOfFrames", 1) or 1) > 1 else None  # the viewer shows frame 1
+    source = hd.sr.SourceImageForMeasurementGroup.from_source_image(reference,
+                                                                    referenced_frame_numbers=frames)
+    groups = []
+    for finding in ranked(prediction):
+        concept = finding_code(finding.label)
+        groups.append(hd.sr.MeasurementsAndQualitativeEvaluations(
+            tracking_identifier=hd.sr.TrackingIdentifier(uid=hd.UID(), identifier=finding.label[:64]),
+            finding_type=concept,
+            algorithm_id=algorithm,
+            source_images=[source],
+            measurements=[
+                hd.sr.Measurement(name=codes.DCM.Probability, value=float(finding.probability),
+                                  unit=codes.UCUM.NoUnits, algorithm_id=algorithm),
+                hd.sr.Measurement(name=codes.DCM.ThresholdValue, value=float(finding.threshold),
+                                  unit=codes.UCUM.NoUnits, algorithm_id=algorithm),
+            ],
+            qualitative_evaluations=[hd.sr.QualitativeEvaluation(
+                name=concept, value=codes.SCT.Present if finding.positive else codes.SCT.Absent)],
+        ))
+    report = hd.sr.MeasurementReport(
+        observation_context=hd.sr.ObservationContext(observer_device_context=observer),
+        procedure_reported=PROCEDURE,
+        imaging_measurements=groups,
+        title=codes.DCM.ImagingMeasurementReport,
+    )
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=PERSON_NAME_WARNING)
+        sr = hd.sr.Comprehensive3DSR(
+            evidence=[reference],
+            content=report,
+            series_instance_uid=series_uid,
+            series_number=SR_SERIES_NUMBER,
+            sop_instance_uid=sop_uid,
+            instance_number=instance_number,
+            manufacturer=MANUFACTURER,
+            is_complete=True,
+            is_final=False,
+            is_verified=False,
+        )
+    sr.SeriesDescription = SERIES_DESCRIPTION
+    sr.SoftwareVersions = __version__
+    return sr

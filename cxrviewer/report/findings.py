@@ -1,0 +1,69 @@
+"""What the export layer needs from a prediction, and how findings are ranked for reports.
+
+`cxrviewer.model.inference.Prediction` satisfies `PredictionLike`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import numpy as np
+
+
+class FindingLike(Protocol):
+    label: str
+    probability: float
+    threshold: float
+    positive: bool
+    cam_peak: Any  # (x, y) in original pixels, or None
+
+
+class GateLike(Protocol):
+    status: str
+    reasons: Sequence[str]
+    warnings: Sequence[str]
+
+
+class PredictionLike(Protocol):
+    findings: Sequence[FindingLike]
+    gate: GateLike
+    image_size: Any  # (width, height)
+    view: str
+
+    def cam(self, label: str) -> np.ndarray | None: ...
+
+
+NO_FINDING = "No Finding"
+
+
+def is_rejected(prediction: PredictionLike | None) -> bool:
+    """True when the input gate refused the image (the model's output must not be shown)."""
+    if prediction is None or getattr(prediction, "gate", None) is None:
+        return False
+    return str(prediction.gate.status).lower().startswith("reject")
+
+
+def ranked(prediction: PredictionLike) -> list[FindingLike]:
+    """Findings, highest probability first (ties keep the model's label order)."""
+    return sorted(prediction.findings, key=lambda f: -float(f.probability))
+
+
+def top_label(prediction: PredictionLike) -> str | None:
+    """The finding whose map a report shows by default: the most probable one other than "No Finding"."""
+    for f in ranked(prediction):
+        if f.label != NO_FINDING:
+            return f.label
+    return None
+
+
+def gate_warnings(prediction: PredictionLike | None) -> list[str]:
+    if prediction is None or getattr(prediction, "gate", None) is None:
+        return []
+    return [str(w) for w in prediction.gate.warnings]
+
+
+def gate_reasons(prediction: PredictionLike | None) -> list[str]:
+    if prediction is None or getattr(prediction, "gate", None) is None:
+        return []
+    return [str(r) for r in prediction.gate.reasons]

@@ -1,0 +1,100 @@
+"""The `cxrviewer-predict` JSON contract (DESIGN.md), built in one place for the CLI, the GUI and exports.
+
+```
+{"model": {"name": str, "sha256": str, "labels": [str, ...]},
+ "results": [{"path": str, "status": "ok" | "rejected" | "error", "message": str | null,
+              "image_size": [width, height] | null, "view": "frontal" | "lateral" | "unknown",
+              "findings": [{"label", "probability", "threshold", "positive", "cam_peak": [x, y] | null}]}]}
+```
+Findings are listed highest probability first. A rejected image (the input gate refused it) has no
+findings and its reasons as message; gate warnings on an accepted image go into its message.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from cxrviewer.report.findings import PredictionLike, gate_reasons, gate_warnings, is_rejected, ranked
+
+STATUSES = ("ok", "rejected", "error")
+VIEWS = ("frontal", "lateral", "unknown")
+
+
+def model_entry(card: Mapping[str, Any]) -> dict[str, Any]:
+    """The contract's "model" object from a model card."""
+    weights = card.get("weights") or {}
+    return {"name": str(card.get("name", "")), "sha256": str(weights.get("sha256", "")),
+            "labels": [str(lab) for lab in card.get("labels", [])]}
+
+
+def _peak(value: Any) -> list[float] | None:
+    if value is None:
+        return None
+    x, y = (float(v) for v in value)
+    return [round(x, 2), round(y, 2)]
+
+
+def _size(value: Any) -> list[int] | None:
+    if value is None:
+        return None
+    w, h = (int(v) for v in value)
+    return [w, h]
+
+
+def _view(value: Any) -> str:
+    v = str(value or "unknown").lower()
+    return v if v in VIEWS else "unknown"
+
+
+def _probability(value: Any) -> float:
+    p = float(value)
+    if not math.isfinite(p):
+        raise ValueError(f"probability is not a finite number: {value!r}")
+    return round(p, 6)
+
+
+def finding_entry(finding: Any) -> dict[str, Any]:
+    return {"label": str(finding.label), "probability": _probability(finding.probability),
+            "threshold": round(float(finding.threshold), 6), "positive": bool(finding.positive),
+            "cam_peak": _peak(getattr(finding, "cam_peak", None))}
+
+
+def result_entry(path: str | Path, prediction: PredictionLike) -> dict[str, Any]:
+    """One image's result from its prediction ("ok", or "rejected" when the input gate refused it)."""
+    if is_rejected(prediction):
+        status = "rejected"
+        message: str | None = "; ".join(gate_reasons(prediction)) or "the input check refused this image"
+        findings: list[dict[str, Any]] = []
+    else:
+        status = "ok"
+        gate_message = getattr(prediction.gate, "message", None)  # includes "gate overridden: ..."
+        if not isinstance(gate_message, str):
+            gate_message = "; ".join(gate_warnings(prediction)) or None
+        message = gate_message
+        findings = [finding_entry(f) for f in ranked(prediction)]
+    return {"path": str(path), "status": status, "message": message,
+            "image_size": _size(getattr(prediction, "image_size", None)),
+            "view": _view(getattr(prediction, "view", None)), "findings": findings}
+
+
+def error_entry(path: str | Path, message: str, *, status: str = "error",
+                image_size: Sequence[int] | None = None, view: str = "unknown") -> dict[str, Any]:
+    """A result without findings: an unreadable file ("error") or an image refused before inference."""
+    if status not in STATUSES:
+        raise ValueError(f"unknown status {status!r}")
+    return {"path": str(path), "status": status, "message": str(message), "image_size": _size(image_size),
+            "view": _view(view), "findings": []}
+
+
+def contract(card: Mapping[str, Any], results: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The whole document: {"model": ..., "results": [...]}."""
+    return {"model": model_entry(card), "results": [dict(r) for r in results]}
+
+
+def dumps(document: Mapping[str, Any]) -> str:
+    """Serialise a contract document (UTF-8 text, trailing newline, no NaN)."""
+    return json.dumps(document, indent=2, ensure_ascii=False, allow_nan=False) + "\n"

@@ -1,0 +1,179 @@
+"""What each PDF page says, decided here without Qt; `cxrviewer.gui.pdf_report` only paints it.
+
+One page per image: a header (patient/study, or the pseudonym when anonymised), the image with the top
+finding's heat map and its colour bar, the table of every finding with probability and operating
+point, gate messages, the observations the model does not assess, a model card summary (name,
+version, validation AUROC per label, training data) and the disclaimer.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from cxrviewer import __version__
+from cxrviewer.report.findings import PredictionLike, gate_reasons, gate_warnings, is_rejected, ranked
+
+TITLE = "cxrviewer second-opinion report"
+DISCLAIMER = ("NOT FOR DIAGNOSTIC USE. Research and education software: the findings are the output of a "
+              "machine-learning model, may be wrong, and must not replace the reading of a qualified "
+              "clinician. Heat maps show where the model looked, not a diagnosis.")
+
+
+@dataclass
+class FindingRow:
+    label: str
+    probability: str  # e.g. "83%"
+    operating_point: str  # e.g. "45%"
+    result: str  # "present" / "absent" (at the operating point)
+    positive: bool
+
+
+@dataclass
+class ModelSummary:
+    name: str
+    version: str
+    sha256: str
+    description: str
+    auroc: list[tuple[str, str]]  # (label, "0.87" or "n/a")
+    datasets: list[str]
+    intended_use: str
+    validation_note: str
+
+
+@dataclass
+class ReportPage:
+    """Everything one PDF page shows, as plain text and one RGB figure."""
+
+    header: list[tuple[str, str]]
+    figure: np.ndarray | None  # RGB uint8 (image + heat map + colour bar)
+    figure_caption: str
+    findings: list[FindingRow]
+    status: list[str]  # why the model gave no result (rejected, error)
+    warnings: list[str]
+    not_assessed: list[str]
+    model: ModelSummary
+    page_label: str  # "Image 1 of 2"
+    generated: str = field(default_factory=lambda: dt.datetime.now().strftime("%Y-%m-%d %H:%M"))
+    title: str = TITLE
+    disclaimer: str = DISCLAIMER
+
+
+def _fmt_date(value: str) -> str:
+    """DICOM DA (YYYYMMDD) -> YYYY-MM-DD; anything else as it is."""
+    v = (value or "").strip()
+    if len(v) == 8 and v.isdigit():
+        return f"{v[:4]}-{v[4:6]}-{v[6:]}"
+    return v
+
+
+def _person(value: str) -> str:
+    """DICOM PN "Family^Given^Middle" -> "Family, Given Middle"."""
+    parts = [p.strip() for p in str(value or "").split("^")]
+    if len(parts) == 1:
+        return parts[0]
+    rest = " ".join(p for p in parts[1:] if p)
+    return f"{parts[0]}, {rest}" if rest else parts[0]
+
+
+def header_rows(meta: Any, *, file_name: str, anonymised: bool, pseudonym: str | None = None,
+                image_size: Sequence[int] | None = None) -> list[tuple[str, str]]:
+    """Patient/study lines for one image (`meta` is an `ImageMeta`); no identifiers when anonymised."""
+    unknown = "-"
+    modality = " ".join(x for x in (getattr(meta, "modality", ""), getattr(meta, "body_part", ""),
+                                     getattr(meta, "view_position", "")) if x) or unknown
+    size = f"{image_size[0]} x {image_size[1]} px" if image_size else unknown
+    if anonymised:
+        return [("Patient", f"anonymised (pseudonym {pseudonym})" if pseudonym else "anonymised"),
+                ("Image", file_name), ("Modality / view", modality), ("Image size", size)]
+    return [
+        ("Patient", _person(getattr(meta, "patient_name", "")) or unknown),
+        ("Patient ID", getattr(meta, "patient_id", "") or unknown),
+        ("Birth date", _fmt_date(getattr(meta, "patient_birth_date", "")) or unknown),
+        ("Accession", getattr(meta, "accession_number", "") or unknown),
+        ("Study date", _fmt_date(getattr(meta, "study_date", "")) or unknown),
+        ("Study", getattr(meta, "study_description", "") or unknown),
+        ("Image", file_name),
+        ("Modality / view", modality),
+        ("Image size", size),
+    ]
+
+
+def _auroc_table(card: Mapping[str, Any]) -> tuple[list[tuple[str, str]], str]:
+    validation = card.get("validation")
+    labels = [str(x) for x in card.get("labels", [])]
+    if not isinstance(validation, Mapping):
+        return [(lab, "n/a") for lab in labels], "no validation recorded in the model card"
+    per_label = validation.get("per_label")
+    if not isinstance(per_label, Mapping):
+        note = str(validation.get("note") or "no per-label validation in the model card")
+        return [(lab, "n/a") for lab in labels], note
+    rows = []
+    for lab in labels:
+        entry = per_label.get(lab)
+        value = entry.get("auroc") if isinstance(entry, Mapping) else entry
+        rows.append((lab, f"{float(value):.3f}" if isinstance(value, int | float) else "n/a"))
+    split = validation.get("split")
+    note = f"validation AUROC ({split})" if split else "validation AUROC"
+    return rows, note
+
+
+def _dataset_names(card: Mapping[str, Any]) -> list[str]:
+    out = []
+    for item in card.get("datasets") or []:
+        if isinstance(item, Mapping):
+            name = str(item.get("name", "")).strip()
+            lic = str(item.get("license", "")).strip()
+            out.append(f"{name} ({lic})" if lic else name)
+        else:
+            out.append(str(item))
+    return [x for x in out if x]
+
+
+def model_summary(card: Mapping[str, Any]) -> ModelSummary:
+    auroc, note = _auroc_table(card)
+    weights = card.get("weights") or {}
+    return ModelSummary(
+        name=str(card.get("name", "")), version=str(card.get("version", "")),
+        sha256=str(weights.get("sha256", ""))[:16], description=str(card.get("description", "")),
+        auroc=auroc, datasets=_dataset_names(card),
+        intended_use=str(card.get("intended_use", "")), validation_note=note,
+    )
+
+
+def finding_rows(prediction: PredictionLike) -> list[FindingRow]:
+    return [FindingRow(f.label, f"{float(f.probability):.1%}", f"{float(f.threshold):.1%}",
+                       "present" if f.positive else "absent", bool(f.positive)) for f in ranked(prediction)]
+
+
+def build_page(*, header: list[tuple[str, str]], figure: np.ndarray | None, map_label: str | None,
+               map_shown: bool, prediction: PredictionLike | None, card: Mapping[str, Any],
+               not_assessed: Sequence[str], page_label: str) -> ReportPage:
+    """One image's page."""
+    if prediction is None:
+        status = ["No model result for this image."]
+        rows: list[FindingRow] = []
+    elif is_rejected(prediction):
+        status = ["Not assessed: the input check refused this image."] + gate_reasons(prediction)
+        rows = []
+    else:
+        status = []
+        rows = finding_rows(prediction)
+    if map_label and map_shown:
+        caption = (f"Heat map: {map_label} (where the model looked; colour = local probability on a fixed "
+                   "0-1 scale, opacity grows with it)")
+    elif map_label:
+        caption = f"No heat map: {map_label} is below its operating point."
+    else:
+        caption = "No heat map."
+    return ReportPage(header=header, figure=figure, figure_caption=caption, findings=rows, status=status,
+                      warnings=gate_warnings(prediction), not_assessed=list(not_assessed),
+                      model=model_summary(card), page_label=page_label)
+
+
+def software_line() -> str:
+    return f"cxrviewer {__version__}"
