@@ -32,6 +32,7 @@ from cxrviewer.train.export import (
     operating_points,
     validation_record,
     write_json,
+    write_text,
 )
 from cxrviewer.train.loop import TrainConfig, load_samples, train
 from cxrviewer.train.metrics import fmt
@@ -218,8 +219,10 @@ def summarise_folds(folds: list[dict]) -> dict:
 def cmd_bundle(a: argparse.Namespace) -> int:
     """Export one fold's model of a finished cross-validation as an app bundle, with the CV spread."""
     root = Path(a.cv)
-    summary = json.loads((root / "cv_summary.json").read_text())
     folds = sorted(root.glob("fold*/done.json"))
+    if not folds:
+        raise ValueError(f"{root}: no finished fold (fold*/done.json) to bundle")
+    summary = summarise_folds([json.loads(f.read_text()) for f in folds])  # the folds finished so far
     if a.fold == "best":
         scores = {int(f.parent.name[4:]): _fold_score(json.loads(f.read_text())) for f in folds}
         fold = max(scores, key=lambda k: scores[k])
@@ -247,6 +250,10 @@ def cmd_bundle(a: argparse.Namespace) -> int:
             old.unlink()
             old.with_suffix(".json").unlink(missing_ok=True)
     export_bundle(net, card, out, _gate_images(cfg, paths))
+    if a.readme:
+        from cxrviewer.train.model_readme import model_readme
+        reproduce = a.reproduce or f"cxrviewer-train cv ... --out {root}\n{' '.join(sys.argv)}"
+        write_text(Path(a.readme), model_readme(json.loads(out.read_text()), reproduce))
     _print_validation(validation)
     print(f"bundled fold {fold} -> {out}")
     return 0
@@ -298,6 +305,8 @@ def main(argv: list[str] | None = None) -> int:
     bun.add_argument("--fold", default="best", help="fold number or 'best' (highest validation score)")
     bun.add_argument("--out", required=True, help="card path, e.g. models/cxr-resnet18.json")
     bun.add_argument("--name", default=None)
+    bun.add_argument("--readme", help="also write the model README (markdown) here, e.g. models/README.md")
+    bun.add_argument("--reproduce", help="the commands that reproduce the bundle, for the README")
     ev = sub.add_parser("evaluate", help="metrics and plots of a model bundle on a dataset")
     ev.add_argument("--model", required=True)
     ev.add_argument("--dataset", action="append", required=True)

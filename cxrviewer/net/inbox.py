@@ -1,0 +1,89 @@
+"""The inbox: received objects written atomically, one folder per study.
+
+Layout: ``INBOX/study-<16 hex>/<Modality>-<16 hex>.dcm``. The hex parts are SHA-256 digests of the
+Study and SOP Instance UIDs: folder and file names (which do reach the logs) carry no identifiers,
+yet the same study always lands in the same folder and a re-sent instance replaces its earlier copy.
+Each file is written to a hidden temporary beside its target, flushed to disk and renamed into place
+(`os.replace`), so a reader of the inbox never sees a half-written file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from cxrviewer.net.errors import NetError
+
+TEMP_SUFFIX = ".part"
+
+
+def digest(uid: str) -> str:
+    return hashlib.sha256(str(uid).encode("ascii", "replace")).hexdigest()[:16]
+
+
+def _modality(value: str) -> str:
+    text = re.sub(r"[^A-Za-z0-9]", "", str(value or ""))[:8]
+    return text.upper() or "OT"
+
+
+def atomic_write_bytes(target: Path, data: bytes | memoryview | Sequence[bytes | memoryview]) -> Path:
+    """Write `data` (one buffer or several, in order) to a temporary beside `target`, fsync it and rename
+    it into place."""
+    chunks = [data] if isinstance(data, bytes | bytearray | memoryview) else list(data)
+    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=TEMP_SUFFIX, dir=target.parent)
+    tmp = Path(name)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            for chunk in chunks:
+                fh.write(chunk)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+    return target
+
+
+class Inbox:
+    """A folder of received DICOM files grouped by study."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    def ensure(self) -> Path:
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise NetError(f"cannot create inbox folder {self.root}: {exc.strerror or exc}") from None
+        if not os.access(self.root, os.W_OK | os.X_OK):
+            raise NetError(f"inbox folder {self.root} is not writable")
+        return self.root
+
+    def study_dir(self, study_uid: str) -> Path:
+        return self.root / f"study-{digest(study_uid)}"
+
+    def target(self, study_uid: str, sop_uid: str, modality: str) -> Path:
+        return self.study_dir(study_uid) / f"{_modality(modality)}-{digest(sop_uid)}.dcm"
+
+    def store(self, data: bytes | Sequence[bytes | memoryview], *, study_uid: str, sop_uid: str,
+              modality: str) -> tuple[Path, bool]:
+        """Write one received object (DICOM file bytes, possibly in pieces); return (path, whether it
+        replaced an earlier copy)."""
+        target = self.target(study_uid, sop_uid, modality)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        existed = target.exists()
+        atomic_write_bytes(target, data)
+        return target, existed
+
+    def files(self) -> list[Path]:
+        """Every stored object, oldest first (temporaries excluded)."""
+        found = [p for p in self.root.glob("study-*/*.dcm") if not p.name.startswith(".")]
+        return sorted(found, key=lambda p: (p.stat().st_mtime_ns, p.name))

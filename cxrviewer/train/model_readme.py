@@ -1,0 +1,119 @@
+"""Write the human-readable model README (intended use, data, metrics, limitations) from a model card."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cxrviewer.train.metrics import fmt
+
+TRAINING_KEYS = ("arch", "input_size", "epochs", "batch_size", "lr", "weight_decay", "folds", "seed",
+                 "max_train_per_dataset")
+
+
+def _cv_cell(cv: dict[str, Any] | None, label: str) -> str:
+    if not cv:
+        return "n/a"
+    r = cv["per_label"].get(label, {}).get("auroc", {})
+    if r.get("mean") is None:
+        return "n/a"
+    return f"{r['mean']:.3f} ± {r['std']:.3f} ({r['folds']})"
+
+
+def model_readme(card: dict[str, Any], reproduce: str) -> str:
+    """Markdown for models/README.md; every number comes from the card."""
+    v = card.get("validation", {})
+    cv = v.get("cross_validation")
+    lines = [
+        f"# Bundled model: `{card['name']}`",
+        "",
+        "> **Not for diagnostic use.** Research and teaching second opinion only. It is not a medical device.",
+        "",
+        "## Intended use",
+        card.get("intended_use", ""),
+        "Adult frontal (PA/AP) chest radiographs. Not for lateral views, children (except as noted), other body "
+        "parts or other modalities: the app's input gate rejects those it recognises.",
+        "",
+        "## Model",
+        f"- Architecture: {card['architecture']} trained from scratch (no ImageNet or other downloaded weights), "
+        f"1-channel input, {card['input_size']} x {card['input_size']} letterbox (aspect kept, zero padding), "
+        f"intensity (x - {card['preprocessing']['mean']}) / {card['preprocessing']['std']} on the [0, 1] model input.",
+        "- Head: global average pooling + one linear layer, so class-activation maps are exact: the spatial mean "
+        "of a label's map (logit units) equals its logit; the viewer shows sigmoid(map) on a fixed [0, 1] scale.",
+        f"- Weights: `{card['weights']['file']}` ({card['weights'].get('dtype', 'float32')}), "
+        f"SHA-256 `{card['weights']['sha256']}` (checked at every load).",
+        f"- Trainer: cxrviewer-train {card.get('trainer_version', '')}, created {card.get('created', '')}.",
+        "",
+        "## Training data and licences",
+    ]
+    for d in card.get("datasets", []):
+        lines.append(f"- **{d['name']}** — licence: {d['license']}. Attribution: {d['attribution']}")
+    cfg = card.get("training", {}).get("config", {})
+    lines += [
+        "",
+        f"Validation is patient-disjoint ({v.get('split', 'n/a')}). Label mapping: NIH Effusion → Pleural "
+        "Effusion, Pleural_Thickening → Pleural Other, Mass/Nodule → Lung Lesion, Infiltration → Lung Opacity; "
+        "Kermany NORMAL → No Finding, PNEUMONIA → Pneumonia. Labels a dataset does not provide were masked in the "
+        "loss, never treated as negative.",
+        "",
+        "## Observations covered",
+        ", ".join(card["labels"]) + ".",
+        "",
+        "**Not assessed** (no labels in our data; the app shows them as \"not assessed\", never negative): "
+        + ", ".join(card.get("not_covered", [])) + ".",
+        "",
+        "## Validation metrics (held-out patients)",
+        "",
+        "Operating point: Youden J on validation; Pneumothorax uses a high-sensitivity point (≥ 0.95 sensitivity "
+        "on validation). CV column: mean ± std of AUROC across the cross-validation folds finished (number of folds).",
+        "",
+        "| label | AUROC | AUPRC | positives | negatives | threshold | sensitivity | specificity | ECE | CV AUROC |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for lab, r in v.get("per_label", {}).items():
+        lines.append(f"| {lab} | {fmt(r['auroc'])} | {fmt(r['auprc'])} | {r['n_pos']} | {r['n_neg']} | "
+                     f"{fmt(r['threshold'])} | {fmt(r['sensitivity'])} | {fmt(r['specificity'])} | "
+                     f"{fmt(r['ece'])} | {_cv_cell(cv, lab)} |")
+    lines.append("")
+    for ds, reps in v.get("per_dataset", {}).items():
+        vals = [r["auroc"] for r in reps.values() if r["auroc"] is not None]
+        mean = sum(vals) / len(vals) if vals else None
+        detail = ", ".join(f"{k} {fmt(r['auroc'])}" for k, r in reps.items())
+        lines.append(f"- **{ds}** images only: mean AUROC {fmt(mean)} over {len(vals)} labels ({detail}).")
+    if cv:
+        for ds, agg in cv.get("mean_over_folds", {}).get("mean_auroc_per_dataset", {}).items():
+            lines.append(f"- Cross-validation, {ds}: mean AUROC {fmt(agg['mean'])} ± {fmt(agg['std'])} "
+                         f"over {agg['folds']} fold(s).")
+    pg = v.get("pointing_game")
+    if pg:
+        hr = pg["hit_rate"]
+        lines += ["", "## Localisation (pointing game)", "",
+                  f"On {pg['total']['n']} NIH radiologist boxes of validation images: the CAM peak of the boxed "
+                  f"finding falls inside the box in {fmt(hr['cam'])} of cases; fixed-location priors that ignore "
+                  f"the image reach {fmt(hr['centre'])} (image centre) and {fmt(hr['mean_box'])} (mean box centre "
+                  "of the label, leave-one-out).", "",
+                  "| label | boxes | CAM hits | centre prior | mean-box prior |", "|---|---|---|---|---|"]
+        for lab, r in pg["per_label"].items():
+            lines.append(f"| {lab} | {r['n']} | {r['cam']} | {r['centre']} | {r['mean_box']} |")
+    lines += [
+        "",
+        "## Known limitations",
+        "- Small data: about 2,200 NIH and 2,400 Kermany images, trained from scratch on 2 CPU cores; expect "
+        "clearly lower accuracy than models trained on the full public datasets (CheXNet: mean AUROC 0.84 on 112k "
+        "images with ImageNet initialisation).",
+        "- NIH labels were mined from reports by NLP (~90 % accurate); Infiltration → Lung Opacity and Mass/Nodule "
+        "→ Lung Lesion are approximate mappings.",
+        "- Kermany images are pediatric (1–5 years), AP, and were only available as 224 px squashed JPEG copies; "
+        "the pneumonia/normal signal is partly learned from them, and pediatric vs adult appearance is a "
+        "confounder. Performance on adult pneumonia is the NIH figure above.",
+        "- Thresholds were chosen on the same validation patients the metrics are reported on (optimistic).",
+        "- Class-activation maps are coarse (the last feature map is "
+        f"{card['input_size'] // 32} x {card['input_size'] // 32}); they point to a region, not a boundary.",
+        "",
+        "## Reproduce",
+        "```bash",
+        reproduce,
+        "```",
+        "Training configuration: " + ", ".join(f"{k}={cfg[k]}" for k in TRAINING_KEYS if k in cfg) + ".",
+        "",
+    ]
+    return "\n".join(lines)
