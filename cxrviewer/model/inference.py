@@ -1,0 +1,292 @@
+"""The inference engine: one verified model, the input gate, probabilities, operating points and CAMs.
+
+`Engine.predict(image)` runs the shared preprocessing (`cxrviewer.model.preprocess`), one forward pass
+that yields the logits and the last feature map, the class-activation maps of **every** label from that
+same pass (`CXRNet.cams`, logit units) and the input gate (`cxrviewer.model.gate`).
+
+Colour scale of the maps (fixed, documented, never a per-image min-max): a CAM value v in logit units is
+shown as sigmoid(v) in [0, 1], a "local probability". The spatial mean of a label's logit map equals the
+label's logit, so a 2 % finding stays cold and a 98 % finding glows. `Prediction.cam` returns no map for
+a finding below its cutoff. Maps and peaks are in the ORIGINAL image's pixel coordinates (through
+`Letterbox.map_to_original` / `Letterbox.to_original`). Details in `cxrviewer.model.cam`.
+
+Input gate (`cxrviewer.model.gate`): tags and image statistics can reject before the network runs; the
+feature-space score (distance to the training films) warns above 1 and rejects above the card's
+``reject_score``. A rejected image gets no findings (the opinion is withheld) unless ``force=True``, which
+runs the model and keeps the reasons (``GateResult.overridden``).
+
+Thread safety: one `Engine` may be shared by threads; the forward pass runs under a lock (one at a time),
+everything else works on per-call data.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from cxrviewer import labels as vocabulary
+from cxrviewer.imaging.display import model_input
+from cxrviewer.imaging.image import Image
+from cxrviewer.model import gate as gating
+from cxrviewer.model.cam import cam_peak, cam_to_original
+from cxrviewer.model.gate import FeatureGate, GateResult
+from cxrviewer.model.preprocess import MEAN, STD, Letterbox, preprocess
+from cxrviewer.model.weights import ModelBundle, ModelError, bundled_card_path, load_bundle
+
+__all__ = ["Engine", "Finding", "GateResult", "Prediction", "ModelError"]
+
+log = logging.getLogger(__name__)
+
+OPERATING_POINTS = ("default", "high_sensitivity")
+
+FEATURE_REJECT = (f"{gating.NOT_CHEST}: the image does not resemble the frontal chest films the model was "
+                  "trained on")
+FEATURE_WARNING = ("unusual image: it differs from the films the model was trained on (exposure, hardware, "
+                   "projection?); findings are less reliable")
+
+
+@dataclass
+class Finding:
+    """One label's result. ``cam_peak`` is (x, y) in original pixels, None below the cutoff."""
+
+    label: str
+    probability: float
+    threshold: float
+    positive: bool
+    cam_peak: tuple[float, float] | None
+
+
+@dataclass
+class Prediction:
+    """Everything the viewer, the CLI and the reports need about one image.
+
+    ``findings`` is empty when the gate rejected the image (and ``force`` was not given): the second
+    opinion is withheld, ``gate.reasons`` say why.
+    """
+
+    findings: list[Finding]  # every label of the model, highest probability first
+    gate: GateResult
+    image_size: tuple[int, int]  # (width, height) of the original image
+    view: str
+    letterbox: Letterbox
+    cams_logit: np.ndarray  # (L, h, w) low-res CAMs in logit units, label order = `labels`
+    labels: list[str] = field(default_factory=list)  # model label order (rows of cams_logit)
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
+    _cache: dict[str, np.ndarray] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def status(self) -> str:
+        return self.gate.status
+
+    def finding(self, label: str) -> Finding | None:
+        return next((f for f in self.findings if f.label == label), None)
+
+    def cam(self, label: str, *, below_cutoff: bool = False) -> np.ndarray | None:
+        """Heat map over the ORIGINAL pixels, float32 on the fixed [0, 1] scale (sigmoid of logit units).
+
+        None when the label has no result or its finding is below the cutoff (unless ``below_cutoff``,
+        used to export every map; the viewer never draws those).
+        """
+        found = self.finding(label)
+        if found is None or (not found.positive and not below_cutoff) or label not in self.labels:
+            return None
+        if label not in self._cache:
+            self._cache[label] = cam_to_original(self.cams_logit[self.labels.index(label)], self.letterbox)
+        return self._cache[label]
+
+
+def _configure_threads(threads: int | None) -> None:
+    """Intra-op threads: as asked, else no more than the cores this process may use."""
+    if threads:
+        torch.set_num_threads(threads)
+        return
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    if torch.get_num_threads() > cores:
+        torch.set_num_threads(cores)
+
+
+def _check_preprocessing(card: dict[str, Any], where: str) -> None:
+    rec = card.get("preprocessing")
+    if not isinstance(rec, dict):
+        raise ModelError(f"{where}: preprocessing entry is not an object")
+    expected = {"method": "letterbox", "mean": MEAN, "std": STD, "pad_value": 0.0}
+    wrong = [k for k, v in expected.items() if k in rec and rec[k] != v]
+    if wrong or rec.get("size", card["input_size"]) != card["input_size"]:
+        raise ModelError(f"{where}: the card's preprocessing ({', '.join(wrong) or 'size'}) differs from "
+                         "what this version implements; refusing to run a model on inputs it was not trained on")
+
+
+class Engine:
+    """A loaded model ready for inference; cheap to call repeatedly, load it once."""
+
+    def __init__(self, bundle: ModelBundle, *, operating_point: str = "default", threads: int | None = None):
+        if operating_point not in OPERATING_POINTS:
+            raise ValueError(f"operating_point must be one of {OPERATING_POINTS}")
+        where = str(bundle.card_path)
+        _check_preprocessing(bundle.card, where)
+        self.bundle = bundle
+        # channels-last tensors run oneDNN's faster convolution kernels on CPU (1.3-1.8x, same results
+        # within 1e-5); the bundle's network is converted in place.
+        self.network = bundle.network.eval().to(memory_format=torch.channels_last)
+        self.card: dict[str, Any] = bundle.card
+        self.labels: list[str] = bundle.labels
+        self.name: str = bundle.name
+        self.sha256: str = bundle.sha256
+        self.input_size: int = bundle.input_size
+        self.not_covered: list[str] = vocabulary.not_covered(self.labels)
+        self.operating_point = operating_point
+        thresholds = self.card["thresholds"]
+        if operating_point == "high_sensitivity":
+            alt = self.card.get("high_sensitivity_thresholds")
+            if not isinstance(alt, dict) or set(alt) != set(self.labels):
+                raise ModelError(f"{where}: the card has no high-sensitivity operating point for every label")
+            thresholds = alt
+        self.thresholds: dict[str, float] = {lab: float(thresholds[lab]) for lab in self.labels}
+        self.feature_gate: FeatureGate | None = None
+        if "gate" in self.card:
+            try:
+                channels = int(self.network.classifier.in_features)
+                self.feature_gate = FeatureGate.from_record(self.card["gate"], channels)
+            except (ValueError, KeyError, TypeError) as exc:
+                raise ModelError(f"{where}: the card's gate entry is unusable ({exc})") from None
+        else:
+            log.warning("model %s has no feature-space gate statistics; only tags and image statistics "
+                        "are checked before predicting", self.name)
+        self._lock = threading.Lock()
+        _configure_threads(threads)
+
+    # --- construction ------------------------------------------------------------------------------------
+
+    @classmethod
+    def from_card(cls, path: str | Path, **kwargs: Any) -> Engine:
+        """Load and verify a model card + weights (raises ModelError with a readable message)."""
+        return cls(load_bundle(path), **kwargs)
+
+    @classmethod
+    def bundled(cls, **kwargs: Any) -> Engine:
+        """The model shipped with the application (ModelError when none is installed)."""
+        return cls.from_card(bundled_card_path(), **kwargs)
+
+    @property
+    def has_feature_gate(self) -> bool:
+        return self.feature_gate is not None
+
+    def warmup(self) -> None:
+        """One forward pass on a blank image so the first real prediction is not slowed by start-up."""
+        self._forward(np.zeros((self.input_size, self.input_size), dtype=np.float32))
+
+    # --- core ---------------------------------------------------------------------------------------------
+
+    def _forward(self, image01: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, Letterbox, dict]:
+        """(probabilities (L,), cams in logit units (L, h, w), pooled features (C,), letterbox, timings)."""
+        t0 = time.perf_counter()
+        x, box = preprocess(image01, self.input_size)
+        t1 = time.perf_counter()
+        with self._lock, torch.inference_mode():
+            tensor = torch.from_numpy(x)[None].contiguous(memory_format=torch.channels_last)
+            logits, fmap = self.network.forward_features(tensor)
+            t2 = time.perf_counter()
+            cams = self.network.cams(fmap)[0].float().numpy()
+            pooled = gating.pooled_features(fmap)[0]
+        probs = torch.sigmoid(logits[0].float()).numpy().astype(np.float64)
+        t3 = time.perf_counter()
+        return probs, cams, pooled, box, {"preprocess": t1 - t0, "forward": t2 - t1, "cams": t3 - t2}
+
+    def _gate_inputs(self, image01: np.ndarray, image: Image | None) -> tuple[list[str], list[str]]:
+        reasons: list[str] = []
+        warnings: list[str] = []
+        if image is not None:
+            reasons, warnings = gating.tag_check(image)
+        reasons += gating.image_check(image01, self._colour(image) if image is not None else None)
+        return reasons, warnings
+
+    @staticmethod
+    def _colour(image: Image) -> float | None:
+        """Colourfulness of a raster file the loader found to be in colour (it keeps only grey levels).
+
+        None for grey files and for colour DICOM (tags and the feature check cover those).
+        """
+        meta = image.meta
+        if meta.source_format == "dicom" or not any(n.startswith("colour image") for n in meta.notes):
+            return None
+        return gating.file_colourfulness(image.path)
+
+    def _feature_check(self, pooled: np.ndarray) -> tuple[list[str], list[str], float | None]:
+        """(reasons, warnings, score) of the feature-space check."""
+        if self.feature_gate is None:
+            return [], [], None
+        score = self.feature_gate.score(pooled)
+        if score > self.feature_gate.reject_score:
+            return [FEATURE_REJECT], [], score
+        if score > 1.0:
+            return [], [FEATURE_WARNING], score
+        return [], [], score
+
+    def _predict(self, image01: np.ndarray, image: Image | None, force: bool) -> Prediction:
+        t0 = time.perf_counter()
+        h, w = image01.shape[:2]
+        view = image.view if image is not None else "unknown"
+        reasons, warnings = self._gate_inputs(image01, image)
+        t_gate = time.perf_counter() - t0
+        if reasons and not force:  # rejected before the network: withhold the opinion
+            box = Letterbox.fit(w, h, self.input_size)
+            return Prediction([], gating.combine(reasons, warnings, None, force), (w, h), view, box,
+                              np.zeros((0, 0, 0), np.float32), list(self.labels), {"gate": t_gate})
+        probs, cams, pooled, box, timings = self._forward(image01)
+        t1 = time.perf_counter()
+        feature_reasons, feature_warnings, score = self._feature_check(pooled)
+        gate = gating.combine(reasons + feature_reasons, warnings + feature_warnings, score, force)
+        t2 = time.perf_counter()
+        timings["gate"] = t_gate + (t2 - t1)
+        if gate.status == "rejected":
+            return Prediction([], gate, (w, h), view, box, np.zeros((0, 0, 0), np.float32), list(self.labels),
+                              timings)
+        findings = []
+        for i, label in enumerate(self.labels):
+            p, thr = float(probs[i]), self.thresholds[label]
+            positive = p >= thr
+            findings.append(Finding(label, p, thr, positive, cam_peak(cams[i], box) if positive else None))
+        findings.sort(key=lambda f: -f.probability)
+        timings["cams"] += time.perf_counter() - t2
+        return Prediction(findings, gate, (w, h), view, box, cams, list(self.labels), timings)
+
+    # --- public -------------------------------------------------------------------------------------------
+
+    def predict(self, image: Image, force: bool = False) -> Prediction:
+        """Gate + second opinion for one image. ``force`` runs the model despite a rejection."""
+        t0 = time.perf_counter()
+        image01 = model_input(image)
+        t1 = time.perf_counter()
+        prediction = self._predict(image01, image, force)
+        prediction.timings["model_input"] = t1 - t0
+        return prediction
+
+    def predict_array(self, image01: np.ndarray, force: bool = False) -> Prediction:
+        """Same on a 2-D [0, 1] array (air dark) without tags: image-based gate checks only."""
+        arr = np.asarray(image01, dtype=np.float32)
+        if arr.ndim != 2:
+            raise ValueError(f"expected a 2-D grayscale array, got shape {arr.shape}")
+        return self._predict(arr, None, force)
+
+    def check_gate(self, image: Image) -> GateResult:
+        """The gate alone (runs the network for the feature check unless tags/statistics already reject)."""
+        image01 = model_input(image)
+        reasons, warnings = self._gate_inputs(image01, image)
+        score = None
+        if not reasons and self.feature_gate is not None:
+            _, _, pooled, _, _ = self._forward(image01)
+            feature_reasons, feature_warnings, score = self._feature_check(pooled)
+            reasons += feature_reasons
+            warnings += feature_warnings
+        return gating.combine(reasons, warnings, score, force=False)

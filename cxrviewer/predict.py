@@ -1,0 +1,306 @@
+"""`cxrviewer-predict`: second opinions for files and folders, headless, as JSON (or CSV).
+
+Output (JSON, the contract in DESIGN.md)::
+
+    {"model": {"name", "sha256", "labels"},
+     "results": [{"path", "status": "ok" | "rejected" | "error", "message",
+                  "image_size": [width, height], "view": "frontal" | "lateral" | "unknown",
+                  "findings": [{"label", "probability", "threshold", "positive", "cam_peak": [x, y] | null}]}]}
+
+``findings`` lists every label of the model, highest probability first, for "ok" results; it is empty for
+"rejected" (the gate's reasons are in ``message``; ``--force`` runs the model anyway) and "error" results
+(``image_size`` null, ``view`` "unknown"). ``cam_peak`` is in original image pixels. The entries are built
+by `cxrviewer.report.json_report`, shared with the viewer's JSON export.
+
+CSV (``--format csv``): one row per finding (path, status, message, width, height, view, label, probability,
+threshold, positive, cam_x, cam_y); a result without findings gives one row with those fields empty.
+
+``--cams DIR`` writes one 8-bit PNG per label per "ok" image, ``DIR/<image>/<Label_Name>.png``, at the
+original image size: grey level = 255 x local probability, the fixed colour scale of `cxrviewer.model.cam`.
+
+Exit status: 0 when every input was handled (ok, rejected or error entries); 2 for a usage error or an
+unusable model (message on stderr, no traceback); 130 when interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import logging
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from cxrviewer.imaging import ImageLoadError, load_image
+from cxrviewer.imaging.study import scan_paths
+from cxrviewer.report.json_report import contract, dumps, error_entry, result_entry
+
+if TYPE_CHECKING:  # torch is imported only in main(), after OMP_WAIT_POLICY is set
+    from cxrviewer.model.inference import Engine, Prediction
+
+log = logging.getLogger("cxrviewer.predict")
+
+PROG = "cxrviewer-predict"
+PROGRESS_MIN_FILES = 4
+CSV_COLUMNS = ("path", "status", "message", "width", "height", "view", "label", "probability", "threshold",
+               "positive", "cam_x", "cam_y")
+
+
+class UsageError(Exception):
+    """Bad arguments or an unusable model: reported in one line, exit status 2."""
+
+
+@dataclass
+class Item:
+    """One input to process: an image file found by the scan, or a scan error for a path."""
+
+    path: Path
+    root: Path | None  # the folder it was found under (None when named directly)
+    error: str | None = None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Second opinion (multi-label chest X-ray findings) for image files and folders. "
+                    "Not for diagnostic use.",
+    )
+    parser.add_argument("paths", nargs="+", metavar="PATH", help="image files (DICOM, PNG, JPEG, TIFF, BMP) "
+                        "or folders (scanned recursively)")
+    parser.add_argument("--model", metavar="FILE", help="model card (JSON) to use instead of the bundled model")
+    parser.add_argument("--output", "-o", metavar="FILE", help="write the results here instead of stdout")
+    parser.add_argument("--format", choices=("json", "csv"), default="json", help="output format (default json)")
+    parser.add_argument("--cams", metavar="DIR", help="write one PNG heat map per label per image into DIR")
+    parser.add_argument("--force", action="store_true",
+                        help="run the model even where the input gate rejects an image (reasons kept in message)")
+    parser.add_argument("--operating-point", choices=("default", "high_sensitivity"), default="default",
+                        help="which thresholds of the model card decide 'positive'")
+    parser.add_argument("--export", metavar="DIR", help="also write per-image reports into DIR (see --formats)")
+    parser.add_argument("--formats", default="png,json", metavar="LIST",
+                        help="report formats for --export, comma-separated (e.g. png,json,pdf,dcm)")
+    parser.add_argument("--threads", type=int, metavar="N", help="CPU threads for the network (default: all)")
+    parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar, errors only")
+    parser.add_argument("--verbose", "-v", action="store_true", help="log each file")
+    return parser
+
+
+# --- inputs -----------------------------------------------------------------------------------------------
+
+def collect(paths: Sequence[str]) -> list[Item]:
+    """Image files under the given paths, in argument order (folders recursively), plus scan errors."""
+    items: list[Item] = []
+    seen: set[Path] = set()
+    for raw in paths:
+        path = Path(raw)
+        root = path if path.is_dir() else None
+        scan = scan_paths([path])
+        found = [Item(ref.path, root) for study in scan.studies for ref in study.images]
+        found += [Item(Path(err.path), root, err.reason) for err in scan.errors]
+        for item in sorted(found, key=lambda it: str(it.path)):
+            key = item.path.resolve() if item.path.exists() else item.path
+            if key in seen:
+                continue
+            seen.add(key)
+            items.append(item)
+    return items
+
+
+# --- results ----------------------------------------------------------------------------------------------
+
+def to_csv(results: list[dict[str, Any]]) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for r in results:
+        size = r["image_size"] or ["", ""]
+        head = [r["path"], r["status"], r["message"] or "", size[0], size[1], r["view"] or ""]
+        if not r["findings"]:
+            writer.writerow(head + [""] * 6)
+        for f in r["findings"]:
+            peak = f["cam_peak"] or ["", ""]
+            writer.writerow(head + [f["label"], f["probability"], f["threshold"], int(f["positive"]),
+                                    peak[0], peak[1]])
+    return buf.getvalue()
+
+
+# --- CAM files --------------------------------------------------------------------------------------------
+
+def _cam_folder_name(item: Item) -> str:
+    if item.root is not None:
+        try:
+            rel = item.path.relative_to(item.root)
+            return "__".join(rel.with_suffix("").parts) or item.path.stem
+        except ValueError:
+            pass
+    return item.path.stem or item.path.name
+
+
+def write_cams(prediction: Prediction, folder: Path) -> None:
+    """One 8-bit PNG per label (fixed scale: 255 x local probability) at the original image size."""
+    import cv2
+
+    from cxrviewer.model.cam import heatmap_uint8
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for label in prediction.labels:
+        heat = prediction.cam(label, below_cutoff=True)
+        if heat is None:
+            continue
+        ok, buf = cv2.imencode(".png", heatmap_uint8(heat))
+        if not ok:
+            raise OSError(f"PNG encoding failed for {label}")
+        buf.tofile(str(folder / f"{label.replace(' ', '_')}.png"))
+
+
+class CamWriter:
+    """Chooses a unique sub-folder of ``--cams DIR`` per image and writes its maps."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.used: set[str] = set()
+
+    def write(self, item: Item, prediction: Prediction) -> None:
+        base = _cam_folder_name(item)
+        name, n = base, 1
+        while name in self.used:
+            n += 1
+            name = f"{base}-{n}"
+        self.used.add(name)
+        write_cams(prediction, self.root / name)
+
+
+# --- export hook ------------------------------------------------------------------------------------------
+
+def _exporter(out_dir: str, formats: str) -> tuple[Any, list[str]]:
+    """The report writers' entry point and the checked format list (UsageError when unusable).
+
+    Calls ``cxrviewer.report.export_prediction(image, prediction, engine, out_dir, formats)`` per image.
+    """
+    from cxrviewer.report import ALIASES, export_prediction
+    from cxrviewer.report.errors import ExportError
+    from cxrviewer.report.export import parse_formats
+
+    wanted = [f.strip().lower() for f in formats.split(",") if f.strip()]
+    try:
+        parse_formats([n for f in wanted for n in ALIASES.get(f, (f,))])
+    except ExportError as exc:
+        raise UsageError(f"--formats: {exc}") from None
+    try:
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot create the export folder {out_dir}: {exc.strerror or exc}") from None
+    return export_prediction, wanted
+
+
+# --- main -------------------------------------------------------------------------------------------------
+
+def _load_engine(args: argparse.Namespace) -> Engine:
+    from cxrviewer.model.inference import Engine
+    from cxrviewer.model.weights import ModelError
+
+    kwargs: dict[str, Any] = {"operating_point": args.operating_point, "threads": args.threads}
+    try:
+        if args.model:
+            return Engine.from_card(args.model, **kwargs)
+        return Engine.bundled(**kwargs)
+    except ModelError as exc:
+        hint = "" if args.model else " (give one with --model FILE)"
+        raise UsageError(f"model unusable: {exc}{hint}") from None
+
+
+def _progress(items: list[Item], quiet: bool) -> Iterator[Item]:
+    if quiet or len(items) < PROGRESS_MIN_FILES:
+        yield from items
+        return
+    from tqdm import tqdm
+
+    yield from tqdm(items, desc=PROG, unit="image", file=sys.stderr, dynamic_ncols=True)
+
+
+def _export(exporter: tuple[Any, list[str]], image: Any, prediction: Prediction, engine: Engine,
+            out_dir: Path) -> None:
+    """Write the reports of one image; a failure is logged and does not change its result entry."""
+    try:
+        exporter[0](image, prediction, engine, out_dir, exporter[1])
+    except Exception as exc:
+        log.debug("export failed for %s", image.path.name, exc_info=True)
+        log.error("%s: reports not written (%s)", image.path.name, exc)
+
+
+def _write_cams(cams: CamWriter, item: Item, prediction: Prediction) -> None:
+    try:
+        cams.write(item, prediction)
+    except (OSError, ValueError) as exc:
+        log.error("%s: heat maps not written (%s)", item.path.name, exc)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.threads is not None and args.threads < 1:
+        raise UsageError("--threads must be at least 1")
+    output = Path(args.output) if args.output else None
+    if output is not None and not output.parent.is_dir():
+        raise UsageError(f"cannot write {output}: folder {output.parent} does not exist")
+    exporter = _exporter(args.export, args.formats) if args.export else None
+    engine = _load_engine(args)
+    cams = CamWriter(Path(args.cams)) if args.cams else None
+    items = collect(args.paths)
+    if not items:
+        log.warning("no images found in the given paths")
+    results: list[dict[str, Any]] = []
+    for item in _progress(items, args.quiet):
+        if item.error is not None:
+            results.append(error_entry(item.path, item.error))
+            log.info("%s: %s", item.path.name, item.error)
+            continue
+        try:
+            image = load_image(item.path)
+            prediction = engine.predict(image, force=args.force)
+            results.append(result_entry(item.path, prediction))
+            if prediction.findings and cams is not None:
+                _write_cams(cams, item, prediction)
+            if exporter is not None:
+                _export(exporter, image, prediction, engine, Path(args.export))
+            log.info("%s: %s", item.path.name, prediction.gate.status)
+        except ImageLoadError as exc:
+            results.append(error_entry(item.path, exc.reason))
+            log.info("%s: %s", item.path.name, exc.reason)
+        except Exception as exc:  # one bad file must not stop the run
+            log.debug("failure on %s", item.path.name, exc_info=True)
+            results.append(error_entry(item.path, f"could not be processed ({type(exc).__name__}: {exc})"))
+            log.warning("%s: could not be processed (%s)", item.path.name, type(exc).__name__)
+    text = to_csv(results) if args.format == "csv" else dumps(contract(engine.card, results))
+    if output is None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    else:
+        try:
+            output.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise UsageError(f"cannot write {output}: {exc.strerror or exc}") from None
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    # Idle OpenMP threads sleep instead of spinning: on a machine whose cores are busy with other work,
+    # spinning threads make a forward pass several times slower. Only effective before torch is imported.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = logging.INFO if args.verbose else logging.ERROR if args.quiet else logging.WARNING
+    logging.basicConfig(level=level, format=f"{PROG}: %(message)s", stream=sys.stderr)
+    try:
+        return run(args)
+    except UsageError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
