@@ -1,0 +1,268 @@
+"""The viewer's one doorway to the headless layers (imaging, model); no Qt here.
+
+Heavy modules (pydicom, torch) are imported on first use, inside worker threads, so the window shows
+before they load. Everything returned is plain Python / numpy.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+#: Environment variable naming a model card to use instead of the bundled model.
+MODEL_ENV = "CXRVIEWER_MODEL"
+THUMBNAIL_SIDE = 96
+
+
+# --- scanning ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ScannedImage:
+    path: Path
+    label: str = ""
+    view: str = ""
+
+
+@dataclass
+class ScannedStudy:
+    """A study found by the header scan (identifiers included; never log them)."""
+
+    key: str
+    patient_name: str = ""
+    patient_id: str = ""
+    birth_date: str = ""
+    accession: str = ""
+    study_date: str = ""
+    description: str = ""
+    modality: str = ""
+    view: str = ""
+    source_name: str = ""
+    images: list[ScannedImage] = field(default_factory=list)
+
+
+@dataclass
+class ScanOutcome:
+    studies: list[ScannedStudy] = field(default_factory=list)
+    errors: list[tuple[Path, str]] = field(default_factory=list)  # (file, user-readable message)
+
+
+def scan(paths: list[Path]) -> ScanOutcome:
+    """Header-only scan of files and folders, grouped by study (imaging's `scan_paths`; never raises)."""
+    from cxrviewer.imaging.study import scan_paths
+
+    result = scan_paths([Path(p) for p in paths])
+    outcome = ScanOutcome()
+    for study in result.studies:
+        refs = study.images
+        if not refs:
+            continue
+        first = refs[0].meta
+        views = [ref.meta.view_position for ref in refs]
+        scanned = ScannedStudy(
+            key=study.key,
+            patient_name=study.patient_name,
+            patient_id=study.patient_id,
+            birth_date=first.patient_birth_date,
+            accession=first.accession_number,
+            study_date=study.study_date,
+            description=study.description,
+            modality=study.modality or ("" if first.source_format == "dicom" else first.source_format.upper()),
+            view="/".join(dict.fromkeys(v for v in views if v)),
+            source_name=refs[0].path.name,
+        )
+        for ref in refs:
+            parts = [ref.meta.view_position, ref.series_description]
+            if ref.frames > 1:
+                parts.append(f"{ref.frames} frames")
+            label = " · ".join(p for p in parts if p)  # no file name: it may hold identifiers
+            scanned.images.append(ScannedImage(ref.path, label, ref.meta.view_position))
+        outcome.studies.append(scanned)
+    for err in result.errors:
+        outcome.errors.append((Path(getattr(err, "path", "") or ""), str(err)))
+    return outcome
+
+
+# --- images -----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Decoded:
+    """A decoded image plus what the canvas and the study list need to show it at once."""
+
+    image: Any  # cxrviewer.imaging.image.Image
+    display: np.ndarray  # uint8 (h, w) at the file's own window, display polarity
+    window: Any  # WindowPreset of `display`
+    thumbnail: np.ndarray  # uint8, longest side THUMBNAIL_SIDE
+    value_range: tuple[float, float] = (0.0, 255.0)  # min and max pixel value (modality units)
+    rgb32: np.ndarray | None = None  # `display` as 0xFFgggggg words, ready for the canvas (handed over once)
+
+
+def load(path: Path) -> Any:
+    """Decode one file (raises ImageLoadError with a readable message)."""
+    from cxrviewer.imaging import load_image
+
+    return load_image(path)
+
+
+def default_window(image: Any) -> Any:
+    from cxrviewer.imaging.display import default_window as _default
+
+    return _default(image)
+
+
+def to_display(image: Any, window: Any = None, invert: bool = False) -> np.ndarray:
+    from cxrviewer.imaging.display import to_display as _to_display
+
+    return _to_display(image, window, invert)
+
+
+def pixel_value(image: Any, x: int, y: int) -> float | None:
+    from cxrviewer.imaging.display import pixel_value as _pixel_value
+
+    try:
+        return float(_pixel_value(image, x, y))
+    except (IndexError, ValueError, TypeError):
+        return None
+
+
+def thumbnail(display: np.ndarray, side: int = THUMBNAIL_SIDE) -> np.ndarray:
+    import cv2
+
+    h, w = display.shape[:2]
+    scale = side / max(h, w)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return np.ascontiguousarray(cv2.resize(display, size, interpolation=cv2.INTER_AREA))
+
+
+def decode(path: Path, image: Any = None) -> Decoded:
+    """Load (unless already loaded) and prepare the first display and the thumbnail."""
+    image = image if image is not None else load(path)
+    window = default_window(image)
+    display = np.ascontiguousarray(to_display(image, None))
+    pixels = image.pixels
+    value_range = (float(np.min(pixels)), float(np.max(pixels)))
+    return Decoded(image, display, window, thumbnail(display), value_range, gray_to_rgb32(display))
+
+
+def gray_to_rgb32(gray: np.ndarray) -> np.ndarray:
+    """8-bit grey (h, w) -> uint32 (h, w) 0xFFgggggg, the pixel format a screen pixmap uses natively."""
+    out = gray.astype(np.uint32)
+    out *= 0x010101
+    out |= 0xFF000000
+    return out
+
+
+def heat_map(prediction: Any, label: str, max_side: int = 768) -> np.ndarray | None:
+    """A finding's heat map on the engine's fixed [0, 1] scale, at most `max_side` pixels per side.
+
+    The same computation as `Prediction.cam` (bilinear resampling of the logit CAM through the
+    letterbox, then the fixed sigmoid scale; no map below the cutoff), done directly at display
+    resolution: the maps come from a coarse grid, so nothing is lost, and no full-resolution float
+    map is kept per finding.
+    """
+    from cxrviewer.model.cam import local_probability
+    from cxrviewer.model.preprocess import Letterbox
+
+    finding = prediction.finding(label)
+    labels = list(getattr(prediction, "labels", []) or [])
+    if finding is None or not finding.positive or label not in labels or prediction.cams_logit.size == 0:
+        return None
+    width, height = prediction.image_size
+    scale = min(1.0, max_side / max(width, height))
+    box = Letterbox.fit(max(1, round(width * scale)), max(1, round(height * scale)), prediction.letterbox.size)
+    return local_probability(box.map_to_original(prediction.cams_logit[labels.index(label)]))
+
+
+# --- model ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where the model comes from: a card path given by the user, or the bundled one (path None)."""
+
+    path: Path | None
+    origin: str  # "command line", "CXRVIEWER_MODEL", "bundled"
+
+
+def model_source(cli_path: str | Path | None) -> ModelSource:
+    if cli_path:
+        return ModelSource(Path(cli_path), "command line")
+    env = os.environ.get(MODEL_ENV, "").strip()
+    if env:
+        return ModelSource(Path(env), MODEL_ENV)
+    return ModelSource(None, "bundled")
+
+
+NO_MODEL_HINT = (
+    "Start with --model CARD.json or set CXRVIEWER_MODEL to a model card (see the README for the bundled model)."
+)
+
+
+#: Environment variable overriding the number of inference threads.
+THREADS_ENV = "CXRVIEWER_THREADS"
+
+
+def inference_threads() -> int:
+    """Intra-op threads for inference: all cores but one, which stays free for the event loop."""
+    env = os.environ.get(THREADS_ENV, "").strip()
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    return max(1, cores - 1)
+
+
+def load_engine(source: ModelSource) -> Any:
+    """Load the inference engine; raises ModelError with a readable message."""
+    from cxrviewer.model.inference import Engine
+
+    threads = inference_threads()
+    engine = (
+        Engine.from_card(source.path, threads=threads) if source.path is not None else Engine.bundled(threads=threads)
+    )
+    try:
+        engine.warmup()
+    except Exception:  # warm-up is an optimisation; a real prediction reports real problems
+        log.warning("model warm-up failed", exc_info=True)
+    return engine
+
+
+def model_errors() -> tuple[type[BaseException], ...]:
+    from cxrviewer.imaging.errors import ImageLoadError
+    from cxrviewer.model.weights import ModelError
+
+    return ModelError, ImageLoadError, OSError
+
+
+def validation_table(card: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per-label validation metrics from a model card, whatever the nesting ({label: {auroc: ...}})."""
+    validation = card.get("validation")
+    labels = set(card.get("labels", []))
+    if not isinstance(validation, dict):
+        return {}
+    for candidate in (
+        validation,
+        validation.get("per_label"),
+        validation.get("labels"),
+        validation.get("metrics"),
+    ):
+        if isinstance(candidate, dict) and labels & candidate.keys():
+            return {k: v for k, v in candidate.items() if k in labels and isinstance(v, dict)}
+    return {}
+
+
+def metric(entry: dict[str, Any], *names: str) -> Any:
+    for name in names:
+        if name in entry and entry[name] is not None:
+            return entry[name]
+    return None

@@ -1,0 +1,307 @@
+"""Dialogs: the model card, About (licences and data attributions) and study information."""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import (
+    QDialog,
+    QDialogButtonBox,
+    QHeaderView,
+    QLabel,
+    QTableWidget,
+    QTableWidgetItem,
+    QTextBrowser,
+    QVBoxLayout,
+    QWidget,
+)
+
+from cxrviewer import __version__
+from cxrviewer.gui import backend
+from cxrviewer.gui.records import StudyRecord, format_person_name
+
+DISCLAIMER = (
+    "Not for diagnostic use. cxrviewer is a research and education tool: its output is a second "
+    "opinion to be weighed by a qualified reader, never a diagnosis."
+)
+
+LICENCES = [
+    ("cxrviewer", "Apache-2.0"),
+    ("Qt 6 / PySide6", "LGPL-3.0 (The Qt Company)"),
+    ("PyTorch, torchvision", "BSD-3-Clause"),
+    ("NumPy", "BSD-3-Clause"),
+    ("OpenCV (opencv-python-headless)", "Apache-2.0"),
+    ("pydicom", "MIT"),
+    ("highdicom", "MIT"),
+    ("pylibjpeg, pylibjpeg-openjpeg (OpenJPEG: BSD-2-Clause)", "MIT"),
+    ("python-gdcm (GDCM)", "BSD-3-Clause"),
+    ("safetensors", "Apache-2.0"),
+    ("scikit-learn", "BSD-3-Clause"),
+    ("Turbo colour map (Google LLC, polynomial approximation)", "Apache-2.0"),
+]
+
+DATA_ATTRIBUTIONS = [
+    (
+        "NIH ChestX-ray14 (training data and the bundled demo images)",
+        "Released by the NIH Clinical Center with no restrictions on use. "
+        "Data provider: NIH Clinical Center, "
+        "https://nihcc.app.box.com/v/ChestXray-NIHCC. Please cite: Wang X, Peng Y, Lu L, Lu Z, Bagheri M, "
+        "Summers RM. ChestX-ray8: Hospital-scale Chest X-ray Database and Benchmarks on Weakly-Supervised "
+        "Classification and Localization of Common Thorax Diseases. IEEE CVPR 2017, pp. 3462-3471.",
+    ),
+    (
+        "Kermany pediatric pneumonia chest X-rays (training data)",
+        "Kermany DS, Zhang K, Goldbaum M. Labeled Optical Coherence Tomography (OCT) and "
+        "Chest X-Ray Images for "
+        "Classification. Mendeley Data v2, doi:10.17632/rscbjbr9sj.2, licensed CC BY 4.0 "
+        "(https://creativecommons.org/licenses/by/4.0/). Kermany DS et al., Cell 2018;172(5):1122-1131.",
+    ),
+]
+
+
+def _dialog_layout(dialog: QDialog, title: str) -> QVBoxLayout:
+    dialog.setWindowTitle(title)
+    layout = QVBoxLayout(dialog)
+    layout.setContentsMargins(16, 14, 16, 12)
+    return layout
+
+
+def _close_buttons(dialog: QDialog, layout: QVBoxLayout) -> None:
+    buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+    buttons.rejected.connect(dialog.reject)
+    buttons.accepted.connect(dialog.accept)
+    layout.addWidget(buttons)
+
+
+def _dicom_date(value: str) -> str:
+    """YYYYMMDD -> YYYY-MM-DD (anything else unchanged)."""
+    v = (value or "").strip()
+    return f"{v[:4]}-{v[4:6]}-{v[6:8]}" if len(v) == 8 and v.isdigit() else v
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+class ModelCardDialog(QDialog):
+    """Name, data and per-label validation metrics of the loaded model."""
+
+    def __init__(self, engine: Any, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("modelCardDialog")
+        card: dict[str, Any] = dict(getattr(engine, "card", {}) or {})
+        layout = _dialog_layout(self, f"Model card — {engine.name}")
+        self.resize(780, 680)
+        head = QLabel(
+            f"<h3 style='margin:0'>{html.escape(str(engine.name))}</h3>"
+            f"<div>{html.escape(str(card.get('description', '')))}</div>"
+            f"<div style='color:#9aa3ad'>version {html.escape(str(card.get('version', '?')))} · "
+            f"{html.escape(str(card.get('architecture', '?')))} · input "
+            f"{html.escape(str(card.get('input_size', '?')))} px · weights SHA-256 "
+            f"{html.escape(str(getattr(engine, 'sha256', ''))[:12])}…</div>"
+        )
+        head.setWordWrap(True)
+        head.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        layout.addWidget(head)
+
+        table_rows = backend.validation_table(card)
+        thresholds = dict(getattr(engine, "thresholds", None) or card.get("thresholds", {}))
+        labels = list(getattr(engine, "labels", card.get("labels", [])))
+        not_covered = list(getattr(engine, "not_covered", card.get("not_covered", [])))
+        self.table = QTableWidget(len(labels) + len(not_covered), 6)
+        self.table.setObjectName("validationTable")
+        self.table.setHorizontalHeaderLabels(
+            ["Label", "AUROC", "Fold ±", "Pos / neg", "Operating point", "Sens / spec"]
+        )
+        tips = [
+            "",
+            "Validation AUROC (patient-disjoint validation)",
+            "Spread of AUROC across folds",
+            "Positive / negative validation images",
+            "Probability above which a finding is called positive",
+            "Sensitivity / specificity at the operating point",
+        ]
+        for col, tip in enumerate(tips):
+            if tip:
+                self.table.horizontalHeaderItem(col).setToolTip(tip)
+        self.table.verticalHeader().setVisible(False)
+        self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        self.table.setSelectionMode(QTableWidget.SelectionMode.NoSelection)
+        for row, label in enumerate(labels):
+            entry = table_rows.get(label, {})
+            auroc = backend.metric(entry, "auroc", "AUROC", "auc")
+            spread = backend.metric(entry, "auroc_std", "auroc_fold_std", "fold_std", "std")
+            n_pos = backend.metric(entry, "n_pos", "positives")
+            n_neg = backend.metric(entry, "n_neg", "negatives")
+            sens = backend.metric(entry, "sensitivity")
+            spec = backend.metric(entry, "specificity")
+            values = [
+                label,
+                _fmt(auroc),
+                "± " + _fmt(spread) if spread is not None else "",
+                f"{_fmt(n_pos)} / {_fmt(n_neg)}" if n_pos is not None else "",
+                _fmt(thresholds.get(label)),
+                f"{_fmt(sens, 2)} / {_fmt(spec, 2)}" if sens is not None else "",
+            ]
+            for col, text in enumerate(values):
+                item = QTableWidgetItem(text)
+                if col:
+                    item.setTextAlignment(Qt.AlignmentFlag.AlignCenter)
+                self.table.setItem(row, col, item)
+        for i, label in enumerate(not_covered):
+            row = len(labels) + i
+            item = QTableWidgetItem(label)
+            item.setForeground(Qt.GlobalColor.gray)
+            self.table.setItem(row, 0, item)
+            note = QTableWidgetItem("not assessed by this model (no training labels)")
+            note.setForeground(Qt.GlobalColor.gray)
+            self.table.setItem(row, 1, note)
+            self.table.setSpan(row, 1, 1, 5)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        header.setStretchLastSection(True)
+        self.table.verticalHeader().setDefaultSectionSize(24)
+        layout.addWidget(self.table, 1)
+
+        details = []
+        validation = card.get("validation") if isinstance(card.get("validation"), dict) else {}
+        summary = {k: v for k, v in validation.items() if not isinstance(v, dict | list)}
+        if summary:
+            details.append("<b>Validation:</b> " + html.escape(", ".join(f"{k} {_fmt(v)}" for k, v in summary.items())))
+        for ds in card.get("datasets", []) or []:
+            if isinstance(ds, dict):
+                details.append(
+                    f"<b>Data:</b> {html.escape(str(ds.get('name', '')))} — "
+                    f"{html.escape(str(ds.get('license', '')))}. "
+                    f"{html.escape(str(ds.get('attribution', '')))}"
+                )
+            else:
+                details.append(f"<b>Data:</b> {html.escape(str(ds))}")
+        for key, title in (("intended_use", "Intended use"), ("limitations", "Limitations")):
+            value = card.get(key)
+            if value:
+                text = "; ".join(map(str, value)) if isinstance(value, list) else str(value)
+                details.append(f"<b>{title}:</b> {html.escape(text)}")
+        cam = card.get("cam")
+        details.append(
+            "<b>Heat maps:</b> class-activation maps of the final layer, shown as a local probability "
+            "on a fixed 0–100 % scale; none is drawn below a finding's operating point."
+            + (f" ({html.escape(str(cam.get('display', '')))})" if isinstance(cam, dict) else "")
+        )
+        details.append(f"<b>Card:</b> {html.escape(str(getattr(getattr(engine, 'bundle', None), 'card_path', '')))}")
+        self.details = QTextBrowser()
+        self.details.setObjectName("modelDetails")
+        self.details.setOpenLinks(False)
+        self.details.setHtml("<p>" + "</p><p>".join(details) + "</p>")
+        self.details.setMaximumHeight(150)
+        layout.addWidget(self.details)
+        _close_buttons(self, layout)
+
+    def auroc_text(self, label: str) -> str:
+        for row in range(self.table.rowCount()):
+            item = self.table.item(row, 0)
+            if item is not None and item.text() == label:
+                cell = self.table.item(row, 1)
+                return cell.text() if cell is not None else ""
+        return ""
+
+
+class AboutDialog(QDialog):
+    """What the tool is, the permanent disclaimer, licences and data attributions."""
+
+    def __init__(self, model_card: dict[str, Any] | None = None, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("aboutDialog")
+        layout = _dialog_layout(self, "About cxrviewer")
+        self.resize(640, 600)
+        parts = [
+            f"<h2 style='margin-bottom:2px'>cxrviewer {html.escape(__version__)}</h2>",
+            "<p>An offline second-opinion viewer for chest radiographs: the film, and beside it what a "
+            "multi-label neural network sees in it, with where it looked.</p>",
+            f"<p style='color:#ff9a5a'><b>{html.escape(DISCLAIMER)}</b></p>",
+            "<p>No image or result leaves this computer: the app makes no network connections.</p>",
+            "<h3>Data attributions</h3>",
+        ]
+        for title, text in DATA_ATTRIBUTIONS:
+            parts.append(f"<p><b>{html.escape(title)}.</b> {html.escape(text)}</p>")
+        for ds in (model_card or {}).get("datasets", []) or []:
+            if isinstance(ds, dict) and "NIH" not in str(ds.get("name")) and "Kermany" not in str(ds.get("name")):
+                parts.append(
+                    f"<p><b>{html.escape(str(ds.get('name')))}.</b> {html.escape(str(ds.get('license', '')))}"
+                    f" {html.escape(str(ds.get('attribution', '')))}</p>"
+                )
+        parts.append("<h3>Software licences</h3><table cellspacing='0' cellpadding='2'>")
+        for name, lic in LICENCES:
+            parts.append(
+                f"<tr><td>{html.escape(name)}</td><td style='padding-left:14px;color:#9aa3ad'>"
+                f"{html.escape(lic)}</td></tr>"
+            )
+        parts.append("</table>")
+        self.text = QTextBrowser()
+        self.text.setObjectName("aboutText")
+        self.text.setOpenLinks(False)
+        self.text.setHtml("".join(parts))
+        layout.addWidget(self.text, 1)
+        _close_buttons(self, layout)
+
+
+class StudyInfoDialog(QDialog):
+    """Header details of the displayed image; identifiers are masked in "hide identifiers" mode."""
+
+    def __init__(self, record: StudyRecord, image: Any, hide_identifiers: bool, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("studyInfoDialog")
+        layout = _dialog_layout(self, "Study information")
+        self.resize(560, 480)
+        hidden = "hidden"
+        meta = getattr(image, "meta", None)
+        rows: list[tuple[str, str]] = [
+            ("Patient name", hidden if hide_identifiers else format_person_name(record.patient_name)),
+            ("Patient ID", hidden if hide_identifiers else record.patient_id),
+            ("Birth date", hidden if hide_identifiers else _dicom_date(record.birth_date)),
+            ("Accession number", hidden if hide_identifiers else record.accession),
+            ("Study date", record.date_text(hide_identifiers)),
+            ("Study description", record.description),
+        ]
+        if meta is not None:
+            spacing = meta.pixel_spacing
+            rows += [
+                ("Modality", meta.modality),
+                ("Body part", meta.body_part),
+                ("View position", meta.view_position),
+                ("Laterality", meta.laterality),
+                ("Photometric", meta.photometric),
+                ("Size", f"{image.width} × {image.height} px"),
+                ("Pixel spacing", f"{spacing[0]:.3f} × {spacing[1]:.3f} mm" if spacing else ""),
+                ("Bits stored", str(meta.bits_stored)),
+                ("Format", meta.source_format),
+            ]
+            rows += [("Note", n) for n in meta.notes]
+            rows += [("Flag", f.message) for f in getattr(image, "flags", [])]
+            rows.append(("File", hidden if hide_identifiers else str(image.path)))
+        self.table = QTableWidget(len(rows), 2)
+        self.table.setObjectName("studyInfoTable")
+        self.table.setHorizontalHeaderLabels(["Field", "Value"])
+        self.table.verticalHeader().setVisible(False)
+        self.table.horizontalHeader().setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
+        self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        for i, (k, v) in enumerate(rows):
+            self.table.setItem(i, 0, QTableWidgetItem(k))
+            self.table.setItem(i, 1, QTableWidgetItem(v or ""))
+        self.table.resizeColumnToContents(0)
+        layout.addWidget(self.table, 1)
+        _close_buttons(self, layout)
+
+    def texts(self) -> list[str]:
+        return [
+            self.table.item(r, c).text()
+            for r in range(self.table.rowCount())
+            for c in range(2)
+            if self.table.item(r, c) is not None
+        ]

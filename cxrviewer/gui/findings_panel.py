@@ -1,0 +1,395 @@
+"""The second reader's panel: every label ranked, with its bar and operating point, and the gate's verdict.
+
+Observations the model does not cover are listed greyed as "not assessed by this model" and are never
+drawn as negative. Clicking a finding asks the main window to show its heat map.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from PySide6.QtCore import QPointF, QRectF, QSize, Qt, Signal
+from PySide6.QtGui import QColor, QFont, QMouseEvent, QPainter, QPaintEvent, QPen, QPolygonF
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QScrollArea,
+    QSizePolicy,
+    QSlider,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from cxrviewer.gui.records import percent
+
+POSITIVE = QColor(255, 138, 61)  # above the operating point
+NORMAL_POSITIVE = QColor(86, 190, 130)  # "No Finding" above its operating point
+NEGATIVE = QColor(92, 132, 170)
+TRACK = QColor(43, 48, 56)
+TEXT = QColor(226, 229, 234)
+MUTED = QColor(120, 126, 136)
+SELECTED = QColor(48, 62, 80)
+HOVER = QColor(36, 42, 52)
+
+
+class FindingRow(QWidget):
+    """One label: name, probability, bar with the operating point as a tick."""
+
+    clicked = Signal(str)
+
+    def __init__(
+        self, label: str, finding: Any = None, auroc: float | None = None, parent: QWidget | None = None
+    ) -> None:
+        super().__init__(parent)
+        self.label = label
+        self.finding = finding  # None: not assessed by this model
+        self.selected = False
+        self._hover = False
+        self.setMouseTracking(True)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        self.setAccessibleName(self.text())
+        if finding is None:
+            self.setToolTip(
+                f"{label}: not assessed by this model (it was not trained on this observation); "
+                "this is not a negative result."
+            )
+        else:
+            side = "above" if finding.positive else "below"
+            tip = (
+                f"{label}: probability {finding.probability:.3f}, {side} the operating point "
+                f"{finding.threshold:.3f}."
+            )
+            if auroc is not None:
+                tip += f"\nValidation AUROC {auroc:.3f}."
+            if finding.positive:
+                tip += "\nClick to show where the model looked."
+            else:
+                tip += "\nBelow the operating point: no heat map is drawn."
+            self.setToolTip(tip)
+            self.setCursor(Qt.CursorShape.PointingHandCursor)
+
+    @property
+    def assessed(self) -> bool:
+        return self.finding is not None
+
+    @property
+    def positive(self) -> bool:
+        return bool(self.finding is not None and self.finding.positive)
+
+    @property
+    def probability(self) -> float | None:
+        return None if self.finding is None else float(self.finding.probability)
+
+    def text(self) -> str:
+        if self.finding is None:
+            return f"{self.label}: not assessed by this model"
+        return f"{self.label}: {percent(self.finding.probability)}" + (" (positive)" if self.positive else "")
+
+    def sizeHint(self) -> QSize:  # noqa: N802
+        return QSize(240, 42 if self.assessed else 26)
+
+    def minimumSizeHint(self) -> QSize:  # noqa: N802
+        return self.sizeHint()
+
+    def set_selected(self, selected: bool) -> None:
+        self.selected = selected
+        self.update()
+
+    def enterEvent(self, event: Any) -> None:  # noqa: N802
+        self._hover = True
+        self.update()
+
+    def leaveEvent(self, event: Any) -> None:  # noqa: N802
+        self._hover = False
+        self.update()
+
+    def mouseReleaseEvent(self, event: QMouseEvent) -> None:  # noqa: N802
+        if event.button() == Qt.MouseButton.LeftButton and self.assessed:
+            self.clicked.emit(self.label)
+
+    def paintEvent(self, event: QPaintEvent) -> None:  # noqa: N802
+        p = QPainter(self)
+        p.setRenderHint(QPainter.RenderHint.Antialiasing)
+        r = self.rect().adjusted(2, 1, -2, -1)
+        if self.selected:
+            p.fillRect(r, SELECTED)
+        elif self._hover and self.assessed:
+            p.fillRect(r, HOVER)
+        font = QFont(self.font())
+        if self.finding is None:
+            font.setItalic(True)
+            p.setFont(font)
+            p.setPen(MUTED)
+            p.drawText(
+                r.adjusted(10, 0, -10, 0),
+                Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft,
+                self.label,
+            )
+            p.drawText(
+                r.adjusted(10, 0, -10, 0),
+                Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignRight,
+                "not assessed",
+            )
+            p.end()
+            return
+        f = self.finding
+        colour = (NORMAL_POSITIVE if self.label == "No Finding" else POSITIVE) if f.positive else NEGATIVE
+        font.setBold(f.positive)
+        p.setFont(font)
+        fm = p.fontMetrics()
+        text_rect = QRectF(r.left() + 10, r.top() + 3, r.width() - 20, fm.height())
+        p.setPen(TEXT if f.positive else QColor(196, 200, 207))
+        p.drawText(
+            text_rect,
+            Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
+            fm.elidedText(self.label, Qt.TextElideMode.ElideRight, int(text_rect.width() - 50)),
+        )
+        p.setPen(colour if f.positive else QColor(196, 200, 207))
+        p.drawText(
+            text_rect, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter, percent(f.probability)
+        )
+        bar = QRectF(r.left() + 10, text_rect.bottom() + 5, r.width() - 20, 7)
+        p.setPen(Qt.PenStyle.NoPen)
+        p.setBrush(TRACK)
+        p.drawRoundedRect(bar, 3, 3)
+        fill = QRectF(bar.left(), bar.top(), max(2.0, bar.width() * f.probability), bar.height())
+        p.setBrush(colour)
+        p.drawRoundedRect(fill, 3, 3)
+        x = bar.left() + bar.width() * f.threshold  # the operating point
+        p.setPen(QPen(QColor(245, 245, 245), 2))
+        p.drawLine(QPointF(x, bar.top() - 3), QPointF(x, bar.bottom() + 3))
+        p.setPen(Qt.PenStyle.NoPen)
+        p.setBrush(QColor(245, 245, 245))
+        p.drawPolygon(
+            QPolygonF(
+                [QPointF(x - 3, bar.top() - 5), QPointF(x + 3, bar.top() - 5), QPointF(x, bar.top() - 2)]
+            )
+        )
+        p.end()
+
+
+class FindingsPanel(QWidget):
+    """Ranked findings of the displayed image, gate verdict, heat-map controls and the disclaimer."""
+
+    finding_selected = Signal(str)
+    analyse_anyway = Signal()
+    model_card_requested = Signal()
+    heatmap_toggled = Signal(bool)
+    opacity_changed = Signal(float)
+    findings_changed = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("findingsPanel")
+        self.setMinimumWidth(260)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(10, 10, 10, 8)
+        outer.setSpacing(8)
+
+        header = QHBoxLayout()
+        title = QLabel("Second reader")
+        title.setObjectName("panelTitle")
+        header.addWidget(title)
+        header.addStretch(1)
+        self.model_button = QToolButton()
+        self.model_button.setObjectName("modelCardButton")
+        self.model_button.setText("Model card")
+        self.model_button.setToolTip("The model's name, data and validation AUROC per label")
+        self.model_button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.model_button.clicked.connect(self.model_card_requested)
+        header.addWidget(self.model_button)
+        outer.addLayout(header)
+        self.model_label = QLabel("Model: loading…")
+        self.model_label.setObjectName("modelLabel")
+        self.model_label.setWordWrap(True)
+        outer.addWidget(self.model_label)
+
+        self.gate_frame = QFrame()
+        self.gate_frame.setObjectName("gateFrame")
+        gate_layout = QVBoxLayout(self.gate_frame)
+        gate_layout.setContentsMargins(10, 8, 10, 8)
+        self.gate_label = QLabel()
+        self.gate_label.setObjectName("gateLabel")
+        self.gate_label.setWordWrap(True)
+        gate_layout.addWidget(self.gate_label)
+        self.anyway_button = QPushButton("Analyse anyway")
+        self.anyway_button.setObjectName("analyseAnyway")
+        self.anyway_button.setToolTip(
+            "Run the model despite the input check; results are marked as overridden"
+        )
+        self.anyway_button.clicked.connect(self.analyse_anyway)
+        gate_layout.addWidget(self.anyway_button, 0, Qt.AlignmentFlag.AlignLeft)
+        self.gate_frame.hide()
+        outer.addWidget(self.gate_frame)
+
+        self.warning_label = QLabel()
+        self.warning_label.setObjectName("warningLabel")
+        self.warning_label.setWordWrap(True)
+        self.warning_label.hide()
+        outer.addWidget(self.warning_label)
+
+        self.status_label = QLabel("Open a study to see the model's findings.")
+        self.status_label.setObjectName("statusLabel")
+        self.status_label.setWordWrap(True)
+        outer.addWidget(self.status_label)
+
+        self.scroll = QScrollArea()
+        self.scroll.setObjectName("findingsScroll")
+        self.scroll.setWidgetResizable(True)
+        self.scroll.setFrameShape(QFrame.Shape.NoFrame)
+        self.scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self._list = QWidget()
+        self._list.setObjectName("findingsList")
+        self._list_layout = QVBoxLayout(self._list)
+        self._list_layout.setContentsMargins(0, 0, 0, 0)
+        self._list_layout.setSpacing(1)
+        self._list_layout.addStretch(1)
+        self.scroll.setWidget(self._list)
+        outer.addWidget(self.scroll, 1)
+
+        overlay = QHBoxLayout()
+        self.heatmap_check = QCheckBox("Heat map")
+        self.heatmap_check.setChecked(True)
+        self.heatmap_check.setToolTip("Show the selected finding's heat map (H)")
+        self.heatmap_check.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.heatmap_check.toggled.connect(self.heatmap_toggled)
+        overlay.addWidget(self.heatmap_check)
+        self.opacity_slider = QSlider(Qt.Orientation.Horizontal)
+        self.opacity_slider.setObjectName("opacitySlider")
+        self.opacity_slider.setRange(0, 100)
+        self.opacity_slider.setValue(50)
+        self.opacity_slider.setToolTip("Heat-map opacity")
+        self.opacity_slider.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.opacity_slider.valueChanged.connect(self._on_opacity)
+        overlay.addWidget(self.opacity_slider, 1)
+        self.opacity_value = QLabel("50%")
+        self.opacity_value.setMinimumWidth(34)
+        overlay.addWidget(self.opacity_value)
+        outer.addLayout(overlay)
+
+        legend = QLabel("Bar: probability  ·  ▼ tick: operating point  ·  bold: above it")
+        legend.setObjectName("legendLabel")
+        legend.setWordWrap(True)
+        outer.addWidget(legend)
+
+        self.rows: list[FindingRow] = []
+        self._extra_widgets: list[QWidget] = []
+        self.selected_label: str | None = None
+
+    # --- content ------------------------------------------------------------------------------------------
+
+    def set_model(self, name: str | None, detail: str = "") -> None:
+        """Model line: its name, or why there is none."""
+        if name:
+            self.model_label.setText(f"Model: {name}" + (f" — {detail}" if detail else ""))
+            self.model_button.setEnabled(True)
+        else:
+            self.model_label.setText(detail or "No model loaded")
+            self.model_button.setEnabled(False)
+
+    def clear(self, status: str = "") -> None:
+        for row in self.rows:
+            _discard(self._list_layout, row)
+        self.rows = []
+        self._clear_extra()
+        self.selected_label = None
+        self.gate_frame.hide()
+        self.warning_label.hide()
+        self.status_label.setText(status)
+        self.status_label.setVisible(bool(status))
+        self.findings_changed.emit()
+
+    def show_rejection(self, reasons: list[str], can_override: bool = True) -> None:
+        self.clear()
+        text = "<b>Not analysed by the model.</b><br>" + "<br>".join(_escape(r) for r in reasons)
+        self.gate_label.setText(text)
+        self.anyway_button.setVisible(can_override)
+        self.gate_frame.show()
+        self.findings_changed.emit()
+
+    def show_prediction(
+        self, prediction: Any, not_covered: list[str], auroc: dict[str, float] | None = None, note: str = ""
+    ) -> None:
+        """Rank the prediction's findings (highest first) and list the uncovered observations greyed."""
+        self.clear()
+        auroc = auroc or {}
+        warnings = list(getattr(prediction.gate, "warnings", []) or [])
+        if getattr(prediction.gate, "overridden", False):
+            reasons = list(getattr(prediction.gate, "reasons", []) or [])
+            warnings = [f"Input check overridden: {r}" for r in reasons] + [
+                w for w in warnings if w not in reasons
+            ]
+        if note:
+            warnings.insert(0, note)
+        if warnings:
+            self.warning_label.setText("\n".join(f"⚠ {w}" for w in warnings))
+            self.warning_label.show()
+        findings = sorted(prediction.findings, key=lambda f: -f.probability)
+        for f in findings:
+            self._add_row(FindingRow(f.label, f, auroc.get(f.label)))
+        if not_covered:
+            header = QLabel("Not assessed by this model")
+            header.setObjectName("notAssessedHeader")
+            header.setToolTip(
+                "The model was not trained on these observations; no result is not a negative result."
+            )
+            self._list_layout.insertWidget(self._list_layout.count() - 1, header)
+            self._extra_widgets.append(header)
+            for label in not_covered:
+                self._add_row(FindingRow(label, None))
+        self.status_label.hide()
+        self.findings_changed.emit()
+
+    def _add_row(self, row: FindingRow) -> None:
+        row.clicked.connect(self._on_row_clicked)
+        self._list_layout.insertWidget(self._list_layout.count() - 1, row)
+        self.rows.append(row)
+
+    def set_selected(self, label: str | None) -> None:
+        self.selected_label = label
+        for row in self.rows:
+            row.set_selected(row.label == label)
+
+    def row(self, label: str) -> FindingRow | None:
+        return next((r for r in self.rows if r.label == label), None)
+
+    def ranked(self) -> list[tuple[str, float]]:
+        """(label, probability) of the assessed rows, in display order."""
+        return [(r.label, r.probability) for r in self.rows if r.probability is not None]
+
+    def not_assessed(self) -> list[str]:
+        return [r.label for r in self.rows if not r.assessed]
+
+    def set_opacity(self, opacity: float) -> None:
+        self.opacity_slider.setValue(round(opacity * 100))
+
+    # --- slots --------------------------------------------------------------------------------------------
+
+    def _on_row_clicked(self, label: str) -> None:
+        self.set_selected(label)
+        self.finding_selected.emit(label)
+
+    def _on_opacity(self, value: int) -> None:
+        self.opacity_value.setText(f"{value}%")
+        self.opacity_changed.emit(value / 100.0)
+
+    def _clear_extra(self) -> None:
+        for widget in self._extra_widgets:
+            _discard(self._list_layout, widget)
+        self._extra_widgets = []
+
+
+def _discard(layout: QVBoxLayout, widget: QWidget) -> None:
+    """Remove a widget for good. Hide it explicitly first: a widget added to a visible layout has a
+    queued "show if not hidden" pending, which would otherwise pop it up as a stray top-level window."""
+    layout.removeWidget(widget)
+    widget.hide()
+    widget.deleteLater()
+
+
+def _escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

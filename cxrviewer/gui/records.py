@@ -1,0 +1,197 @@
+"""What the viewer knows about each study and image (plain Python; the Qt models read these)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+class State(StrEnum):
+    """Where an image (or a study, aggregated) is in the pipeline."""
+
+    QUEUED = "queued"
+    ANALYSING = "analysing"
+    DONE = "done"
+    REJECTED = "rejected"
+    ERROR = "error"
+    NOT_ANALYSED = "not analysed"  # no model available
+
+
+#: Order used to aggregate image states into one study state (first match wins).
+_STUDY_STATE_ORDER = (
+    State.ANALYSING,
+    State.QUEUED,
+    State.DONE,
+    State.REJECTED,
+    State.NOT_ANALYSED,
+    State.ERROR,
+)
+
+
+@dataclass
+class ImageRecord:
+    """One image of a study: its file, its state and, once analysed, the model's prediction."""
+
+    key: str
+    path: Path
+    label: str = ""  # short description for the image selector ("PA", "series 2", file name ...)
+    state: State = State.QUEUED
+    message: str = ""  # error text or gate reason (user-readable)
+    prediction: Any = None  # cxrviewer.model.inference.Prediction
+    forced: bool = False  # analysed despite a gate rejection
+    thumbnail: np.ndarray | None = None  # uint8 (h, w) grey, display polarity
+    width: int = 0
+    height: int = 0
+
+    @property
+    def findings(self) -> list[Any]:
+        return list(getattr(self.prediction, "findings", None) or [])
+
+    def top_finding(self) -> Any:
+        """The most abnormal finding of this image (see `most_abnormal`), or None."""
+        return most_abnormal(self.findings)
+
+
+@dataclass
+class StudyRecord:
+    """One row of the study browser."""
+
+    key: str
+    number: int  # 1-based order of arrival; the anonymous name is "Study <number>"
+    patient_name: str = ""
+    patient_id: str = ""
+    birth_date: str = ""
+    accession: str = ""
+    study_date: str = ""  # YYYYMMDD as in DICOM, or ""
+    description: str = ""
+    modality: str = ""
+    view: str = ""
+    source_name: str = ""  # file or folder name, used as a title when there is no patient name
+    images: list[ImageRecord] = field(default_factory=list)
+
+    # --- aggregated state -------------------------------------------------------------------------------
+
+    @property
+    def state(self) -> State:
+        states = {img.state for img in self.images}
+        for state in _STUDY_STATE_ORDER:
+            if state in states:
+                return state
+        return State.QUEUED
+
+    @property
+    def message(self) -> str:
+        """The first error / rejection message among the images ("" when none)."""
+        for img in self.images:
+            if img.message and img.state in (State.ERROR, State.REJECTED, State.NOT_ANALYSED):
+                return img.message
+        return ""
+
+    def top_finding(self) -> tuple[Any, ImageRecord] | None:
+        """The most abnormal finding over the study's images, with its image."""
+        best: tuple[tuple[float, float], Any, ImageRecord] | None = None
+        for img in self.images:
+            f = img.top_finding()
+            if f is not None and (best is None or abnormality_key(f) > best[0]):
+                best = (abnormality_key(f), f, img)
+        return None if best is None else (best[1], best[2])
+
+    def abnormality(self) -> float:
+        """Sort key for "most abnormal first": the study's most abnormal image (see `abnormality_score`),
+        studies with a positive finding before those without; unanalysed studies last, unreadable ones
+        after them."""
+        scores = [(img.top_finding(), abnormality_score(img.findings)) for img in self.images]
+        known = [(top, score) for top, score in scores if score is not None]
+        if not known:
+            return -math.inf if self.state in (State.ERROR, State.REJECTED, State.NOT_ANALYSED) else -1.0
+        return max(score + (1.0 if top is not None and top.positive else 0.0) for top, score in known)
+
+    def image(self, key: str) -> ImageRecord | None:
+        return next((img for img in self.images if img.key == key), None)
+
+    # --- identifiers --------------------------------------------------------------------------------------
+
+    def title(self, hide_identifiers: bool) -> str:
+        """The row title: the patient's name (or file name), or "Study N" when identifiers are hidden."""
+        if hide_identifiers:
+            return f"Study {self.number}"
+        name = format_person_name(self.patient_name)
+        return name or self.source_name or f"Study {self.number}"
+
+    def subtitle(self, hide_identifiers: bool) -> str:
+        """ID · modality · view · number of images (ID left out when hidden)."""
+        parts = []
+        if self.patient_id and not hide_identifiers:
+            parts.append(f"ID {self.patient_id}")
+        if self.modality:
+            parts.append(self.modality)
+        if self.view:
+            parts.append(self.view)
+        if len(self.images) > 1:
+            parts.append(f"{len(self.images)} images")
+        return " · ".join(parts)
+
+    def date_text(self, hide_identifiers: bool) -> str:
+        """Study date as YYYY-MM-DD (only the year when identifiers are hidden)."""
+        d = self.study_date.strip()
+        if len(d) >= 8 and d[:8].isdigit():
+            return d[:4] if hide_identifiers else f"{d[:4]}-{d[4:6]}-{d[6:8]}"
+        return ""
+
+    def identifiers(self) -> list[str]:
+        """Every identifying string of this study (for tests and for scrubbing messages)."""
+        values = [
+            self.patient_name,
+            format_person_name(self.patient_name),
+            self.patient_id,
+            self.birth_date,
+            self.accession,
+        ]
+        return [v for v in values if v and len(v) >= 2]
+
+
+def abnormality_key(finding: Any) -> tuple[float, float]:
+    """Positives first, then by probability (the order of the findings panel)."""
+    return (1.0 if finding.positive else 0.0, float(finding.probability))
+
+
+def most_abnormal(findings: list[Any]) -> Any:
+    """The top finding: the most probable finding other than "No Finding", positives first; or None."""
+    candidates = [f for f in findings if f.label != "No Finding"]
+    return max(candidates, key=abnormality_key) if candidates else None
+
+
+def abnormality_score(findings: list[Any]) -> float | None:
+    """How abnormal the model finds an image, in [0, 1]: 1 - P(No Finding) when the model has that
+    label (its own normal-vs-abnormal estimate), else the highest positive probability; None if unknown."""
+    if not findings:
+        return None
+    normal = next((f for f in findings if f.label == "No Finding"), None)
+    if normal is not None:
+        return 1.0 - float(normal.probability)
+    positives = [float(f.probability) for f in findings if f.positive]
+    return max(positives, default=0.0)
+
+
+def format_person_name(value: str) -> str:
+    """DICOM PN "Family^Given^Middle" -> "Family, Given Middle"."""
+    value = (value or "").strip()
+    if "^" not in value:
+        return value
+    parts = [p.strip() for p in value.split("=")[0].split("^")]
+    family, given = parts[0], " ".join(p for p in parts[1:3] if p)
+    return f"{family}, {given}" if family and given else family or given
+
+
+def percent(p: float) -> str:
+    """Probability as a short percentage ("<1%", "87%", ">99%")."""
+    if p < 0.005:
+        return "<1%"
+    if p > 0.995:
+        return ">99%"
+    return f"{100 * p:.0f}%"
