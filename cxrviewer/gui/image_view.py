@@ -39,7 +39,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from cxrviewer.gui import backend, colormap
+from cxrviewer.gui import backend
+from cxrviewer.model import colormap
 
 MIN_ZOOM = 0.02
 MAX_ZOOM = 40.0

@@ -30,7 +30,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from cxrviewer.gui import assets, backend, colormap
+from cxrviewer.gui import assets, backend
 from cxrviewer.gui.dialogs import AboutDialog, ModelCardDialog, StudyInfoDialog
 from cxrviewer.gui.findings_panel import FindingsPanel
 from cxrviewer.gui.image_view import ImageCanvas
@@ -38,6 +38,7 @@ from cxrviewer.gui.records import ImageRecord, State, StudyRecord, percent
 from cxrviewer.gui.settings import AppSettings
 from cxrviewer.gui.study_browser import SORT_MODES, StudyBrowser, scrub
 from cxrviewer.gui.workers import Pipeline
+from cxrviewer.model import colormap
 
 log = logging.getLogger(__name__)
 

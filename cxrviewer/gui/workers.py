@@ -23,8 +23,9 @@ from typing import Any
 
 from PySide6.QtCore import QObject, QThreadPool, Signal
 
-from cxrviewer.gui import backend, colormap
+from cxrviewer.gui import backend
 from cxrviewer.gui.records import most_abnormal
+from cxrviewer.model import colormap
 
 log = logging.getLogger(__name__)
 

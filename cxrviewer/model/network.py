@@ -10,7 +10,8 @@ import torch
 import torchvision
 from torch import nn
 
-ARCHITECTURES = ("resnet18", "resnet34", "resnet50", "densenet121", "efficientnet_b0", "mobilenet_v3_large")
+ARCHITECTURES = ("resnet18", "resnet18_os16", "resnet34", "resnet50", "densenet121", "efficientnet_b0",
+                 "mobilenet_v3_large")
 
 
 def _one_channel_conv(conv: nn.Conv2d) -> nn.Conv2d:
@@ -27,8 +28,13 @@ def _one_channel_conv(conv: nn.Conv2d) -> nn.Conv2d:
 def _backbone(arch: str) -> tuple[nn.Module, int]:
     """Feature extractor (image -> last feature map) and its channel count. weights=None: no downloads."""
     if arch.startswith("resnet"):
-        net = getattr(torchvision.models, arch)(weights=None)
+        base, _, variant = arch.partition("_")
+        net = getattr(torchvision.models, base)(weights=None)
         net.conv1 = _one_channel_conv(net.conv1)
+        if variant == "os16":  # last stage at stride 16: a 2x finer feature map for sharper CAMs
+            block = net.layer4[0]
+            (block.conv2 if base in {"resnet50"} else block.conv1).stride = (1, 1)
+            block.downsample[0].stride = (1, 1)
         layers = [net.conv1, net.bn1, net.relu, net.maxpool, net.layer1, net.layer2, net.layer3, net.layer4]
         return nn.Sequential(*layers), net.fc.in_features
     if arch == "densenet121":

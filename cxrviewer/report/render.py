@@ -7,8 +7,8 @@ with its operating point; a footer across the bottom names the model and says "n
 use". Nothing that identifies the patient is ever drawn, so the picture is safe to share as is.
 
 Heat maps are on the fixed "local probability" scale of `cxrviewer.model.cam` (never stretched per
-image): the colour is a jet-like map of the value, and the opacity grows with it
-(``alpha * value``), so cold regions leave the image untouched.
+image): the colours and the opacity ramp are the viewer's (`cxrviewer.model.colormap`), so an export
+looks like the screen, and cold regions (below the ramp) leave the image untouched.
 
 Small images are enlarged (long side to 1024 px) and very large ones reduced (long side 2048 px) so
 the burned-in text stays legible; the map is resampled with the image.
@@ -24,6 +24,7 @@ import cv2
 import numpy as np
 
 from cxrviewer import __version__
+from cxrviewer.model import colormap
 from cxrviewer.report.findings import (
     PredictionLike,
     gate_reasons,
@@ -50,12 +51,14 @@ SMALL_TARGET = 1024
 MAX_LONG_SIDE = 2048
 
 
-def jet(values01: np.ndarray) -> np.ndarray:
-    """Jet-like colour map: float values in [0, 1] -> RGB uint8 (..., 3); 0 is dark blue, 1 dark red."""
+def _levels(values01: np.ndarray) -> np.ndarray:
     v = np.clip(np.nan_to_num(np.asarray(values01, dtype=np.float32)), 0.0, 1.0)
-    grey = np.rint(v * 255.0).astype(np.uint8)
-    bgr = cv2.applyColorMap(grey.reshape(-1, 1), cv2.COLORMAP_JET).reshape(*v.shape, 3)
-    return np.ascontiguousarray(bgr[..., ::-1])
+    return np.rint(v * 255.0).astype(np.uint8)
+
+
+def scale_colours(values01: np.ndarray) -> np.ndarray:
+    """The viewer's colour scale (`cxrviewer.model.colormap`): values in [0, 1] -> opaque RGB uint8 (..., 3)."""
+    return colormap.LUT_RGB[_levels(values01)]
 
 
 def overlay(gray: np.ndarray, heat01: np.ndarray | None, alpha: float = DEFAULT_ALPHA) -> np.ndarray:
@@ -66,8 +69,8 @@ def overlay(gray: np.ndarray, heat01: np.ndarray | None, alpha: float = DEFAULT_
     heat = np.clip(np.nan_to_num(np.asarray(heat01, dtype=np.float32)), 0.0, 1.0)
     if heat.shape != base.shape[:2]:
         raise ValueError(f"heat map shape {heat.shape} differs from the image {base.shape[:2]}")
-    a = (float(np.clip(alpha, 0.0, 1.0)) * heat)[..., None]
-    out = base.astype(np.float32) * (1.0 - a) + jet(heat).astype(np.float32) * a
+    a = (float(np.clip(alpha, 0.0, 1.0)) * colormap.ALPHA[_levels(heat)])[..., None]  # the viewer's ramp
+    out = base.astype(np.float32) * (1.0 - a) + scale_colours(heat).astype(np.float32) * a
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
@@ -150,7 +153,7 @@ def colour_bar(height: int, metrics: _Metrics | None = None) -> np.ndarray:
     span = bottom - top
     values = np.linspace(1.0, 0.0, span, dtype=np.float32)
     x0 = m.margin
-    strip[top:bottom, x0 : x0 + bar_w] = jet(values)[:, None, :]
+    strip[top:bottom, x0 : x0 + bar_w] = scale_colours(values)[:, None, :]
     cv2.rectangle(strip, (x0, top), (x0 + bar_w - 1, bottom - 1), MUTED, 1)
     _put(strip, "map", x0, top - 0.35 * m.line, tick_font, MUTED)
     for v in (0.0, 0.25, 0.5, 0.75, 1.0):

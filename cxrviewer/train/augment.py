@@ -14,9 +14,9 @@ import numpy as np
 
 @dataclass(frozen=True)
 class AugmentConfig:
-    rotate_deg: float = 7.0
-    scale: tuple[float, float] = (0.9, 1.1)
-    shift: float = 0.05
+    rotate_deg: float = 10.0
+    scale: tuple[float, float] = (0.85, 1.2)
+    shift: float = 0.1  # large enough that absolute position (film edges, markers) is a weak cue
     brightness: float = 0.08
     contrast: float = 0.15
     gamma: tuple[float, float] = (0.8, 1.25)

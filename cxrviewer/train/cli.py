@@ -26,6 +26,7 @@ import torch
 from cxrviewer.model.weights import ModelError, load_bundle
 from cxrviewer.train.datasets import DatasetError, dataset_name
 from cxrviewer.train.export import (
+    PRIMARY_DATASETS,
     build_card,
     export_bundle,
     load_best,
@@ -128,7 +129,7 @@ def cmd_fit(a: argparse.Namespace) -> int:
                 "best_epoch": res["best_epoch"]}
     if (run / "val_probs.npy").is_file():
         _, y, m, ds, p = _val_arrays(cfg, run, labels)
-        thr, high = operating_points(y, p, m, labels)
+        thr, high = operating_points(y, p, m, labels, ds)
         validation = validation_record(y, p, m, ds, labels, thr)
         validation["split"] = f"patient-level fold {a.fold} of {a.folds}"
         validation["pointing_game"] = _pointing(a, net, labels, cfg.input_size,
@@ -170,7 +171,7 @@ def cmd_cv(a: argparse.Namespace) -> int:
             train(cfg)
             net, ck = load_best(run)
             _, y, m, ds, p = _val_arrays(cfg, run, ck["labels"])
-            thr, _ = operating_points(y, p, m, ck["labels"])
+            thr, _ = operating_points(y, p, m, ck["labels"], ds)
             rec = validation_record(y, p, m, ds, ck["labels"], thr)
             rec["pointing_game"] = _pointing(a, net, ck["labels"], cfg.input_size,
                                              set(json.loads((run / "split.json").read_text())["val"]))
@@ -189,11 +190,16 @@ def summarise_folds(folds: list[dict]) -> dict:
         v = [x for x in values if x is not None]
         return {"mean": float(np.mean(v)) if v else None, "std": float(np.std(v)) if v else None, "folds": len(v)}
 
-    labels = list(folds[0]["per_label"])
-    per_label = {lab: {"auroc": agg([f["per_label"][lab]["auroc"] for f in folds]),
-                       "auprc": agg([f["per_label"][lab]["auprc"] for f in folds]),
-                       "n_pos": int(sum(f["per_label"][lab]["n_pos"] for f in folds)),
-                       "n_neg": int(sum(f["per_label"][lab]["n_neg"] for f in folds))} for lab in labels}
+    primary = next((d for d in PRIMARY_DATASETS if d in folds[0]["per_dataset"]), None)
+
+    def head(f: dict) -> dict:  # headline per-label metrics: the primary (adult) dataset only
+        return f["per_dataset"][primary] if primary else f["per_label"]
+
+    labels = list(head(folds[0]))
+    per_label = {lab: {"auroc": agg([head(f)[lab]["auroc"] for f in folds]),
+                       "auprc": agg([head(f)[lab]["auprc"] for f in folds]),
+                       "n_pos": int(sum(head(f)[lab]["n_pos"] for f in folds)),
+                       "n_neg": int(sum(head(f)[lab]["n_neg"] for f in folds))} for lab in labels}
     per_dataset: dict[str, dict] = {}
     for ds in folds[0]["per_dataset"]:
         per_dataset[ds] = {}
@@ -210,7 +216,8 @@ def summarise_folds(folds: list[dict]) -> dict:
         tot = {k: sum(p["total"][k] for p in pg) for k in ("n", "cam", "centre", "mean_box")}
         rates = {k: tot[k] / tot["n"] for k in ("cam", "centre", "mean_box")} if tot["n"] else {}
         pointing = {"n": tot["n"], **rates, "cam_per_fold": agg([p["hit_rate"]["cam"] for p in pg])}
-    return {"folds": len(folds), "per_label": per_label, "per_dataset": per_dataset,
+    return {"folds": len(folds), "per_label_dataset": primary or "all", "per_label": per_label,
+            "per_dataset": per_dataset,
             "mean_over_folds": {"mean_auroc_per_dataset": means,
                                 "best_epochs": [f.get("best_epoch") for f in folds]},
             "pointing_game": pointing}
@@ -233,7 +240,7 @@ def cmd_bundle(a: argparse.Namespace) -> int:
     net, ck = load_best(run)
     labels = ck["labels"]
     _, y, m, ds, p = _val_arrays(cfg, run, labels)
-    thr, high = operating_points(y, p, m, labels)
+    thr, high = operating_points(y, p, m, labels, ds)
     validation = validation_record(y, p, m, ds, labels, thr)
     done = json.loads((run / "done.json").read_text())
     validation["split"] = f"patient-level fold {fold} of {cfg.folds} (this model's own held-out patients)"

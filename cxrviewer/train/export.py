@@ -39,13 +39,33 @@ DATASET_INFO: dict[str, dict[str, str]] = {
 }
 
 
-def operating_points(y: np.ndarray, p: np.ndarray, m: np.ndarray, labels: list[str]
+#: Datasets whose validation images set the operating points and the headline per-label metrics, in order
+#: of preference: adult frontal films like the ones the app sees. Other datasets are reported separately.
+PRIMARY_DATASETS = ("nih", "chexpert")
+
+
+def primary_rows(ds: np.ndarray) -> tuple[np.ndarray, str]:
+    """Rows of the primary (adult) validation dataset, or all rows when none is present, and its name."""
+    for name in PRIMARY_DATASETS:
+        sel = ds == name
+        if sel.any():
+            return sel, name
+    return np.ones(len(ds), bool), "all"
+
+
+def operating_points(y: np.ndarray, p: np.ndarray, m: np.ndarray, labels: list[str], ds: np.ndarray
                      ) -> tuple[dict[str, float], dict[str, float]]:
-    """Youden-J thresholds per label, and high-sensitivity ones where defined (used as the label's cutoff)."""
+    """Youden-J thresholds per label on the primary validation images (all images for labels only other
+    datasets annotate), and high-sensitivity ones where defined (used as that label's cutoff)."""
+    primary, _ = primary_rows(ds)
     thresholds, high = {}, {}
     for j, lab in enumerate(labels):
-        keep = m[:, j] > 0
-        yy, pp = (y[keep, j] >= 0.5).astype(int), p[keep, j]
+        keep = (m[:, j] > 0) & primary
+        yy = (y[keep, j] >= 0.5).astype(int)
+        if yy.size == 0 or yy.min() == yy.max():
+            keep = m[:, j] > 0
+            yy = (y[keep, j] >= 0.5).astype(int)
+        pp = p[keep, j]
         if yy.size == 0 or yy.min() == yy.max():
             thresholds[lab] = 0.5
             continue
@@ -58,14 +78,20 @@ def operating_points(y: np.ndarray, p: np.ndarray, m: np.ndarray, labels: list[s
 
 def validation_record(y: np.ndarray, p: np.ndarray, m: np.ndarray, ds: np.ndarray, labels: list[str],
                       thresholds: dict[str, float]) -> dict[str, Any]:
-    """Per-label (all validation images) and per-dataset metrics at the card's thresholds."""
-    per_label = {lab: label_report(y[:, j], p[:, j], m[:, j], thresholds[lab]) for j, lab in enumerate(labels)}
+    """Headline per-label metrics on the primary (adult) validation images, plus per-dataset metrics.
+
+    Pooling pediatric Kermany films with NIH films would inflate AUROCs (the two sets differ in ways
+    unrelated to disease), so the headline numbers never mix datasets.
+    """
+    sel, name = primary_rows(ds)
+    per_label = {lab: label_report(y[sel, j], p[sel, j], m[sel, j], thresholds[lab]) for j, lab in enumerate(labels)}
     per_dataset: dict[str, dict] = {}
-    for name in sorted(set(ds.tolist())):
-        sel = ds == name
-        reps = {lab: label_report(y[sel, j], p[sel, j], m[sel, j], thresholds[lab]) for j, lab in enumerate(labels)}
-        per_dataset[name] = {k: v for k, v in reps.items() if v["n_pos"] + v["n_neg"] > 0}
-    return {"per_label": per_label, "per_dataset": per_dataset}
+    for ds_name in sorted(set(ds.tolist())):
+        rows = ds == ds_name
+        reps = {lab: label_report(y[rows, j], p[rows, j], m[rows, j], thresholds[lab])
+                for j, lab in enumerate(labels)}
+        per_dataset[ds_name] = {k: v for k, v in reps.items() if v["n_pos"] + v["n_neg"] > 0}
+    return {"per_label_dataset": name, "per_label": per_label, "per_dataset": per_dataset}
 
 
 def build_card(name: str, arch: str, input_size: int, labels: list[str], thresholds: dict[str, float],

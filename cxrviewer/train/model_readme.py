@@ -63,8 +63,11 @@ def model_readme(card: dict[str, Any], reproduce: str) -> str:
         "",
         "## Validation metrics (held-out patients)",
         "",
-        "Operating point: Youden J on validation; Pneumothorax uses a high-sensitivity point (≥ 0.95 sensitivity "
-        "on validation). CV column: mean ± std of AUROC across the cross-validation folds finished (number of folds).",
+        f"The table is computed on the **{v.get('per_label_dataset', 'all')}** validation images only (adult "
+        "films; pediatric Kermany films are reported separately below, never pooled, because pooling two sources "
+        "inflates AUROC). Operating point: Youden J on those images; Pneumothorax uses a high-sensitivity point "
+        "(≥ 0.95 sensitivity on validation). CV column: mean ± std of AUROC across the cross-validation folds "
+        "finished (number of folds).",
         "",
         "| label | AUROC | AUPRC | positives | negatives | threshold | sensitivity | specificity | ECE | CV AUROC |",
         "|---|---|---|---|---|---|---|---|---|---|",

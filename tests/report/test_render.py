@@ -10,18 +10,18 @@ from cxrviewer.report.render import (
     BACKGROUND,
     DEFAULT_ALPHA,
     colour_bar,
-    jet,
     overlay,
     render,
     render_figure,
+    scale_colours,
     working_scale,
 )
 
 
-def test_jet_runs_from_blue_to_red() -> None:
-    lo, mid, hi = jet(np.array([0.0, 0.5, 1.0]))
-    assert lo[2] > 100 and lo[0] < 50  # dark blue
-    assert hi[0] > 100 and hi[2] < 50  # dark red
+def test_scale_runs_from_dark_to_red() -> None:
+    lo, mid, hi = scale_colours(np.array([0.0, 0.5, 1.0])).astype(int)
+    assert lo.max() < 80  # dark at 0
+    assert hi[0] > 100 and hi[2] < 50  # dark red at 1
     assert mid[1] > 200  # green-ish in the middle
 
 
@@ -32,7 +32,7 @@ def test_overlay_leaves_cold_pixels_and_colours_hot_ones() -> None:
     out = overlay(gray, heat, alpha=0.5)
     assert out.dtype == np.uint8 and out.shape == (8, 8, 3)
     assert (out[heat == 0] == 100).all()  # value 0: untouched grey
-    expected = np.rint(0.5 * 100 + 0.5 * jet(np.array([1.0]))[0].astype(float))
+    expected = np.rint(0.5 * 100 + 0.5 * scale_colours(np.array([1.0]))[0].astype(float))
     assert np.array_equal(out[2, 3], expected.astype(np.uint8))
     with pytest.raises(ValueError, match="shape"):
         overlay(gray, heat[:4])

@@ -1,4 +1,4 @@
-"""Heat-map colouring on the engine's fixed [0, 1] scale (numpy only; the canvas turns it into a QImage).
+"""Heat-map colour scale on the engine's fixed [0, 1] scale, shared by the viewer and the exports (numpy only).
 
 The colour of a value never depends on the other values of the map: 0.9 is the same colour on every
 image and every label. Low values are transparent, so the film stays readable where the model sees
