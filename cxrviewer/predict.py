@@ -37,6 +37,8 @@ from typing import TYPE_CHECKING, Any
 
 from cxrviewer.imaging import ImageLoadError, load_image
 from cxrviewer.imaging.study import scan_paths
+from cxrviewer.report.atomic import atomic_write_bytes
+from cxrviewer.report.errors import ExportError
 from cxrviewer.report.json_report import contract, dumps, error_entry, result_entry
 
 if TYPE_CHECKING:  # torch is imported only in main(), after OMP_WAIT_POLICY is set
@@ -277,10 +279,10 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write(text)
         sys.stdout.flush()
     else:
-        try:
-            output.write_text(text, encoding="utf-8")
-        except OSError as exc:
-            raise UsageError(f"cannot write {output}: {exc.strerror or exc}") from None
+        try:  # temporary file + rename: a crash never leaves truncated results behind
+            atomic_write_bytes(output, text.encode("utf-8"))
+        except ExportError as exc:
+            raise UsageError(str(exc)) from None
     return 0
 
 
