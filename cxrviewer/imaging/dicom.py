@@ -11,10 +11,18 @@ from pydicom.dataset import Dataset
 from pydicom.pixels import apply_color_lut, apply_modality_lut, get_decoder, pixel_array
 from pydicom.uid import UID
 
+from cxrviewer.imaging.codestream import EncapsulationError, check_encapsulated
 from cxrviewer.imaging.errors import ImageLoadError
 from cxrviewer.imaging.flags import compute_flags
-from cxrviewer.imaging.formats import MAX_SIDE, FileKind
-from cxrviewer.imaging.header import frame_count, meta_from_dataset, window_presets
+from cxrviewer.imaging.formats import MAX_SIDE, NON_IMAGE_SOP_PREFIXES, FileKind
+from cxrviewer.imaging.header import (
+    drop_unreadable,
+    frame_count,
+    meta_from_dataset,
+    read_dataset,
+    read_header,
+    window_presets,
+)
 from cxrviewer.imaging.image import Image
 from cxrviewer.imaging.voi import LINEAR, VOI_FUNCTIONS, Voi, auto_voi, lut_voi
 
@@ -54,10 +62,16 @@ def _transfer_syntax(ds: Dataset) -> UID | None:
 def check_decodable(path: Path, ds: Dataset) -> None:
     """Refuse, before any decoding, what cannot or should not be decoded (raises ImageLoadError)."""
     if not any(k in ds for k in _PIXEL_KEYWORDS) and "Rows" not in ds:
-        raise ImageLoadError(path, "no pixel data (this DICOM object is not an image)")
+        if len(ds) == 0:
+            raise ImageLoadError(path, "damaged DICOM file (no data elements after the file header)")
+        file_meta = getattr(ds, "file_meta", None)
+        media_class = str(file_meta.get("MediaStorageSOPClassUID", "")) if file_meta is not None else ""
+        if str(ds.get("SOPClassUID", "") or media_class).startswith(NON_IMAGE_SOP_PREFIXES):
+            raise ImageLoadError(path, "no pixel data (this DICOM object is not an image)")
+        raise ImageLoadError(path, "damaged DICOM header (image description missing)")
     try:
         rows, cols = int(ds.Rows), int(ds.Columns)
-    except (AttributeError, TypeError, ValueError):
+    except Exception:  # missing, empty, or a value pydicom cannot decode
         raise ImageLoadError(path, "image size (Rows/Columns) missing or invalid in the header") from None
     if rows <= 0 or cols <= 0:
         raise ImageLoadError(path, f"invalid image size {cols} x {rows} in the DICOM header")
@@ -66,6 +80,8 @@ def check_decodable(path: Path, ds: Dataset) -> None:
             path, f"image too large ({cols} x {rows} pixels; at most {MAX_SIDE} per side can be opened)"
         )
     uid = _transfer_syntax(ds)
+    if uid is not None and not uid.is_transfer_syntax:
+        raise ImageLoadError(path, "unknown transfer syntax in the DICOM header (damaged or unsupported file)")
     if uid is not None and uid.is_compressed:
         name = syntax_name(uid)
         try:
@@ -78,7 +94,9 @@ def check_decodable(path: Path, ds: Dataset) -> None:
 
 def _decode_error(path: Path, ds: Dataset, exc: Exception) -> ImageLoadError:
     text = str(exc).lower()
-    if any(w in text for w in ("less than expected", "too short", "truncat", "insufficient")):
+    if isinstance(exc, EOFError) or any(
+        w in text for w in ("less than expected", "too short", "truncat", "insufficient", "end of file")
+    ):
         return ImageLoadError(path, "truncated pixel data")
     if "no pixel data" in text or ("pixel data" in text and "not found" in text):
         return ImageLoadError(path, "no pixel data")
@@ -153,6 +171,20 @@ def _header_voi(path: Path, ds: Dataset, pixels: np.ndarray, notes: list[str], c
     return auto_voi(pixels, invert, full_range_bits)
 
 
+def _check_compressed(path: Path, ds: Dataset, frames: int) -> None:
+    """Refuse damaged fragments, or a header claiming a larger image than the codestream, before decoding."""
+    uid = _transfer_syntax(ds)
+    if uid is None or not uid.is_encapsulated or "PixelData" not in ds:
+        return
+    try:
+        check_encapsulated(
+            ds.PixelData, int(ds.Rows), int(ds.Columns), int(ds.get("SamplesPerPixel", 1) or 1),
+            int(ds.get("BitsAllocated", 8) or 8), frames, rle=uid == pydicom.uid.RLELossless,
+        )
+    except EncapsulationError as exc:
+        raise ImageLoadError(path, f"{syntax_name(uid)} {exc}") from None
+
+
 def _has_pixel_tag(path: Path) -> bool:
     """True if the bytes of a (7FE0,0010) Pixel Data tag occur in the file (little or big endian)."""
     data = path.read_bytes()
@@ -176,21 +208,22 @@ def _ensure_transfer_syntax(ds: Dataset) -> None:
 
 def load_dicom(path: Path, kind: FileKind = FileKind.DICOM) -> Image:
     """Load one DICOM file (first frame only) into an `Image`; raises ImageLoadError or OSError."""
-    try:
-        header = pydicom.dcmread(path, stop_before_pixels=True, force=kind is FileKind.DICOM_RAW)
-    except pydicom.errors.InvalidDicomError:
-        raise ImageLoadError(path, "not a DICOM file") from None
+    header = read_header(path, kind)
     check_decodable(path, header)
     frames = frame_count(header)
     try:
-        ds = pydicom.dcmread(path, force=kind is FileKind.DICOM_RAW)
-    except (EOFError, ValueError) as exc:
+        ds = read_dataset(path, kind, stop_before_pixels=False)
+    except (ImageLoadError, OSError, MemoryError):
+        raise
+    except Exception as exc:  # the header read fine: what fails now is the pixel data element
         raise _decode_error(path, header, exc) from None
+    damaged = drop_unreadable(path, ds)
     if not any(k in ds for k in _PIXEL_KEYWORDS):
         if _has_pixel_tag(path):  # the element starts but could not be read to its end
             raise ImageLoadError(path, "truncated pixel data")
         raise ImageLoadError(path, "no pixel data")
     _ensure_transfer_syntax(ds)
+    _check_compressed(path, ds, frames)
     try:
         arr = pixel_array(ds, index=0 if frames > 1 else None)
     except ImageLoadError:
@@ -202,6 +235,8 @@ def load_dicom(path: Path, kind: FileKind = FileKind.DICOM) -> Image:
     if frames == 1 and arr.ndim == 3 and arr.shape[-1] not in (3, 4):  # no NumberOfFrames but a frame axis
         arr = arr[0]
     meta = meta_from_dataset(ds)
+    if damaged:
+        meta.notes.append(f"{damaged} damaged header element(s) ignored")
     arr, colour = _to_gray(path, ds, arr, meta.notes)
     if arr.ndim != 2:
         raise ImageLoadError(path, f"unexpected pixel array shape {arr.shape}")

@@ -20,51 +20,22 @@ from pydicom.dataset import Dataset
 from cxrviewer.imaging.dicom import check_decodable
 from cxrviewer.imaging.errors import ImageLoadError
 from cxrviewer.imaging.flags import compute_flags, view_class
-from cxrviewer.imaging.formats import MAX_SIDE, FileKind, has_image_extension, is_dicomdir, sniff
+from cxrviewer.imaging.formats import (
+    MAX_SIDE,
+    NON_IMAGE_SOP_PREFIXES,
+    FileKind,
+    has_image_extension,
+    is_dicomdir,
+    sniff,
+)
 from cxrviewer.imaging.header import frame_count, meta_from_dataset, read_header
 from cxrviewer.imaging.image import Image, ImageFlag, ImageMeta
+from cxrviewer.imaging.loader import detach
 from cxrviewer.imaging.raster import raster_size
 
 log = logging.getLogger(__name__)
 
 _DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
-# SOP classes that never hold an image (reports, presentation states, documents, waveforms, RT plans, ...):
-# such files in a folder are skipped silently. An image class (or none) without Rows is a damaged file.
-_NON_IMAGE_SOP_PREFIXES = tuple(
-    "1.2.840.10008." + suffix
-    for suffix in (
-        "1.3.10",  # Media Storage Directory (DICOMDIR)
-        "5.1.4.1.1.88.",  # structured reports, key object selection
-        "5.1.4.1.1.11.",  # presentation states
-        "5.1.4.1.1.104.",  # encapsulated PDF/CDA/STL/...
-        "5.1.4.1.1.9.",  # waveforms
-        "5.1.4.1.1.66",  # raw data, registration, fiducials, segmentation surfaces
-        "5.1.4.1.1.67",  # real world value mapping
-        "5.1.4.1.1.68.",  # surfaces
-        "5.1.4.1.1.78.",  # ophthalmic measurements
-        "5.1.4.1.1.79.",
-        "5.1.4.1.1.80.",
-        "5.1.4.1.1.81.",
-        "5.1.4.1.1.82.",
-        "5.1.4.1.1.90.",  # content assessment results
-        "5.1.4.1.1.91.",  # microscopy annotations
-        "5.1.4.1.1.200.",  # protocols
-        "5.1.4.1.1.481.2",  # RT dose, structure sets, plans, records (481.1 is RT Image)
-        "5.1.4.1.1.481.3",
-        "5.1.4.1.1.481.4",
-        "5.1.4.1.1.481.5",
-        "5.1.4.1.1.481.6",
-        "5.1.4.1.1.481.7",
-        "5.1.4.1.1.481.8",
-        "5.1.4.1.1.481.9",
-        "5.1.4.34.",  # RT second generation
-        "5.1.4.38.",  # hanging protocols
-        "5.1.4.39.",  # colour palettes
-        "5.1.4.43.",  # implant templates
-        "5.1.4.44.",
-        "5.1.4.45.",
-    )
-)
 
 
 @dataclass
@@ -177,7 +148,7 @@ def scan_paths(paths: Iterable[str | Path]) -> ScanResult:
                 try:
                     st = file.stat()
                 except OSError as exc:
-                    errors.append(ImageLoadError(file, f"could not be read ({exc.strerror or exc})"))
+                    errors.append(_unreadable(file, exc))
                     continue
                 if (st.st_dev, st.st_ino) in seen_files:
                     continue
@@ -185,11 +156,17 @@ def scan_paths(paths: Iterable[str | Path]) -> ScanResult:
                 try:
                     ref = _examine(file, explicit)
                 except ImageLoadError as exc:
-                    errors.append(exc)
+                    errors.append(detach(exc))  # its frames would keep the whole data set alive
                     continue
-                except Exception as exc:  # one bad file must not stop the scan
+                except MemoryError:
+                    errors.append(ImageLoadError(file, "not enough memory to read the header"))
+                    continue
+                except OSError as exc:
+                    errors.append(_unreadable(file, exc))
+                    continue
+                except Exception:  # one bad file must not stop the scan
                     log.debug("scan failed on %s", file.name, exc_info=True)
-                    errors.append(ImageLoadError(file, f"could not be read ({type(exc).__name__})"))
+                    errors.append(ImageLoadError(file, "could not be read (damaged file or unsupported encoding)"))
                     continue
                 if ref is not None:
                     refs.append(ref)
@@ -198,8 +175,20 @@ def scan_paths(paths: Iterable[str | Path]) -> ScanResult:
     return ScanResult(studies=group(refs), errors=errors)
 
 
+def _unreadable(path: Path, exc: OSError) -> ImageLoadError:
+    if path.is_symlink() and not path.exists():
+        return ImageLoadError(path, "broken link (its target does not exist or links back to itself)")
+    if isinstance(exc, PermissionError):
+        return ImageLoadError(path, "permission denied")
+    return ImageLoadError(path, f"could not be read ({(exc.strerror or str(exc)).lower()})")
+
+
 def _walk(root: Path) -> Iterator[Path]:
-    """Files under `root`, depth first in name order; each real folder is entered once (no symlink loops)."""
+    """Files under `root`, depth first in name order; each real folder is entered once (no symlink loops).
+
+    Entries that are neither folders nor regular files (pipes, sockets, devices, broken links) are
+    yielded only when their name claims an image, so that the scan reports them instead of hiding them.
+    """
     visited: set[tuple[int, int]] = set()
     stack = [root]
     while stack:
@@ -221,10 +210,11 @@ def _walk(root: Path) -> Iterator[Path]:
             try:
                 if entry.is_dir(follow_symlinks=True):
                     subfolders.append(Path(entry.path))
-                elif entry.is_file(follow_symlinks=True):
+                elif entry.is_file(follow_symlinks=True) or has_image_extension(entry.name):
                     yield Path(entry.path)
             except OSError:
-                continue
+                if has_image_extension(entry.name):
+                    yield Path(entry.path)  # e.g. a link looping onto itself: reported by the caller
         stack.extend(reversed(subfolders))
 
 
@@ -235,6 +225,8 @@ def _examine(path: Path, explicit: bool) -> ImageRef | None:
     kind = sniff(path)
     if kind is None:
         if explicit or has_image_extension(path):
+            if path.stat().st_size == 0:
+                raise ImageLoadError(path, "empty file (0 bytes)")
             if path.suffix.lower() in {".dcm", ".dicom", ".dic"} or not path.suffix:
                 raise ImageLoadError(path, "not a DICOM file")
             raise ImageLoadError(path, "not a DICOM file or a supported image (damaged or unknown format)")
@@ -262,7 +254,7 @@ def _examine_dicom(path: Path, kind: FileKind, explicit: bool) -> ImageRef | Non
         return None
     if "Rows" not in ds:
         sop_class = str(ds.get("SOPClassUID", "") or media_class)
-        if sop_class.startswith(_NON_IMAGE_SOP_PREFIXES):  # a report, presentation state, ...
+        if sop_class.startswith(NON_IMAGE_SOP_PREFIXES):  # a report, presentation state, ...
             if explicit:
                 raise ImageLoadError(path, "no pixel data (this DICOM object is not an image)")
             return None
