@@ -18,6 +18,7 @@ from cxrviewer.imaging import load_image
 from cxrviewer.imaging.display import model_input
 from cxrviewer.imaging.errors import ImageLoadError
 from cxrviewer.model.preprocess import letterbox
+from cxrviewer.train.export import write_json
 
 log = logging.getLogger(__name__)
 CACHE_VERSION = 1
@@ -48,5 +49,5 @@ def build_cache(paths: list[Path], size: int, cache_dir: Path, progress: bool = 
     tmp = data_path.with_name(data_path.name + ".tmp.npy")
     np.save(tmp, arr)
     tmp.replace(data_path)
-    ok_path.write_text(json.dumps(ok))
+    write_json(ok_path, ok)
     return np.load(data_path, mmap_mode="r"), ok

@@ -16,6 +16,7 @@ from cxrviewer.labels import not_covered
 from cxrviewer.model.network import build_network
 from cxrviewer.model.preprocess import preprocessing_record
 from cxrviewer.model.weights import save_bundle
+from cxrviewer.report.atomic import atomic_write_bytes
 from cxrviewer.train.metrics import label_report, sensitivity_threshold, youden_threshold
 
 log = logging.getLogger(__name__)
@@ -144,10 +145,8 @@ def export_bundle(net: torch.nn.Module, card: dict[str, Any], out_card: Path,
 
 
 def write_text(path: Path, text: str) -> None:
-    """Write a text file atomically (temporary file + rename)."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    """Write a text file atomically (temporary file + rename): a crash never leaves it truncated."""
+    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def write_json(path: Path, obj: Any) -> None:

@@ -29,6 +29,7 @@ from cxrviewer.train.augment import AugmentConfig
 from cxrviewer.train.cache import build_cache
 from cxrviewer.train.data import CachedImages
 from cxrviewer.train.datasets import load_spec
+from cxrviewer.train.export import write_json
 from cxrviewer.train.metrics import label_report
 from cxrviewer.train.samples import LABEL_INDEX, Sample
 from cxrviewer.train.splits import patient_folds
@@ -67,7 +68,7 @@ class TrainConfig:
     progress: bool = True
 
     def save(self, path: Path) -> None:
-        path.write_text(json.dumps(asdict(self), indent=2))
+        write_json(path, asdict(self))
 
 
 def seed_everything(seed: int) -> None:
@@ -162,6 +163,14 @@ def evaluate_split(probs: np.ndarray, targets: np.ndarray, masks: np.ndarray, la
         pair_aurocs += [v["auroc"] for v in reps.values() if v["auroc"] is not None]
     score = float(np.mean(pair_aurocs)) if pair_aurocs else 0.0
     return {"per_label": overall, "per_dataset": per_ds, "score": score}
+
+
+def _save_best(net: CXRNet, labels: list[str], cfg: TrainConfig, epoch: int, out: Path) -> None:
+    """The selected model (weights + what is needed to rebuild it), written atomically."""
+    tmp = out / "best.pt.tmp"
+    torch.save({"model": net.state_dict(), "labels": labels, "arch": cfg.arch, "input_size": cfg.input_size,
+                "epoch": epoch}, tmp)
+    tmp.replace(out / "best.pt")
 
 
 def _device(cfg: TrainConfig, local_rank: int) -> torch.device:
@@ -285,8 +294,7 @@ def train(cfg: TrainConfig) -> dict:
             with open(out / "log.jsonl", "a") as fh:
                 fh.write(json.dumps(rec) + "\n")
             log.info("epoch %d: loss %.4f, %.1f img/s", epoch + 1, rec["train_loss"], rec["images_per_s"])
-            torch.save({"model": net.state_dict(), "labels": labels, "arch": cfg.arch,
-                        "input_size": cfg.input_size, "epoch": epoch + 1}, out / "best.pt")
+            _save_best(net, labels, cfg, epoch + 1, out)
             tmp = ckpt_path.with_suffix(".tmp")
             torch.save({"model": net.state_dict(), "optimizer": opt.state_dict(), **state}, tmp)
             tmp.replace(ckpt_path)
@@ -303,10 +311,11 @@ def train(cfg: TrainConfig) -> dict:
                      ev["score"], rec["images_per_s"])
             if ev["score"] > state["best_score"]:
                 state["best_score"], state["best_epoch"] = ev["score"], epoch + 1
-                torch.save({"model": net.state_dict(), "labels": labels, "arch": cfg.arch,
-                            "input_size": cfg.input_size, "epoch": epoch + 1}, out / "best.pt")
-                np.save(out / "val_probs.npy", probs)
-                (out / "val_eval.json").write_text(json.dumps(ev, indent=1))
+                _save_best(net, labels, cfg, epoch + 1, out)
+                with open(out / "val_probs.npy.tmp", "wb") as fh:
+                    np.save(fh, probs)
+                (out / "val_probs.npy.tmp").replace(out / "val_probs.npy")
+                write_json(out / "val_eval.json", ev)
             tmp = ckpt_path.with_suffix(".tmp")
             torch.save({"model": net.state_dict(), "optimizer": opt.state_dict(), **state}, tmp)
             tmp.replace(ckpt_path)
@@ -320,8 +329,8 @@ def train(cfg: TrainConfig) -> dict:
               "val_idx": val_idx.tolist(), "train_idx": train_idx.tolist(),
               "paths": [str(s.path) for s in samples], "history": state["history"]}
     if main_proc:
-        (out / "split.json").write_text(json.dumps({"val": [str(samples[i].path) for i in val_idx],
-                                                    "train": [str(samples[i].path) for i in train_idx]}))
+        write_json(out / "split.json", {"val": [str(samples[i].path) for i in val_idx],
+                                        "train": [str(samples[i].path) for i in train_idx]})
     if world > 1 and dist.is_initialized():
         dist.barrier()
         dist.destroy_process_group()
