@@ -10,7 +10,18 @@ import pytest
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = Path(os.environ.get("CXR_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+def _shared_data_dir() -> Path:
+    """The read-only shared data: $CXR_SHARED_DATA, else ../shared/data beside the checkout, else /work/shared."""
+    candidates = [os.environ.get("CXR_SHARED_DATA"), REPO.parent / "shared" / "data", "/work/shared/data"]
+    for c in candidates:
+        if c and Path(c).is_dir():
+            return Path(c)
+    return REPO.parent / "shared" / "data"
+
+
+SHARED_DATA = _shared_data_dir()
 
 
 def _pydicom_data_dir() -> Path | None:
