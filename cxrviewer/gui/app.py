@@ -131,7 +131,7 @@ class SelfTest:
                 )
             for label in getattr(engine, "not_covered", []) or []:
                 print(f"  {label:<28} not assessed by this model")
-        sys.stdout.flush()
+        sys.stdout and sys.stdout.flush()  # windowed builds have no stdout
         self.exit_code = 0 if image.state.value in ("done", "rejected") else 1
         QApplication.instance().exit(self.exit_code)
 

@@ -10,9 +10,11 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-#: Values below ALPHA_LOW are fully transparent, above ALPHA_HIGH fully opaque (times the user's opacity).
-ALPHA_LOW = 0.25
-ALPHA_HIGH = 0.7
+#: Values below ALPHA_LOW are fully transparent, above ALPHA_HIGH fully opaque (times the user's opacity):
+#: only regions whose local probability is above one half are drawn, so a diffuse, undecided map stays
+#: off the film and what glows is where the model sees the finding.
+ALPHA_LOW = 0.5
+ALPHA_HIGH = 0.85
 #: Longest side of a drawn heat map: the maps come from a coarse grid, the canvas scales them up smoothly.
 OVERLAY_SIDE = 512
 

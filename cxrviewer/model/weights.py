@@ -143,6 +143,7 @@ def save_bundle(network: CXRNet, card: dict[str, Any], card_path: str | Path, fp
              for k, v in network.state_dict().items()}
     tmp_weights = weights_path.with_name(weights_path.name + ".tmp")
     save_file(state, str(tmp_weights), metadata={"format": "cxrviewer"})
+    tmp_weights.chmod(0o644)  # readable by every user of a system-wide installation
     tmp_weights.replace(weights_path)
     card = dict(card)
     card["format"] = CARD_FORMAT

@@ -248,6 +248,8 @@ def cmd_bundle(a: argparse.Namespace) -> int:
     validation["cross_validation"] = summary
     training = {"command": " ".join(sys.argv), "config": json.loads((run / "config.json").read_text()),
                 "best_epoch": ck["epoch"], "fold": fold}
+    if a.selection:
+        training["selection"] = a.selection
     card = build_card(a.name or f"cxr-{cfg.arch}-{cfg.input_size}", cfg.arch, cfg.input_size, labels, thr, high,
                       validation, sorted({dataset_name(spec) for spec in cfg.datasets}), training)
     paths = json.loads((run / "split.json").read_text())["train"]
@@ -314,6 +316,7 @@ def main(argv: list[str] | None = None) -> int:
     bun.add_argument("--name", default=None)
     bun.add_argument("--readme", help="also write the model README (markdown) here, e.g. models/README.md")
     bun.add_argument("--reproduce", help="the commands that reproduce the bundle, for the README")
+    bun.add_argument("--selection", help="how the recipe was chosen (validation evidence), for the card and README")
     ev = sub.add_parser("evaluate", help="metrics and plots of a model bundle on a dataset")
     ev.add_argument("--model", required=True)
     ev.add_argument("--dataset", action="append", required=True)
