@@ -214,8 +214,15 @@ def summarise_folds(folds: list[dict]) -> dict:
     pointing = None
     if pg:
         tot = {k: sum(p["total"][k] for p in pg) for k in ("n", "cam", "centre", "mean_box")}
-        rates = {k: tot[k] / tot["n"] for k in ("cam", "centre", "mean_box")} if tot["n"] else {}
-        pointing = {"n": tot["n"], **rates, "cam_per_fold": agg([p["hit_rate"]["cam"] for p in pg])}
+        rates = {k: (tot[k] / tot["n"] if tot["n"] else None) for k in ("cam", "centre", "mean_box")}
+        per_label: dict[str, dict[str, int]] = {}
+        for p in pg:
+            for lab, r in p["per_label"].items():
+                acc = per_label.setdefault(lab, {k: 0 for k in r})
+                for k, v in r.items():
+                    acc[k] += v
+        pointing = {"per_label": per_label, "total": tot, "hit_rate": rates,
+                    "cam_per_fold": agg([p["hit_rate"]["cam"] for p in pg])}
     return {"folds": len(folds), "per_label_dataset": primary or "all", "per_label": per_label,
             "per_dataset": per_dataset,
             "mean_over_folds": {"mean_auroc_per_dataset": means,
@@ -224,30 +231,47 @@ def summarise_folds(folds: list[dict]) -> dict:
 
 
 def cmd_bundle(a: argparse.Namespace) -> int:
-    """Export one fold's model of a finished cross-validation as an app bundle, with the CV spread."""
+    """Export a model as the app's bundle, with the cross-validation spread in its card.
+
+    Either one fold's model (`--fold`, validated on its own held-out patients), or a model trained on all
+    data (`--run`, folds=1) whose operating points and metrics come from the out-of-fold predictions of
+    the cross-validation models (every image predicted by a model that never saw its patient).
+    """
     root = Path(a.cv)
     folds = sorted(root.glob("fold*/done.json"))
     if not folds:
         raise ValueError(f"{root}: no finished fold (fold*/done.json) to bundle")
-    summary = summarise_folds([json.loads(f.read_text()) for f in folds])  # the folds finished so far
-    if a.fold == "best":
-        scores = {int(f.parent.name[4:]): _fold_score(json.loads(f.read_text())) for f in folds}
-        fold = max(scores, key=lambda k: scores[k])
+    done = {int(f.parent.name[4:]): json.loads(f.read_text()) for f in folds}
+    summary = summarise_folds(list(done.values()))  # the folds finished so far
+    if a.run:
+        run = Path(a.run)
+        cfg = TrainConfig(**json.loads((run / "config.json").read_text()))
+        net, ck = load_best(run)
+        labels = ck["labels"]
+        parts = [_val_arrays(TrainConfig(**json.loads((root / f"fold{k}" / "config.json").read_text())),
+                             root / f"fold{k}", labels)[1:] for k in sorted(done)]
+        y, m, ds, p = (np.concatenate([part[i] for part in parts]) for i in range(4))
+        split = (f"trained on all images; metrics and operating points from out-of-fold predictions of the "
+                 f"{len(done)} cross-validation models (patient-level folds {sorted(done)} of {cfg_folds(root)})")
+        pointing = summary.get("pointing_game")
+        origin = {"all_data": True}
     else:
-        fold = int(a.fold)
-    run = root / f"fold{fold}"
-    cfg = TrainConfig(**json.loads((run / "config.json").read_text()))
-    net, ck = load_best(run)
-    labels = ck["labels"]
-    _, y, m, ds, p = _val_arrays(cfg, run, labels)
+        fold = max(done, key=lambda k: _fold_score(done[k])) if a.fold == "best" else int(a.fold)
+        run = root / f"fold{fold}"
+        cfg = TrainConfig(**json.loads((run / "config.json").read_text()))
+        net, ck = load_best(run)
+        labels = ck["labels"]
+        _, y, m, ds, p = _val_arrays(cfg, run, labels)
+        split = f"patient-level fold {fold} of {cfg.folds} (this model's own held-out patients)"
+        pointing = done[fold].get("pointing_game")
+        origin = {"fold": fold}
     thr, high = operating_points(y, p, m, labels, ds)
     validation = validation_record(y, p, m, ds, labels, thr)
-    done = json.loads((run / "done.json").read_text())
-    validation["split"] = f"patient-level fold {fold} of {cfg.folds} (this model's own held-out patients)"
-    validation["pointing_game"] = done.get("pointing_game")
+    validation["split"] = split
+    validation["pointing_game"] = pointing
     validation["cross_validation"] = summary
     training = {"command": " ".join(sys.argv), "config": json.loads((run / "config.json").read_text()),
-                "best_epoch": ck["epoch"], "fold": fold}
+                "best_epoch": ck["epoch"], **origin}
     if a.selection:
         training["selection"] = a.selection
     card = build_card(a.name or f"cxr-{cfg.arch}-{cfg.input_size}", cfg.arch, cfg.input_size, labels, thr, high,
@@ -264,8 +288,14 @@ def cmd_bundle(a: argparse.Namespace) -> int:
         reproduce = a.reproduce or f"cxrviewer-train cv ... --out {root}\n{' '.join(sys.argv)}"
         write_text(Path(a.readme), model_readme(json.loads(out.read_text()), reproduce))
     _print_validation(validation)
-    print(f"bundled fold {fold} -> {out}")
+    print(f"bundled {run} -> {out}")
     return 0
+
+
+def cfg_folds(root: Path) -> int:
+    """The number of folds a cross-validation run was set up with."""
+    first = next(iter(sorted(root.glob("fold*/config.json"))))
+    return int(json.loads(first.read_text())["folds"])
 
 
 def _fold_score(rec: dict) -> float:
@@ -312,6 +342,7 @@ def main(argv: list[str] | None = None) -> int:
     bun = sub.add_parser("bundle", help="export a cross-validated fold model as the app's bundle")
     bun.add_argument("--cv", required=True, help="folder of a finished `cv` run")
     bun.add_argument("--fold", default="best", help="fold number or 'best' (highest validation score)")
+    bun.add_argument("--run", help="a run trained on all data (fit --folds 1) to bundle instead of a fold model")
     bun.add_argument("--out", required=True, help="card path, e.g. models/cxr-resnet18.json")
     bun.add_argument("--name", default=None)
     bun.add_argument("--readme", help="also write the model README (markdown) here, e.g. models/README.md")

@@ -96,7 +96,10 @@ def model_readme(card: dict[str, Any], reproduce: str) -> str:
     if pg:
         hr = pg["hit_rate"]
         lines += ["", "## Localisation (pointing game)", "",
-                  f"On {pg['total']['n']} NIH radiologist boxes of validation images: the CAM peak of the boxed "
+                  f"On {pg['total']['n']} NIH radiologist boxes of held-out images"
+                  + (" (cross-validation models, each on its own held-out patients)"
+                     if card.get("training", {}).get("all_data") else "")
+                  + ": the CAM peak of the boxed "
                   f"finding falls inside the box in {fmt(hr['cam'])} of cases; fixed-location priors that ignore "
                   f"the image reach {fmt(hr['centre'])} (image centre) and {fmt(hr['mean_box'])} (mean box centre "
                   "of the label, leave-one-out).", "",

@@ -120,3 +120,31 @@ def test_ddp_two_processes_gloo(trained: Path, tmp_path: Path) -> None:
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert len(log) == 1
     load_bundle(out / "model.json")
+
+
+def test_cross_validation_and_bundles(trained: Path, tmp_path: Path) -> None:
+    """`cv` runs every patient-level fold; `bundle` exports a fold model or an all-data model with the spread."""
+    spec = (trained / "spec.txt").read_text()
+    cv = tmp_path / "cv"
+    args = ["cv", "--dataset", spec, "--out", str(cv), "--cache-dir", str(trained / "cache"), "--input-size", "64",
+            "--batch-size", "32", "--workers", "0", "--folds", "2", "--epochs", "1", "--quiet",
+            "--labels", "No Finding,Pneumonia"]
+    assert train_main(args) == 0
+    summary = json.loads((cv / "cv_summary.json").read_text())
+    assert summary["folds"] == 2 and summary["per_label"]["Pneumonia"]["auroc"]["folds"] == 2
+    vals = [set(json.loads((cv / f"fold{k}" / "split.json").read_text())["val"]) for k in range(2)]
+    assert not vals[0] & vals[1]  # every image is validated once, by the model that did not train on it
+
+    readme = tmp_path / "README.md"
+    assert train_main(["bundle", "--cv", str(cv), "--fold", "1", "--out", str(tmp_path / "f" / "m.json"),
+                       "--readme", str(readme)]) == 0
+    card = load_bundle(tmp_path / "f" / "m.json").card
+    assert card["training"]["fold"] == 1 and card["validation"]["cross_validation"]["folds"] == 2
+    assert "Not for diagnostic use" in readme.read_text() and "Pneumonia" in readme.read_text()
+
+    assert train_main(["bundle", "--cv", str(cv), "--run", str(trained / "run"),
+                       "--out", str(tmp_path / "a" / "m.json")]) == 0
+    card = load_bundle(tmp_path / "a" / "m.json").card
+    assert card["training"]["all_data"] is True
+    n_val = card["validation"]["per_label"]["Pneumonia"]
+    assert n_val["n_pos"] + n_val["n_neg"] == sum(len(v) for v in vals)  # out-of-fold: both folds pooled
