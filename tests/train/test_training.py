@@ -148,3 +148,38 @@ def test_cross_validation_and_bundles(trained: Path, tmp_path: Path) -> None:
     assert card["training"]["all_data"] is True
     n_val = card["validation"]["per_label"]["Pneumonia"]
     assert n_val["n_pos"] + n_val["n_neg"] == sum(len(v) for v in vals)  # out-of-fold: both folds pooled
+
+
+def test_evaluate_reports_metrics_and_plots(trained: Path, tmp_path: Path) -> None:
+    spec = (trained / "spec.txt").read_text()
+    out = tmp_path / "eval"
+    assert train_main(["evaluate", "--model", str(trained / "run" / "model.json"), "--dataset", spec,
+                       "--out", str(out), "--quiet"]) == 0
+    rep = json.loads((out / "report.json").read_text())
+    pn = rep["per_label"]["Pneumonia"]
+    assert pn["n_pos"] == 160 and pn["n_neg"] == 160 and pn["auroc"] > 0.8
+    assert 0.0 <= pn["ece"] <= 1.0 and pn["sensitivity"] is not None and pn["misclassification"] is not None
+    assert (out / "roc_Pneumonia.png").stat().st_size > 1000
+    assert (out / "reliability_Pneumonia.png").stat().st_size > 1000
+
+
+def test_single_class_label_reports_na() -> None:
+    from cxrviewer.train.metrics import fmt, label_report
+    y, p, m = np.zeros(10), np.linspace(0, 1, 10), np.ones(10)
+    rep = label_report(y, p, m)
+    assert rep["auroc"] is None and fmt(rep["auroc"]) == "n/a" and rep["n_neg"] == 10
+
+
+def test_ensemble_averages_checkpoints(trained: Path, tmp_path: Path) -> None:
+    a = torch.load(trained / "run" / "best.pt", weights_only=True)
+    b = dict(a, model={k: (v * 3 if v.is_floating_point() else v) for k, v in a["model"].items()})
+    torch.save(b, tmp_path / "b.pt")
+    assert train_main(["ensemble", str(trained / "run" / "best.pt"), str(tmp_path / "b.pt"),
+                       "--out", str(tmp_path / "ens")]) == 0
+    avg = torch.load(tmp_path / "ens" / "best.pt", weights_only=True)
+    key = "classifier.weight"
+    torch.testing.assert_close(avg["model"][key], 2 * a["model"][key])
+    other = dict(a, labels=["Pneumonia"])
+    torch.save(other, tmp_path / "c.pt")
+    assert train_main(["ensemble", str(trained / "run" / "best.pt"), str(tmp_path / "c.pt"),
+                       "--out", str(tmp_path / "bad")]) == 2
