@@ -36,6 +36,18 @@ def _pydicom_data_dir() -> Path | None:
 PYDICOM_DATA = _pydicom_data_dir()
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One intra-op torch thread for a module's tests: on a machine whose cores are shared with other jobs,
+    OpenMP threads spinning on a busy core make a 30 ms forward pass take over a second."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
