@@ -72,7 +72,9 @@ if [[ $skip_env -eq 0 ]]; then
     constraints="$VENV/.cxr-constraints.txt"
     "$VENV/bin/python" -c 'import importlib.metadata as m; print(*(f"{d}=={m.version(d)}" for d in ("torch", "torchvision")), sep="\n")' > "$constraints"
     (cd "$REPO" && "${NICE[@]}" "$VENV/bin/pip" install --quiet --constraint "$constraints" ".[package]")
-    # pip skips a reinstall of the same version: force the package itself so that models/ is current
+    # pip skips a reinstall of the same version: force the package itself so that models/ is current,
+    # and drop setuptools' build/lib, which keeps files deleted from the tree (e.g. a replaced model)
+    rm -rf "$REPO/build/lib" "$REPO/build/bdist."*
     (cd "$REPO" && "${NICE[@]}" "$VENV/bin/pip" install --quiet --no-deps --force-reinstall .)
 fi
 

@@ -158,12 +158,23 @@ def save_bundle(network: CXRNet, card: dict[str, Any], card_path: str | Path, fp
 
 
 def bundled_card_path() -> Path:
-    """The model card shipped with the app (``models/`` in the source tree, installed as package data)."""
+    """The model card shipped with the app (``models/`` in the source tree, installed as package data).
+
+    The repository holds exactly one card; an installation upgraded in place can keep an older one beside
+    it, so the most recently created card wins (cards without a readable date count as oldest).
+    """
     root = resources.files("cxrviewer._models")
-    cards = sorted(p for p in root.iterdir() if p.name.endswith(".json"))
+    cards = [Path(str(p)) for p in root.iterdir() if p.name.endswith(".json")]
     if not cards:
         raise ModelError("no bundled model found in the installation (models/*.json)")
-    return Path(str(cards[0]))
+
+    def created(path: Path) -> str:
+        try:
+            return str(json.loads(path.read_text(encoding="utf-8")).get("created", ""))
+        except (OSError, ValueError, AttributeError):
+            return ""
+
+    return max(sorted(cards), key=created)
 
 
 def torch_threads(n: int | None = None) -> None:
