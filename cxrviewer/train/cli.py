@@ -37,7 +37,7 @@ from cxrviewer.train.export import (
 )
 from cxrviewer.train.loop import TrainConfig, load_samples, train
 from cxrviewer.train.metrics import fmt
-from cxrviewer.train.samples import LABEL_INDEX
+from cxrviewer.train.samples import LABEL_INDEX, Sample
 
 log = logging.getLogger("cxrviewer.train")
 
@@ -91,16 +91,18 @@ def _config(a: argparse.Namespace, out: str, fold: int) -> TrainConfig:
         device=a.device, amp=not a.no_amp, resume=a.resume, progress=not a.quiet)
 
 
-def _val_arrays(cfg: TrainConfig, run: Path, labels: list[str]):
+def _samples_by_path(cfg: TrainConfig) -> dict[str, Sample]:
+    return {str(s.path): s for s in load_samples(cfg)}
+
+
+def _val_arrays(samples: dict[str, Sample], run: Path, labels: list[str]):
     """Targets, masks, dataset names and saved probabilities of a run's validation images."""
-    samples = {str(s.path): s for s in load_samples(cfg)}
-    val_paths = json.loads((run / "split.json").read_text())["val"]
     cols = [LABEL_INDEX[lab] for lab in labels]
-    vs = [samples[p] for p in val_paths]
+    vs = [samples[p] for p in json.loads((run / "split.json").read_text())["val"]]
     y = np.stack([s.target for s in vs])[:, cols]
     m = np.stack([s.mask for s in vs])[:, cols]
     ds = np.array([s.dataset for s in vs])
-    return val_paths, y, m, ds, np.load(run / "val_probs.npy")
+    return y, m, ds, np.load(run / "val_probs.npy")
 
 
 def _pointing(a: argparse.Namespace, net, labels, size, only: set[str] | None) -> dict | None:
@@ -130,7 +132,7 @@ def cmd_fit(a: argparse.Namespace) -> int:
     training = {"command": " ".join(sys.argv), "config": json.loads((run / "config.json").read_text()),
                 "best_epoch": res["best_epoch"]}
     if (run / "val_probs.npy").is_file():
-        _, y, m, ds, p = _val_arrays(cfg, run, labels)
+        y, m, ds, p = _val_arrays(_samples_by_path(cfg), run, labels)
         thr, high = operating_points(y, p, m, labels, ds)
         validation = validation_record(y, p, m, ds, labels, thr)
         validation["split"] = f"patient-level fold {a.fold} of {a.folds}"
@@ -172,7 +174,7 @@ def cmd_cv(a: argparse.Namespace) -> int:
             cfg.resume = True
             train(cfg)
             net, ck = load_best(run)
-            _, y, m, ds, p = _val_arrays(cfg, run, ck["labels"])
+            y, m, ds, p = _val_arrays(_samples_by_path(cfg), run, ck["labels"])
             thr, _ = operating_points(y, p, m, ck["labels"], ds)
             rec = validation_record(y, p, m, ds, ck["labels"], thr)
             rec["pointing_game"] = _pointing(a, net, ck["labels"], cfg.input_size,
@@ -250,8 +252,9 @@ def cmd_bundle(a: argparse.Namespace) -> int:
         cfg = TrainConfig(**json.loads((run / "config.json").read_text()))
         net, ck = load_best(run)
         labels = ck["labels"]
-        parts = [_val_arrays(TrainConfig(**json.loads((root / f"fold{k}" / "config.json").read_text())),
-                             root / f"fold{k}", labels)[1:] for k in sorted(done)]
+        # the folds of one cv run share their datasets: read them once
+        samples = _samples_by_path(TrainConfig(**json.loads((root / f"fold{min(done)}" / "config.json").read_text())))
+        parts = [_val_arrays(samples, root / f"fold{k}", labels) for k in sorted(done)]
         y, m, ds, p = (np.concatenate([part[i] for part in parts]) for i in range(4))
         split = (f"trained on all images; metrics and operating points from out-of-fold predictions of the "
                  f"{len(done)} cross-validation models (patient-level folds {sorted(done)} of {cfg_folds(root)})")
@@ -263,7 +266,7 @@ def cmd_bundle(a: argparse.Namespace) -> int:
         cfg = TrainConfig(**json.loads((run / "config.json").read_text()))
         net, ck = load_best(run)
         labels = ck["labels"]
-        _, y, m, ds, p = _val_arrays(cfg, run, labels)
+        y, m, ds, p = _val_arrays(_samples_by_path(cfg), run, labels)
         split = f"patient-level fold {fold} of {cfg.folds} (this model's own held-out patients)"
         pointing = done[fold].get("pointing_game")
         origin = {"fold": fold}
