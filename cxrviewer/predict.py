@@ -28,6 +28,7 @@ import argparse
 import csv
 import io
 import logging
+import multiprocessing
 import os
 import sys
 from collections.abc import Iterator, Sequence
@@ -35,7 +36,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cxrviewer.imaging import ImageLoadError, load_image
+from cxrviewer.imaging import ImageLoadError
+from cxrviewer.imaging.guarded import DEFAULT_TIMEOUT_S, GuardedLoader
 from cxrviewer.imaging.study import scan_paths
 from cxrviewer.report.atomic import atomic_write_bytes
 from cxrviewer.report.errors import ExportError
@@ -84,6 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--export", metavar="DIR", help="also write per-image reports into DIR (see --formats)")
     parser.add_argument("--formats", default="png,json", metavar="LIST",
                         help="report formats for --export, comma-separated (e.g. png,json,pdf,dcm)")
+    parser.add_argument("--decode-timeout", type=float, default=DEFAULT_TIMEOUT_S, metavar="SECONDS",
+                        help=f"give up on a file whose decoding takes longer (default {DEFAULT_TIMEOUT_S:g}; "
+                             "0 = decode in this process, no limit)")
     parser.add_argument("--threads", type=int, metavar="N", help="CPU threads for the network (default: all)")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar, errors only")
     parser.add_argument("--verbose", "-v", action="store_true", help="log each file")
@@ -240,6 +245,31 @@ def _write_cams(cams: CamWriter, item: Item, prediction: Prediction) -> None:
         log.error("%s: heat maps not written (%s)", item.path.name, exc)
 
 
+def _process(item: Item, loader: GuardedLoader, engine: Engine, args: argparse.Namespace,
+             cams: CamWriter | None, exporter: tuple[Any, list[str]] | None, results: list[dict[str, Any]]) -> None:
+    """One input: its result (or error) entry, heat maps and reports; never raises for a bad file."""
+    if item.error is not None:
+        results.append(error_entry(item.path, item.error))
+        log.info("%s: %s", item.path.name, item.error)
+        return
+    try:
+        image = loader.load(item.path)
+        prediction = engine.predict(image, force=args.force)
+        results.append(result_entry(item.path, prediction))
+        if prediction.findings and cams is not None:
+            _write_cams(cams, item, prediction)
+        if exporter is not None:
+            _export(exporter, image, prediction, engine, Path(args.export))
+        log.info("%s: %s", item.path.name, prediction.gate.status)
+    except ImageLoadError as exc:
+        results.append(error_entry(item.path, exc.reason))
+        log.info("%s: %s", item.path.name, exc.reason)
+    except Exception as exc:  # one bad file must not stop the run
+        log.debug("failure on %s", item.path.name, exc_info=True)
+        results.append(error_entry(item.path, f"could not be processed ({type(exc).__name__}: {exc})"))
+        log.warning("%s: could not be processed (%s)", item.path.name, type(exc).__name__)
+
+
 def run(args: argparse.Namespace) -> int:
     if args.threads is not None and args.threads < 1:
         raise UsageError("--threads must be at least 1")
@@ -253,27 +283,9 @@ def run(args: argparse.Namespace) -> int:
     if not items:
         log.warning("no images found in the given paths")
     results: list[dict[str, Any]] = []
-    for item in _progress(items, args.quiet):
-        if item.error is not None:
-            results.append(error_entry(item.path, item.error))
-            log.info("%s: %s", item.path.name, item.error)
-            continue
-        try:
-            image = load_image(item.path)
-            prediction = engine.predict(image, force=args.force)
-            results.append(result_entry(item.path, prediction))
-            if prediction.findings and cams is not None:
-                _write_cams(cams, item, prediction)
-            if exporter is not None:
-                _export(exporter, image, prediction, engine, Path(args.export))
-            log.info("%s: %s", item.path.name, prediction.gate.status)
-        except ImageLoadError as exc:
-            results.append(error_entry(item.path, exc.reason))
-            log.info("%s: %s", item.path.name, exc.reason)
-        except Exception as exc:  # one bad file must not stop the run
-            log.debug("failure on %s", item.path.name, exc_info=True)
-            results.append(error_entry(item.path, f"could not be processed ({type(exc).__name__}: {exc})"))
-            log.warning("%s: could not be processed (%s)", item.path.name, type(exc).__name__)
+    with GuardedLoader(args.decode_timeout) as loader:
+        for item in _progress(items, args.quiet):
+            _process(item, loader, engine, args, cams, exporter, results)
     text = to_csv(results) if args.format == "csv" else dumps(contract(engine.card, results))
     if output is None:
         sys.stdout.write(text)
@@ -287,6 +299,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    multiprocessing.freeze_support()  # a frozen build re-enters here to start a decoding helper
     # Idle OpenMP threads sleep instead of spinning: on a machine whose cores are busy with other work,
     # spinning threads make a forward pass several times slower. Only effective before torch is imported.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")

@@ -6,9 +6,11 @@ most often lacks and exits non-zero, naming the problem, if anything is missing.
 
 from __future__ import annotations
 
+import multiprocessing
 import sys
 
 if __name__ == "__main__":
+    multiprocessing.freeze_support()  # the decoding helper processes re-enter the bundle's executable here
     if len(sys.argv) > 1 and sys.argv[1] == "--bundle-check":
         from cxrviewer_bundle_check import main as bundle_check
 

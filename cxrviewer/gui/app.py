@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import multiprocessing
 import os
 import sys
 import tempfile
@@ -137,6 +138,7 @@ class SelfTest:
 
 
 def main(argv: list[str] | None = None) -> int:
+    multiprocessing.freeze_support()  # a frozen build re-enters here to start a decoding helper
     t0 = time.perf_counter()
     args = parse_args(sys.argv[1:] if argv is None else argv)
     configure_logging()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -105,11 +106,41 @@ class Decoded:
     rgb32: np.ndarray | None = None  # `display` as 0xFFgggggg words, ready for the canvas (handed over once)
 
 
-def load(path: Path) -> Any:
-    """Decode one file (raises ImageLoadError with a readable message)."""
-    from cxrviewer.imaging import load_image
+#: Helper processes that decode with a time limit (a decoder stuck on a hostile file is killed, not waited for).
+DECODERS = 2
+_decoder: Any = None
+_decoder_lock = threading.Lock()
 
-    return load_image(path)
+
+def decoder() -> Any:
+    """The app's `GuardedLoader` (created on first use; replace it with `set_decoder`)."""
+    global _decoder
+    with _decoder_lock:
+        if _decoder is None:
+            from cxrviewer.imaging.guarded import GuardedLoader
+
+            _decoder = GuardedLoader(size=DECODERS)
+        return _decoder
+
+
+def set_decoder(loader: Any) -> Any:
+    """Use `loader` from now on (None: a default one on next use); returns the previous one (not closed)."""
+    global _decoder
+    with _decoder_lock:
+        previous, _decoder = _decoder, loader
+    return previous
+
+
+def close_decoder() -> None:
+    """Stop the decoding helper processes (at shutdown; a later load starts new ones)."""
+    previous = set_decoder(None)
+    if previous is not None:
+        previous.close()
+
+
+def load(path: Path) -> Any:
+    """Decode one file under the time limit (raises ImageLoadError with a readable message)."""
+    return decoder().load(path)
 
 
 def default_window(image: Any) -> Any:

@@ -44,6 +44,8 @@ log = logging.getLogger(__name__)
 
 NOTICE = "Not for diagnostic use"
 IMAGE_CACHE_SIZE = 6
+#: Scanned studies put into the worklist per event-loop turn (about 10 ms on 2 slow cores).
+SCAN_CHUNK = 100
 EXPORT_FORMATS = (
     ("png", "Annotated PNG…"),
     ("pdf", "PDF report…"),
@@ -171,6 +173,7 @@ class MainWindow(QMainWindow):
         self.pacs: Any = None  # cxrviewer.gui.pacs.PacsService, created only when PACS is configured
         self._sent_to_pacs: set[str] = set()
         self._pending_select = False
+        self._scan_generation = 0
 
         self._build_widgets()
         self._build_actions()
@@ -601,67 +604,85 @@ class MainWindow(QMainWindow):
     def _on_scanned(self, token: int, outcome: backend.ScanOutcome) -> None:
         if self._closing:
             return
-        added: list[StudyRecord] = []
-        queued = 0
-        for scanned in outcome.studies:
-            record = self.studies.get(scanned.key)
-            fresh = record is None
-            if record is None:
-                record = self._new_study(
-                    key=scanned.key,
-                    patient_name=scanned.patient_name,
-                    patient_id=scanned.patient_id,
-                    birth_date=scanned.birth_date,
-                    accession=scanned.accession,
-                    study_date=scanned.study_date,
-                    description=scanned.description,
-                    modality=scanned.modality,
-                    view=scanned.view,
-                    source_name=scanned.source_name,
-                )
-            known = {img.path for img in record.images}
-            for img in scanned.images:
-                if img.path in known:
-                    continue
-                key = f"{record.key}|{img.path}"
-                image = ImageRecord(key=key, path=img.path, label=img.label)
-                record.images.append(image)
-                self._image_index[key] = (record, image)
-                self.pipeline.enqueue(key, img.path)
-                queued += 1
-            if fresh:
-                self.studies[record.key] = record
-                added.append(record)
-            else:
-                self.browser.model.changed(record.key)
-        for path, message in outcome.errors:
-            key = f"error:{path}"
-            if key in self.studies:
-                continue
-            record = self._new_study(key=key, source_name=path.name or str(path))
-            image = ImageRecord(key=key, path=path, state=State.ERROR, message=message)
-            record.images.append(image)
-            self.studies[key] = record
-            self._image_index[key] = (record, image)
-            added.append(record)
-        self.browser.model.add(added)
         errors = len(outcome.errors)
         if not outcome.studies and not errors:
             self.statusBar().showMessage("No images found in what was opened.", 8000)
         else:
+            images = sum(len(s.images) for s in outcome.studies)
             parts = [
                 f"{len(outcome.studies)} stud{'y' if len(outcome.studies) == 1 else 'ies'} "
-                f"({queued} image{'s' if queued != 1 else ''} queued)"
+                f"({images} image{'s' if images != 1 else ''} queued)"
             ]
             if errors:
                 parts.append(f"{errors} file{'s' if errors != 1 else ''} could not be opened — see the list")
             self.statusBar().showMessage("Opened " + "; ".join(parts), 10000)
+        work: list[tuple[Any, Any]] = [(s, None) for s in outcome.studies] + [(None, e) for e in outcome.errors]
+        self._add_scanned(work, self._scan_generation)
+
+    def _add_scanned(self, work: list[tuple[Any, Any]], generation: int) -> None:
+        """Put scanned studies (or scan errors) into the worklist, SCAN_CHUNK per event-loop turn: a drop of
+        hundreds of files must not freeze the window while its rows are made."""
+        if self._closing or generation != self._scan_generation:
+            return
+        chunk, rest = work[:SCAN_CHUNK], work[SCAN_CHUNK:]
+        added: list[StudyRecord] = []
+        for scanned, error in chunk:
+            record = self._add_study(scanned) if scanned is not None else self._add_error(*error)
+            if record is not None:
+                added.append(record)
+        self.browser.model.add(added)
         if added and (self._pending_select or not self._displayed_study):
             self._pending_select = False
             first_ok = next((r for r in added if r.state != State.ERROR), added[0])
             self.browser.set_current(first_ok.key)
         for record in added:
             self.study_updated.emit(record.key)
+        if rest:
+            QTimer.singleShot(0, lambda: self._add_scanned(rest, generation))
+
+    def _add_study(self, scanned: Any) -> StudyRecord | None:
+        """Queue the new images of one scanned study; returns its record when the study is new."""
+        record = self.studies.get(scanned.key)
+        fresh = record is None
+        if record is None:
+            record = self._new_study(
+                key=scanned.key,
+                patient_name=scanned.patient_name,
+                patient_id=scanned.patient_id,
+                birth_date=scanned.birth_date,
+                accession=scanned.accession,
+                study_date=scanned.study_date,
+                description=scanned.description,
+                modality=scanned.modality,
+                view=scanned.view,
+                source_name=scanned.source_name,
+            )
+        known = {img.path for img in record.images}
+        for img in scanned.images:
+            if img.path in known:
+                continue
+            key = f"{record.key}|{img.path}"
+            image = ImageRecord(key=key, path=img.path, label=img.label)
+            record.images.append(image)
+            self._image_index[key] = (record, image)
+            self.pipeline.enqueue(key, img.path)
+        if not fresh:
+            self.browser.model.changed(record.key)
+            return None
+        self.studies[record.key] = record
+        return record
+
+    def _add_error(self, path: Path, message: str) -> StudyRecord | None:
+        """A row for a file that could not be opened (once per path)."""
+        key = f"error:{path}"
+        if key in self.studies:
+            return None
+        record = self._new_study(key=key, source_name=path.name or str(path))
+        image = ImageRecord(key=key, path=path, state=State.ERROR, message=message)
+        record.images.append(image)
+        self.studies[key] = record
+        self._image_index[key] = (record, image)
+        return record
 
     # --- pipeline ---
 
@@ -1217,6 +1238,7 @@ class MainWindow(QMainWindow):
             self.show_study(self.browser.current_key())
 
     def clear_studies(self) -> None:
+        self._scan_generation += 1  # rows of a drop still being added are not wanted any more
         for key in list(self.studies):
             self.remove_study(key)
         self.show_study("")

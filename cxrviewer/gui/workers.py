@@ -325,6 +325,7 @@ class Pipeline(QObject):
         finished = self._pool.waitForDone(timeout_ms)
         if not finished:
             log.warning("background work still running after %d ms", timeout_ms)
+        backend.close_decoder()
         return finished
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import multiprocessing
 import signal
 import sys
 import threading
@@ -147,6 +148,7 @@ def run(args: argparse.Namespace, stop: threading.Event) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    multiprocessing.freeze_support()  # a frozen build re-enters here to start a decoding helper
     args = build_parser().parse_args(argv)
     _setup_logging(args.verbose)
     stop = threading.Event()

@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cxrviewer.imaging import ImageLoadError, load_image
+from cxrviewer.imaging import ImageLoadError
+from cxrviewer.imaging.guarded import GuardedLoader
 from cxrviewer.net.config import NodeConfig
 from cxrviewer.net.outbox import DeliveryReport, Outbox
 from cxrviewer.net.scp import Received, StorageSCP
@@ -62,6 +63,7 @@ class Node:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._loader = GuardedLoader()  # decoding with a time limit, in a helper process
 
     @property
     def address(self) -> tuple[str, int]:
@@ -87,6 +89,7 @@ class Node:
         for thread in self._threads:
             thread.join(timeout)
         self._threads = []
+        self._loader.close()
 
     def __enter__(self) -> Node:
         self.start()
@@ -125,7 +128,7 @@ class Node:
     def analyse(self, path: Path) -> Analysed:
         """Analyse one inbox file and write its SR + SC into a new outbox batch."""
         try:
-            image = load_image(path)
+            image = self._loader.load(path)
         except ImageLoadError as exc:
             log.warning("%s: not analysed: %s", path.name, exc.reason)
             return Analysed(path, "error", "could not be loaded")

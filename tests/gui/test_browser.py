@@ -253,3 +253,26 @@ def test_study_with_two_images_is_one_row(qtbot, window: MainWindow, dicom_dir: 
     qtbot.waitUntil(lambda: window.canvas.image is not None and window.canvas.image.path == second.path,
                     timeout=10000)
     assert window.findings.ranked() == [(f.label, f.probability) for f in second.prediction.findings]
+
+
+def test_decoder_that_hangs_is_stopped_and_reported(qtbot, window: MainWindow, dicom_dir: Path,  # noqa: ANN001
+                                                    tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file whose decoder never returns becomes an error row after the time limit; other files go on."""
+    from cxrviewer.gui import backend
+    from cxrviewer.imaging.guarded import GuardedLoader
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "reliability"))
+    backend.set_decoder(GuardedLoader(timeout=2.0, size=2, loader="misbehaving_decoder:load"))
+    hang = tmp_path / "hang.dcm"
+    shutil.copyfile(dicom_dir / "udacity_nih_test1.dcm", hang)
+    good = dicom_dir / "udacity_nih_test2.dcm"
+    with qtbot.waitSignal(window.pipeline.scanned, timeout=20000):
+        window.open_paths([hang, good])
+    wait_all_finished(qtbot, window, expected_images=2, timeout=60000)
+    by_file = {s.images[0].path.name: s for s in window.studies.values()}
+    assert by_file["udacity_nih_test2.dcm"].state == State.DONE
+    stuck = by_file["hang.dcm"]
+    assert stuck.state == State.ERROR
+    assert stuck.message == "hang.dcm: decoding took longer than 2 s and was stopped (damaged file or a decoder fault)"
+    window.browser.set_current(stuck.key)
+    assert "longer than 2 s" in window.canvas.message()

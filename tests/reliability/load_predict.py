@@ -70,21 +70,33 @@ def predict_cmd(model: Path, out: Path, threads: int, paths: list[Path]) -> list
                    *map(str, paths)]
 
 
+def tree_rss_mb(pid: int) -> float:
+    """RSS of a process and all its descendants (the decoding helper included), in MB; 0 if gone."""
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) / 1024
+            for task in Path(f"/proc/{p}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return total
+
+
 def run_batch(cmd: list[str]) -> tuple[float, int, list[tuple[float, float]]]:
-    """(seconds, exit status, [(t, rss MB)]) for one child run, sampling its RSS every 0.5 s."""
+    """(seconds, exit status, [(t, rss MB)]) for one child run, sampling its process tree's RSS every 0.5 s."""
     samples: list[tuple[float, float]] = []
     start = time.monotonic()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
     def sample() -> None:
-        status = Path(f"/proc/{proc.pid}/status")
         while proc.poll() is None:
-            try:
-                for line in status.read_text().splitlines():
-                    if line.startswith("VmRSS:"):
-                        samples.append((time.monotonic() - start, int(line.split()[1]) / 1024))
-            except OSError:
-                break
+            rss = tree_rss_mb(proc.pid)
+            if rss:
+                samples.append((time.monotonic() - start, rss))
             time.sleep(0.5)
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -144,8 +156,10 @@ def main(argv: list[str] | None = None) -> int:
             statuses[r["status"]] = statuses.get(r["status"], 0) + 1
         print(f"exit status {code}; {len(results)} results, missing {len(missing)}; statuses {statuses}")
         print(f"wall {seconds:.1f} s (incl. start-up and model load) -> {len(files) / seconds:.2f} files/s")
-        print(f"peak RSS of cxrviewer-predict: {peak_mb:.0f} MB")
+        print(f"peak RSS of one process (cxrviewer-predict or its decoding helper): {peak_mb:.0f} MB")
         if rss:
+            peak_mb = max(peak_mb, max(m for _, m in rss))
+            print(f"peak RSS of cxrviewer-predict + decoding helper together (sampled): {peak_mb:.0f} MB")
             tenth = rss[max(0, len(rss) // 10)][1]
             print(f"RSS samples: {len(rss)}; at 10% of the run {tenth:.0f} MB, max {max(m for _, m in rss):.0f} MB, "
                   f"at the end {rss[-1][1]:.0f} MB")
