@@ -65,8 +65,10 @@ class CXRNet(nn.Module):
         pooled = fmap.mean(dim=(2, 3))
         return self.classifier(self.dropout(pooled)), fmap
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_features(x)[0]
+    def forward(self, x: torch.Tensor, with_cams: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """Logits (B, L); with `with_cams` also the class-activation maps (B, L, h, w) in logit units."""
+        logits, fmap = self.forward_features(x)
+        return (logits, self.cams(fmap)) if with_cams else logits
 
     def cams(self, fmap: torch.Tensor) -> torch.Tensor:
         """Class-activation maps in logit units (B, L, h, w); their spatial mean is the logit."""

@@ -30,8 +30,15 @@ class AugmentConfig:
 
 def augment(img: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig = AugmentConfig()) -> np.ndarray:
     """Return an augmented float32 [0, 1] copy of a uint8 square."""
+    return augment_with_geometry(img, rng, cfg)[0]
+
+
+def augment_with_geometry(img: np.ndarray, rng: np.random.Generator,
+                          cfg: AugmentConfig = AugmentConfig()) -> tuple[np.ndarray, np.ndarray]:
+    """Augmented float32 [0, 1] copy and the 2x3 matrix taking input pixel coordinates to output ones."""
     size = img.shape[0]
     out = img
+    geo = np.eye(3)
     if rng.random() < cfg.jpeg_p:
         q = int(rng.integers(cfg.jpeg_quality[0], cfg.jpeg_quality[1] + 1))
         ok, buf = cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, q])
@@ -46,13 +53,16 @@ def augment(img: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig = Augm
         y0, x0 = (size - small.shape[0]) // 2, (size - small.shape[1]) // 2
         canvas[y0 : y0 + small.shape[0], x0 : x0 + small.shape[1]] = small
         out = canvas
+        geo = np.array([[small.shape[1] / size, 0, x0], [0, small.shape[0] / size, y0], [0, 0, 1]]) @ geo
     angle = rng.uniform(-cfg.rotate_deg, cfg.rotate_deg)
     scale = rng.uniform(*cfg.scale)
     m = cv2.getRotationMatrix2D((size / 2, size / 2), angle, scale)
     m[:, 2] += rng.uniform(-cfg.shift, cfg.shift, 2) * size
     out = cv2.warpAffine(out, m, (size, size), flags=cv2.INTER_LINEAR, borderValue=0)
+    geo = np.vstack([m, [0, 0, 1]]) @ geo
     if cfg.hflip_p and rng.random() < cfg.hflip_p:
         out = out[:, ::-1]
+        geo = np.array([[-1.0, 0, size], [0, 1, 0], [0, 0, 1]]) @ geo
     x = out.astype(np.float32) / 255.0
     if rng.random() < cfg.blur_p:
         x = cv2.GaussianBlur(x, (0, 0), rng.uniform(0.3, 1.0))
@@ -61,4 +71,4 @@ def augment(img: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig = Augm
     x = (x - 0.5) * (1 + rng.uniform(-cfg.contrast, cfg.contrast)) + 0.5 + rng.uniform(-cfg.brightness, cfg.brightness)
     if rng.random() < cfg.noise_p:
         x = x + rng.normal(0, rng.uniform(0.005, 0.02), x.shape).astype(np.float32)
-    return np.clip(x, 0.0, 1.0).astype(np.float32)
+    return np.clip(x, 0.0, 1.0).astype(np.float32), geo[:2]

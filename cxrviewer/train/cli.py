@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from cxrviewer.model.weights import ModelError, load_bundle
+from cxrviewer.train.boxes import BOX_LOSSES
 from cxrviewer.train.datasets import DatasetError, dataset_name
 from cxrviewer.train.export import (
     PRIMARY_DATASETS,
@@ -73,6 +74,13 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", action="store_true")
     p.add_argument("--bbox", help="bounding-box CSV for the pointing game (image,label,x,y,w,h)")
     p.add_argument("--bbox-root", help="folder the bbox CSV's image paths are relative to")
+    p.add_argument("--box-supervision", action="store_true",
+                   help="also train the CAMs on the --bbox boxes of TRAINING images (held-out boxes stay for the "
+                        "pointing game)")
+    p.add_argument("--box-weight", type=float, default=1.0, help="weight of the box term (default 1)")
+    p.add_argument("--box-loss", choices=BOX_LOSSES, default="softmax",
+                   help="softmax: move the map's mass into the box (default); cells: inside positive, outside "
+                        "negative")
     p.add_argument("--name", default=None, help="model name for the card")
     p.add_argument("--quiet", action="store_true")
 
@@ -88,7 +96,9 @@ def _config(a: argparse.Namespace, out: str, fold: int) -> TrainConfig:
         epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, weight_decay=a.weight_decay, dropout=a.dropout,
         patience=a.patience, folds=a.folds, fold=fold, seed=a.seed, workers=a.workers, cache_dir=a.cache_dir,
         frontal_only=not a.all_views, hierarchy=not a.no_hierarchy, max_train_per_dataset=caps,
-        device=a.device, amp=not a.no_amp, resume=a.resume, progress=not a.quiet)
+        device=a.device, amp=not a.no_amp, resume=a.resume, progress=not a.quiet,
+        box_csv=a.bbox if a.box_supervision else None, box_root=a.bbox_root, box_weight=a.box_weight,
+        box_loss=a.box_loss)
 
 
 def _samples_by_path(cfg: TrainConfig) -> dict[str, Sample]:
@@ -362,6 +372,8 @@ def main(argv: list[str] | None = None) -> int:
     ens.add_argument("checkpoints", nargs="+")
     ens.add_argument("--out", required=True)
     a = parser.parse_args(argv)
+    if getattr(a, "box_supervision", False) and not a.bbox:
+        parser.error("--box-supervision needs --bbox (the bounding-box CSV)")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     try:
         commands = {"fit": cmd_fit, "cv": cmd_cv, "bundle": cmd_bundle, "evaluate": cmd_evaluate,

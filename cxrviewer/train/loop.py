@@ -26,6 +26,7 @@ from tqdm import tqdm
 from cxrviewer.labels import EXTRA_LABELS, HIERARCHY, KNOWN_LABELS
 from cxrviewer.model.network import CXRNet, build_network
 from cxrviewer.train.augment import AugmentConfig
+from cxrviewer.train.boxes import box_loss, boxes_by_image
 from cxrviewer.train.cache import build_cache
 from cxrviewer.train.data import CachedImages
 from cxrviewer.train.datasets import load_spec
@@ -66,6 +67,10 @@ class TrainConfig:
     amp: bool = True  # bf16 autocast on CUDA only (slower on CPU)
     resume: bool = False
     progress: bool = True
+    box_csv: str | None = None  # radiologist boxes of training images as CAM targets (see train/boxes.py)
+    box_root: str | None = None  # folder the box CSV's image paths are relative to
+    box_weight: float = 1.0
+    box_loss: str = "softmax"  # see train/boxes.BOX_LOSSES
 
     def save(self, path: Path) -> None:
         write_json(path, asdict(self))
@@ -142,7 +147,7 @@ def lr_at(step: int, total: int, warmup: int, base: float) -> float:
 def predict_probs(net: CXRNet, loader: DataLoader, device: torch.device, amp: bool) -> np.ndarray:
     net.eval()
     out = []
-    for x, _, _ in loader:
+    for x, *_ in loader:
         x = x.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda"):
             out.append(torch.sigmoid(net(x).float()).cpu().numpy())
@@ -171,6 +176,22 @@ def _save_best(net: CXRNet, labels: list[str], cfg: TrainConfig, epoch: int, out
     torch.save({"model": net.state_dict(), "labels": labels, "arch": cfg.arch, "input_size": cfg.input_size,
                 "epoch": epoch}, tmp)
     tmp.replace(out / "best.pt")
+
+
+def _training_boxes(cfg: TrainConfig, samples: list[Sample], train_idx: np.ndarray, labels: list[str],
+                    main_proc: bool) -> dict[int, np.ndarray]:
+    """Boxes of the training images only (cache row -> rows), when box supervision is on."""
+    if not cfg.box_csv or cfg.box_weight <= 0:
+        return {}
+    csv_path = Path(cfg.box_csv)
+    root = Path(cfg.box_root) if cfg.box_root else csv_path.parent.parent
+    train_paths = [samples[i].path for i in train_idx]
+    found = boxes_by_image(csv_path, root, train_paths, labels, cfg.input_size)
+    rows = {int(train_idx[k]): v for k, v in found.items()}
+    if main_proc:
+        log.info("box supervision: %d boxes on %d training images (%s loss, weight %g)",
+                 sum(len(v) for v in rows.values()), len(rows), cfg.box_loss, cfg.box_weight)
+    return rows
 
 
 def resolve_workers(workers: int, device: torch.device) -> int:
@@ -237,8 +258,9 @@ def train(cfg: TrainConfig) -> dict:
     pos_weight = torch.tensor(np.clip(np.sqrt(neg / np.maximum(pos, 1)), 1.0, cfg.pos_weight_max),
                               dtype=torch.float32, device=device)
 
+    boxes = _training_boxes(cfg, samples, train_idx, labels, main_proc)
     train_ds = CachedImages(cache, train_idx, targets[train_idx], masks[train_idx], True, cfg.seed,
-                            AugmentConfig())
+                            AugmentConfig(), boxes)
     val_ds = CachedImages(cache, val_idx, targets[val_idx], masks[val_idx], False)
     workers = resolve_workers(cfg.workers, device)
     sampler = DistributedSampler(train_ds, world, rank, shuffle=True, seed=cfg.seed) if world > 1 else None
@@ -280,14 +302,18 @@ def train(cfg: TrainConfig) -> dict:
         t0, seen, loss_sum = time.time(), 0, 0.0
         bar = tqdm(train_dl, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not (cfg.progress and main_proc),
                    unit="batch", leave=False)
-        for step, (x, y, m) in enumerate(bar):
+        for step, (x, y, m, bx) in enumerate(bar):
             for g in opt.param_groups:
                 g["lr"] = lr_at(epoch * steps_per_epoch + step, total_steps, warmup, cfg.lr)
             x = x.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
             y, m = y.to(device, non_blocking=True), m.to(device, non_blocking=True)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-                logits = model(x)
+                logits, cams = model(x, with_cams=True) if boxes else (model(x), None)
             loss = masked_bce(logits, y, m, pos_weight)
+            if cams is not None:
+                extra = box_loss(cams, bx.to(device, non_blocking=True), cfg.input_size, cfg.box_loss)
+                # every rank adds the term (zero when its batch has no box) so DDP sees the same graph
+                loss = loss + cfg.box_weight * (extra if extra is not None else 0.0 * cams.sum())
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
