@@ -121,3 +121,22 @@ def test_fit_with_box_supervision(nih_with_boxes: str, shared_data: Path, tmp_pa
     assert card["validation"]["pointing_game"]["total"]["n"] > 0  # held-out boxes still scored
     with pytest.raises(SystemExit):
         train_main(args[:-7] + ["--box-supervision"])  # boxes without a box file: a usage error
+
+
+def test_model_readme_says_whether_maps_beat_the_priors() -> None:
+    from cxrviewer.train.model_readme import _cam_verdict
+
+    def game(cam: int, centre: int, mean_box: int) -> dict:
+        per = {"Cardiomegaly": {"n": 40, "cam": 40, "centre": 39, "mean_box": 40},
+               "Pneumothorax": {"n": 60, "cam": cam - 40, "centre": centre - 39, "mean_box": mean_box - 40}}
+        return {"per_label": per, "hit_rate": {"cam": cam / 100, "centre": centre / 100, "mean_box": mean_box / 100}}
+
+    assert "do not beat a fixed-location prior" in _cam_verdict(game(40, 41, 44))
+    assert "only slightly better" in _cam_verdict(game(45, 41, 44))
+    assert "do not beat" in _cam_verdict(game(44, 41, 44))  # a tie is not a win
+    text = _cam_verdict(game(90, 41, 44))
+    assert "2.0x as often" in text and "trail" not in text
+    mixed = {"per_label": {"Pneumothorax": {"n": 10, "cam": 1, "centre": 2, "mean_box": 0}},
+             "hit_rate": {"cam": 0.5, "centre": 0.2, "mean_box": 0.1}}
+    assert "trail a prior for Pneumothorax" in _cam_verdict(mixed)
+    assert _cam_verdict(None) == "Their localisation was not measured."
