@@ -77,10 +77,10 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--box-supervision", action="store_true",
                    help="also train the CAMs on the --bbox boxes of TRAINING images (held-out boxes stay for the "
                         "pointing game)")
-    p.add_argument("--box-weight", type=float, default=1.0, help="weight of the box term (default 1)")
-    p.add_argument("--box-loss", choices=BOX_LOSSES, default="softmax",
-                   help="softmax: move the map's mass into the box (default); cells: inside positive, outside "
-                        "negative")
+    p.add_argument("--box-weight", type=float, default=0.3, help="weight of the box term (default 0.3)")
+    p.add_argument("--box-loss", choices=BOX_LOSSES, default="cells",
+                   help="cells: map cells inside the box positive, outside negative (default); softmax: move the "
+                        "map's mass into the box")
     p.add_argument("--name", default=None, help="model name for the card")
     p.add_argument("--quiet", action="store_true")
 

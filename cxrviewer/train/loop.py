@@ -69,8 +69,8 @@ class TrainConfig:
     progress: bool = True
     box_csv: str | None = None  # radiologist boxes of training images as CAM targets (see train/boxes.py)
     box_root: str | None = None  # folder the box CSV's image paths are relative to
-    box_weight: float = 1.0
-    box_loss: str = "softmax"  # see train/boxes.BOX_LOSSES
+    box_weight: float = 0.3
+    box_loss: str = "cells"  # see train/boxes.BOX_LOSSES
 
     def save(self, path: Path) -> None:
         write_json(path, asdict(self))
