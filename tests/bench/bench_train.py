@@ -40,7 +40,7 @@ def main() -> None:
     dl = DataLoader(ds, a.batch, shuffle=True, num_workers=a.workers, drop_last=True)
 
     t = time.perf_counter()
-    count = sum(len(x) for x, _, _ in dl)
+    count = sum(len(x) for x, *_ in dl)
     pipe = count / (time.perf_counter() - t)
 
     net = build_network(a.arch, labels).to(memory_format=torch.channels_last)
