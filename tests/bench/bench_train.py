@@ -62,7 +62,7 @@ def main() -> None:
     model = a.batch * a.batches / (time.perf_counter() - t)
 
     t, count = time.perf_counter(), 0
-    for xb, yb, mb in dl:
+    for xb, yb, mb, _ in dl:
         step(xb, yb, mb)
         count += len(xb)
     both = count / (time.perf_counter() - t)
