@@ -15,5 +15,5 @@ RECIPE=(--arch resnet18_os16 --input-size 160 --epochs 8 --batch-size 32 --lr 1e
 cxrviewer-train cv "${DATA[@]}" "${RECIPE[@]}" --folds 3 --patience 3 --max-train kermany=1000 --out runs/cvbox
 cxrviewer-train fit "${DATA[@]}" "${RECIPE[@]}" --folds 1 --max-train kermany=1500 --out runs/allbox
 cxrviewer-train bundle --cv runs/cvbox --run runs/allbox --out models/cxr-resnet18os16-160.json \
-  --name cxr-resnet18os16-160-box-nih-kermany --readme models/README.md --reproduce "models/reproduce.sh" \
+  --name cxr-resnet18os16-160-box-nih-kermany --readme models/README.md --reproduce "$(cat models/reproduce.sh)" \
   --selection "$(cat models/selection.md)"

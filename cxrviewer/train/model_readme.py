@@ -10,6 +10,12 @@ TRAINING_KEYS = ("arch", "input_size", "epochs", "batch_size", "lr", "weight_dec
                  "max_train_per_dataset", "box_loss", "box_weight")
 
 
+BOX_LOSS_TEXT = {
+    "cells": "for a boxed finding, map cells inside its box were trained positive and cells outside negative",
+    "softmax": "for a boxed finding, the share of its map's spatial softmax inside the box was maximised",
+}
+
+
 def _cam_verdict(pg: dict[str, Any] | None) -> str:
     """One honest sentence on the pointing game against the fixed-location priors."""
     if not pg or pg["hit_rate"]["cam"] is None:
@@ -74,9 +80,9 @@ def model_readme(card: dict[str, Any], reproduce: str) -> str:
     if cfg.get("box_csv"):
         lines.insert(lines.index("## Training data and licences") - 1,
                      "- Localisation: besides the image labels, the maps were trained on the NIH radiologist "
-                     f"bounding boxes of the training images ({cfg.get('box_loss', 'softmax')} box loss, weight "
-                     f"{cfg.get('box_weight', 1)}): the share of a boxed finding's map inside its box is "
-                     "maximised. Validation boxes were never trained on (see the pointing game).")
+                     f"bounding boxes of the training images (weight {cfg.get('box_weight')}): "
+                     + BOX_LOSS_TEXT.get(cfg.get("box_loss", ""), "a box loss")
+                     + ". Validation boxes were never trained on (see the pointing game).")
     lines += [
         "",
         f"Validation is patient-disjoint ({v.get('split', 'n/a')}). Label mapping: NIH Effusion → Pleural "
