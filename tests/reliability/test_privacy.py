@@ -151,6 +151,9 @@ def test_offline_and_quiet_in_a_fresh_interpreter(phi_folder: Path, tiny_card: P
     n = len(list(phi_folder.iterdir()))
     assert report["loaded"] + report["refused"] == n and report["loaded"] >= 2 and report["refused"] >= 2
     assert report["predict_rc"] == 0 and len(report["predict_statuses"]) == n
+    # the CLI decodes in a helper process, which runs this script's top level (the guard) first: a trapped
+    # connection there would turn a loadable file into an error
+    assert report["predict_statuses"].count("error") == report["refused"]
     assert "DEBUG" in proc.stderr  # the log really ran at DEBUG level
     assert not leaks(proc.stderr), f"identifiers in the DEBUG log: {leaks(proc.stderr)}"
     assert not leaks(proc.stdout)
