@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +47,10 @@ class ScannedStudy:
     view: str = ""
     source_name: str = ""
     images: list[ScannedImage] = field(default_factory=list)
+
+    def describing_fields(self) -> dict[str, str]:
+        """Everything but the images, by name (the study list's record has the same fields)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "images"}
 
 
 @dataclass

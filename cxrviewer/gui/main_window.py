@@ -645,18 +645,7 @@ class MainWindow(QMainWindow):
         record = self.studies.get(scanned.key)
         fresh = record is None
         if record is None:
-            record = self._new_study(
-                key=scanned.key,
-                patient_name=scanned.patient_name,
-                patient_id=scanned.patient_id,
-                birth_date=scanned.birth_date,
-                accession=scanned.accession,
-                study_date=scanned.study_date,
-                description=scanned.description,
-                modality=scanned.modality,
-                view=scanned.view,
-                source_name=scanned.source_name,
-            )
+            record = self._new_study(**scanned.describing_fields())
         known = {img.path for img in record.images}
         for img in scanned.images:
             if img.path in known:
