@@ -77,6 +77,10 @@ def _serve(conn: Connection, spec: str) -> None:
         del answer
 
 
+class _HelperGone(Exception):
+    """An idle helper had died before a file was handed to it (the caller retries with a new one)."""
+
+
 class _Helper:
     """One helper process and the parent's end of its pipe."""
 
@@ -96,7 +100,11 @@ class _Helper:
             raise OSError("the decoding helper process stopped while starting") from None
 
     def load(self, path: Path, timeout: float) -> Image:
-        self.conn.send(str(path))
+        try:
+            self.conn.send(str(path))
+        except (OSError, ValueError):  # the helper went away while idle: the file never reached it
+            self.kill()
+            raise _HelperGone from None
         if not self.conn.poll(timeout):
             self.kill()
             raise ImageLoadError(path, f"decoding took longer than {timeout:g} s and was stopped "
@@ -151,13 +159,18 @@ class GuardedLoader:
         if self.timeout <= 0 or self._in_process:
             return _resolve(self.spec)(path)
         with self._slots:
-            helper = self._borrow()
-            if helper is None:  # no helper process can run here: decode without the limit rather than not at all
-                return _resolve(self.spec)(path)
-            try:
-                return helper.load(path, self.timeout)
-            finally:
-                self._give_back(helper)
+            for attempt in range(2):
+                helper = self._borrow()
+                if helper is None:  # no helper process can run here: decode without the limit, not not at all
+                    return _resolve(self.spec)(path)
+                try:
+                    return helper.load(path, self.timeout)
+                except _HelperGone:
+                    if attempt:
+                        raise ImageLoadError(path, "the decoding helper process stopped unexpectedly") from None
+                finally:
+                    self._give_back(helper)
+        raise AssertionError("unreachable")
 
     def _borrow(self) -> _Helper | None:
         with self._lock:

@@ -97,3 +97,13 @@ def test_predict_reports_the_hang_and_goes_on(files: dict[str, Path], tiny_card:
     assert "decoder crashed" in results["crash.dcm"]["message"]
     assert results["udacity_nih_test1.dcm"]["status"] in ("ok", "rejected")
     assert results["udacity_nih_test1.dcm"]["findings"]
+
+
+def test_helper_that_died_while_idle_is_replaced(files: dict[str, Path]) -> None:
+    with GuardedLoader(timeout=30) as loader:
+        loader.load(files["good"])
+        idle = loader._idle[0]
+        idle.process.kill()  # e.g. killed by the system between two files
+        idle.process.join(5)
+        assert loader.load(files["png"]).width == load_image(files["png"]).width
+        assert loader._idle and loader._idle[0] is not idle
