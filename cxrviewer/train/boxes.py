@@ -16,6 +16,8 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from cxrviewer.imaging import ImageLoadError, load_image
+from cxrviewer.imaging.raster import raster_size
 from cxrviewer.model.preprocess import Letterbox
 from cxrviewer.train.pointing import read_boxes
 
@@ -24,20 +26,16 @@ MAX_BOXES = 6
 
 
 def image_size(path: Path) -> tuple[int, int]:
-    """(width, height) of an image file without decoding its pixels where possible."""
+    """(width, height) of an image file, from its header where it is a raster file."""
     try:
-        from PIL import Image
-
-        with Image.open(path) as im:
-            return im.size
-    except Exception:  # DICOM and anything PIL cannot parse: decode through the app's loader
-        from cxrviewer.imaging import load_image
-
-        img = load_image(path)
-        return img.width, img.height
+        width, height, _ = raster_size(path)
+    except ImageLoadError:  # DICOM (or unreadable as a raster): decode through the app's loader
+        image = load_image(path)
+        return image.width, image.height
+    return width, height
 
 
-def boxes_by_image(bbox_csv: Path, root: Path, paths: list[Path], labels: list[str],
+def boxes_by_image(bbox_csv: Path, root: Path | None, paths: list[Path], labels: list[str],
                    size: int) -> dict[int, np.ndarray]:
     """Index into `paths` -> (K, 5) float32 rows [label column, x0, y0, x1, y1] in model-input pixels.
 

@@ -119,7 +119,7 @@ def _pointing(a: argparse.Namespace, net, labels, size, only: set[str] | None) -
     if not a.bbox:
         return None
     from cxrviewer.train.pointing import pointing_game, read_boxes
-    boxes = read_boxes(Path(a.bbox), Path(a.bbox_root or Path(a.bbox).parent.parent), only)
+    boxes = read_boxes(Path(a.bbox), Path(a.bbox_root) if a.bbox_root else None, only)
     return pointing_game(net, labels, size, boxes)
 
 

@@ -183,10 +183,9 @@ def _training_boxes(cfg: TrainConfig, samples: list[Sample], train_idx: np.ndarr
     """Boxes of the training images only (cache row -> rows), when box supervision is on."""
     if not cfg.box_csv or cfg.box_weight <= 0:
         return {}
-    csv_path = Path(cfg.box_csv)
-    root = Path(cfg.box_root) if cfg.box_root else csv_path.parent.parent
+    root = Path(cfg.box_root) if cfg.box_root else None
     train_paths = [samples[i].path for i in train_idx]
-    found = boxes_by_image(csv_path, root, train_paths, labels, cfg.input_size)
+    found = boxes_by_image(Path(cfg.box_csv), root, train_paths, labels, cfg.input_size)
     rows = {int(train_idx[k]): v for k, v in found.items()}
     if main_proc:
         log.info("box supervision: %d boxes on %d training images (%s loss, weight %g)",

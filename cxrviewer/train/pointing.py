@@ -20,8 +20,11 @@ from cxrviewer.model.network import CXRNet
 from cxrviewer.model.preprocess import preprocess
 
 
-def read_boxes(bbox_csv: Path, root: Path, only: set[str] | None = None) -> list[dict]:
-    """Rows (path, label in our vocabulary, x, y, w, h in original pixels) of a bbox CSV."""
+def read_boxes(bbox_csv: Path, root: Path | None = None, only: set[str] | None = None) -> list[dict]:
+    """Rows (path, label in our vocabulary, x, y, w, h in original pixels) of a bbox CSV.
+
+    Image paths are relative to `root`, by default the folder above the CSV's (as in the shared data)."""
+    root = root if root is not None else bbox_csv.parent.parent
     boxes = []
     with open(bbox_csv, newline="") as fh:
         for r in csv.DictReader(fh):
