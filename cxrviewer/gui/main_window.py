@@ -608,7 +608,7 @@ class MainWindow(QMainWindow):
         if not outcome.studies and not errors:
             self.statusBar().showMessage("No images found in what was opened.", 8000)
         else:
-            images = sum(len(s.images) for s in outcome.studies)
+            images = sum(len(self._unlisted_images(s)) for s in outcome.studies)
             parts = [
                 f"{len(outcome.studies)} stud{'y' if len(outcome.studies) == 1 else 'ies'} "
                 f"({images} image{'s' if images != 1 else ''} queued)"
@@ -646,10 +646,7 @@ class MainWindow(QMainWindow):
         fresh = record is None
         if record is None:
             record = self._new_study(**scanned.describing_fields())
-        known = {img.path for img in record.images}
-        for img in scanned.images:
-            if img.path in known:
-                continue
+        for img in self._unlisted_images(scanned):
             key = f"{record.key}|{img.path}"
             image = ImageRecord(key=key, path=img.path, label=img.label)
             record.images.append(image)
@@ -660,6 +657,12 @@ class MainWindow(QMainWindow):
             return None
         self.studies[record.key] = record
         return record
+
+    def _unlisted_images(self, scanned: Any) -> list[Any]:
+        """The images of a scanned study that its worklist row does not hold yet (all of a new study's)."""
+        record = self.studies.get(scanned.key)
+        known = {img.path for img in record.images} if record is not None else set()
+        return [img for img in scanned.images if img.path not in known]
 
     def _add_error(self, path: Path, message: str) -> StudyRecord | None:
         """A row for a file that could not be opened (once per path)."""

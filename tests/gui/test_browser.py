@@ -276,3 +276,18 @@ def test_decoder_that_hangs_is_stopped_and_reported(qtbot, window: MainWindow, d
     assert stuck.message == "hang.dcm: decoding took longer than 2 s and was stopped (damaged file or a decoder fault)"
     window.browser.set_current(stuck.key)
     assert "longer than 2 s" in window.canvas.message()
+
+
+def test_reopening_listed_files_queues_nothing_new(qtbot, window: MainWindow, dicom_dir: Path) -> None:  # noqa: ANN001
+    files = [dicom_dir / "udacity_nih_test1.dcm", dicom_dir / "udacity_nih_test2.dcm"]
+    messages: list[str] = []
+    window.statusBar().messageChanged.connect(messages.append)
+    with qtbot.waitSignal(window.pipeline.scanned, timeout=20000):
+        window.open_paths(files)
+    assert any(m.startswith("Opened 2 studies (2 images queued)") for m in messages), messages
+    wait_all_finished(qtbot, window, expected_images=2)
+    messages.clear()
+    with qtbot.waitSignal(window.pipeline.scanned, timeout=20000):
+        window.open_paths(files)
+    assert any(m.startswith("Opened 2 studies (0 images queued)") for m in messages), messages
+    assert sum(len(s.images) for s in window.studies.values()) == 2
