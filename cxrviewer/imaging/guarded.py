@@ -49,7 +49,7 @@ def _resolve(spec: str) -> Callable[[str], Image]:
 
 
 def _serve(conn: Connection, spec: str) -> None:
-    """Helper process main loop: receive a path, answer ("ok", Image) or ("error", path, reason)."""
+    """Helper process main loop: receive a path, answer ("ok", Image) or ("error", reason)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's business
     from cxrviewer.imaging.loader import GENERIC_REASON
 
@@ -65,15 +65,15 @@ def _serve(conn: Connection, spec: str) -> None:
         try:
             answer: tuple = ("ok", loader(path))
         except ImageLoadError as exc:
-            answer = ("error", exc.path, exc.reason)
+            answer = ("error", exc.reason)
         except MemoryError:
-            answer = ("error", path, "not enough memory to open the image")
+            answer = ("error", "not enough memory to open the image")
         except Exception:  # the loader boundary should have caught it; never let the helper die for it
-            answer = ("error", path, GENERIC_REASON)
+            answer = ("error", GENERIC_REASON)
         try:
             conn.send(answer)
         except Exception:  # an Image that cannot be pickled: say so rather than hang the parent
-            conn.send(("error", path, GENERIC_REASON))
+            conn.send(("error", GENERIC_REASON))
         del answer
 
 
@@ -118,7 +118,7 @@ class _Helper:
             image = answer[1]
             image.path = path  # the caller's spelling of the path, as in-process loading gives
             return image
-        raise ImageLoadError(path, answer[2])
+        raise ImageLoadError(path, answer[1])
 
     @property
     def alive(self) -> bool:
