@@ -279,21 +279,26 @@ def model_errors() -> tuple[type[BaseException], ...]:
     return ModelError, ImageLoadError, OSError
 
 
-def validation_table(card: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Per-label validation metrics from a model card, whatever the nesting ({label: {auroc: ...}})."""
-    validation = card.get("validation")
-    labels = set(card.get("labels", []))
-    if not isinstance(validation, dict):
+def validation_table(card: Any) -> dict[str, dict[str, Any]]:
+    """Per-label validation metrics of a `ModelCard` ({label: {auroc, auroc_std, n_pos, ...}}; {} without one).
+
+    ``auroc_std`` is the spread of the label's AUROC across cross-validation folds, when the card records it.
+    """
+    from cxrviewer.model.card import ModelCard
+
+    if not isinstance(card, ModelCard):
         return {}
-    for candidate in (
-        validation,
-        validation.get("per_label"),
-        validation.get("labels"),
-        validation.get("metrics"),
-    ):
-        if isinstance(candidate, dict) and labels & candidate.keys():
-            return {k: v for k, v in candidate.items() if k in labels and isinstance(v, dict)}
-    return {}
+    table: dict[str, dict[str, Any]] = {}
+    for label in card.labels:
+        metrics = card.label_metrics(label)
+        if metrics is None:
+            continue
+        row = {k: v for k, v in metrics.to_json().items() if v is not None}
+        spread = card.auroc_fold_std(label)
+        if spread is not None:
+            row["auroc_std"] = spread
+        table[label] = row
+    return table
 
 
 def metric(entry: dict[str, Any], *names: str) -> Any:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import html
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
@@ -21,6 +21,9 @@ from PySide6.QtWidgets import (
 from cxrviewer import __version__
 from cxrviewer.gui import backend
 from cxrviewer.gui.records import StudyRecord, format_person_name
+
+if TYPE_CHECKING:
+    from cxrviewer.model.card import ModelCard
 
 DISCLAIMER = (
     "Not for diagnostic use. cxrviewer is a research and education tool: its output is a second "
@@ -98,15 +101,15 @@ class ModelCardDialog(QDialog):
     def __init__(self, engine: Any, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("modelCardDialog")
-        card: dict[str, Any] = dict(getattr(engine, "card", {}) or {})
+        card: ModelCard | None = getattr(engine, "card", None)
         layout = _dialog_layout(self, f"Model card — {engine.name}")
         self.resize(780, 680)
         head = QLabel(
             f"<h3 style='margin:0'>{html.escape(str(engine.name))}</h3>"
-            f"<div>{html.escape(str(card.get('description', '')))}</div>"
-            f"<div style='color:#9aa3ad'>version {html.escape(str(card.get('version', '?')))} · "
-            f"{html.escape(str(card.get('architecture', '?')))} · input "
-            f"{html.escape(str(card.get('input_size', '?')))} px · weights SHA-256 "
+            f"<div>{html.escape(card.description or '' if card else '')}</div>"
+            f"<div style='color:#9aa3ad'>version {html.escape(card.version if card else '?')} · "
+            f"{html.escape(card.architecture if card else '?')} · input "
+            f"{card.input_size if card else '?'} px · weights SHA-256 "
             f"{html.escape(str(getattr(engine, 'sha256', ''))[:12])}…</div>"
         )
         head.setWordWrap(True)
@@ -114,9 +117,9 @@ class ModelCardDialog(QDialog):
         layout.addWidget(head)
 
         table_rows = backend.validation_table(card)
-        thresholds = dict(getattr(engine, "thresholds", None) or card.get("thresholds", {}))
-        labels = list(getattr(engine, "labels", card.get("labels", [])))
-        not_covered = list(getattr(engine, "not_covered", card.get("not_covered", [])))
+        thresholds = dict(getattr(engine, "thresholds", None) or (card.thresholds if card else {}))
+        labels = list(getattr(engine, "labels", card.labels if card else ()))
+        not_covered = list(getattr(engine, "not_covered", card.not_covered if card else ()))
         self.table = QTableWidget(len(labels) + len(not_covered), 6)
         self.table.setObjectName("validationTable")
         self.table.setHorizontalHeaderLabels(
@@ -173,25 +176,19 @@ class ModelCardDialog(QDialog):
         layout.addWidget(self.table, 1)
 
         details = []
-        validation = card.get("validation") if isinstance(card.get("validation"), dict) else {}
+        validation = card.validation.to_json() if card and card.validation else {}
         summary = {k: v for k, v in validation.items() if not isinstance(v, dict | list)}
         if summary:
             details.append("<b>Validation:</b> " + html.escape(", ".join(f"{k} {_fmt(v)}" for k, v in summary.items())))
-        for ds in card.get("datasets", []) or []:
-            if isinstance(ds, dict):
-                details.append(
-                    f"<b>Data:</b> {html.escape(str(ds.get('name', '')))} — "
-                    f"{html.escape(str(ds.get('license', '')))}. "
-                    f"{html.escape(str(ds.get('attribution', '')))}"
-                )
-            else:
-                details.append(f"<b>Data:</b> {html.escape(str(ds))}")
-        for key, title in (("intended_use", "Intended use"), ("limitations", "Limitations")):
-            value = card.get(key)
+        for ds in card.datasets if card else ():
+            details.append(
+                f"<b>Data:</b> {html.escape(ds.name)} — {html.escape(ds.license)}. {html.escape(ds.attribution)}"
+            )
+        for value, title in ((card.intended_use if card else None, "Intended use"),
+                             ("; ".join(card.limitations) if card else None, "Limitations")):
             if value:
-                text = "; ".join(map(str, value)) if isinstance(value, list) else str(value)
-                details.append(f"<b>{title}:</b> {html.escape(text)}")
-        cam = card.get("cam")
+                details.append(f"<b>{title}:</b> {html.escape(value)}")
+        cam = card.cam.to_json() if card and card.cam else None
         details.append(
             "<b>Heat maps:</b> class-activation maps of the final layer, shown as a local probability "
             "on a fixed 0–100 % scale; none is drawn below a finding's operating point."
@@ -218,7 +215,7 @@ class ModelCardDialog(QDialog):
 class AboutDialog(QDialog):
     """What the tool is, the permanent disclaimer, licences and data attributions."""
 
-    def __init__(self, model_card: dict[str, Any] | None = None, parent: QWidget | None = None) -> None:
+    def __init__(self, model_card: ModelCard | None = None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("aboutDialog")
         layout = _dialog_layout(self, "About cxrviewer")
@@ -233,11 +230,10 @@ class AboutDialog(QDialog):
         ]
         for title, text in DATA_ATTRIBUTIONS:
             parts.append(f"<p><b>{html.escape(title)}.</b> {html.escape(text)}</p>")
-        for ds in (model_card or {}).get("datasets", []) or []:
-            if isinstance(ds, dict) and "NIH" not in str(ds.get("name")) and "Kermany" not in str(ds.get("name")):
+        for ds in model_card.datasets if model_card else ():
+            if "NIH" not in ds.name and "Kermany" not in ds.name:
                 parts.append(
-                    f"<p><b>{html.escape(str(ds.get('name')))}.</b> {html.escape(str(ds.get('license', '')))}"
-                    f" {html.escape(str(ds.get('attribution', '')))}</p>"
+                    f"<p><b>{html.escape(ds.name)}.</b> {html.escape(ds.license)} {html.escape(ds.attribution)}</p>"
                 )
         parts.append("<h3>Software licences</h3><table cellspacing='0' cellpadding='2'>")
         for name, lic in LICENCES:

@@ -39,7 +39,7 @@ from cxrviewer.model import gate as gating
 from cxrviewer.model.cam import cam_peak, cam_to_original
 from cxrviewer.model.gate import FeatureGate, GateResult
 from cxrviewer.model.preprocess import MEAN, STD, Letterbox, preprocess
-from cxrviewer.model.weights import ModelBundle, ModelError, bundled_card_path, load_bundle
+from cxrviewer.model.weights import ModelBundle, ModelCard, ModelError, bundled_card_path, load_bundle
 
 __all__ = ["Engine", "Finding", "GateResult", "Prediction", "ModelError"]
 
@@ -116,13 +116,11 @@ def _configure_threads(threads: int | None) -> None:
         torch.set_num_threads(cores)
 
 
-def _check_preprocessing(card: dict[str, Any], where: str) -> None:
-    rec = card.get("preprocessing")
-    if not isinstance(rec, dict):
-        raise ModelError(f"{where}: preprocessing entry is not an object")
+def _check_preprocessing(card: ModelCard, where: str) -> None:
+    rec = card.preprocessing
     expected = {"method": "letterbox", "mean": MEAN, "std": STD, "pad_value": 0.0}
-    wrong = [k for k, v in expected.items() if k in rec and rec[k] != v]
-    if wrong or rec.get("size", card["input_size"]) != card["input_size"]:
+    wrong = [k for k, v in expected.items() if getattr(rec, k) is not None and getattr(rec, k) != v]
+    if wrong or (rec.size or card.input_size) != card.input_size:
         raise ModelError(f"{where}: the card's preprocessing ({', '.join(wrong) or 'size'}) differs from "
                          "what this version implements; refusing to run a model on inputs it was not trained on")
 
@@ -139,25 +137,25 @@ class Engine:
         # channels-last tensors run oneDNN's faster convolution kernels on CPU (1.3-1.8x, same results
         # within 1e-5); the bundle's network is converted in place.
         self.network = bundle.network.eval().to(memory_format=torch.channels_last)
-        self.card: dict[str, Any] = bundle.card
+        self.card: ModelCard = bundle.card
         self.labels: list[str] = bundle.labels
         self.name: str = bundle.name
         self.sha256: str = bundle.sha256
         self.input_size: int = bundle.input_size
         self.not_covered: list[str] = vocabulary.not_covered(self.labels)
         self.operating_point = operating_point
-        thresholds = self.card["thresholds"]
+        thresholds = self.card.thresholds
         if operating_point == "high_sensitivity":
-            alt = self.card.get("high_sensitivity_thresholds")
-            if not isinstance(alt, dict) or set(alt) != set(self.labels):
+            alt = self.card.high_sensitivity_thresholds
+            if alt is None or set(alt) != set(self.labels):
                 raise ModelError(f"{where}: the card has no high-sensitivity operating point for every label")
             thresholds = alt
         self.thresholds: dict[str, float] = {lab: float(thresholds[lab]) for lab in self.labels}
         self.feature_gate: FeatureGate | None = None
-        if "gate" in self.card:
+        if self.card.gate is not None:
             try:
                 channels = int(self.network.classifier.in_features)
-                self.feature_gate = FeatureGate.from_record(self.card["gate"], channels)
+                self.feature_gate = FeatureGate.from_record(dict(self.card.gate), channels)
             except (ValueError, KeyError, TypeError) as exc:
                 raise ModelError(f"{where}: the card's gate entry is unusable ({exc})") from None
         else:

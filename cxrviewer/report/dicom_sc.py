@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping
-from typing import Any
 
 import highdicom as hd
 import numpy as np
@@ -12,13 +10,14 @@ from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian
 
 from cxrviewer import __version__
+from cxrviewer.model.card import ModelCard
 from cxrviewer.report.dicom_common import MANUFACTURER, PERSON_NAME_WARNING, SC_SERIES_NUMBER
 from cxrviewer.report.render import DISCLAIMER, model_display_name
 
 SERIES_DESCRIPTION = "cxrviewer annotated image (not for diagnostic use)"
 
 
-def build_sc(reference: Dataset, rgb: np.ndarray, card: Mapping[str, Any] | None, *, series_uid: str,
+def build_sc(reference: Dataset, rgb: np.ndarray, card: ModelCard | None, *, series_uid: str,
              sop_uid: str, instance_number: int = 1, label: str | None = None) -> hd.sc.SCImage:
     """An RGB Secondary Capture holding `rgb` exactly (uncompressed, Explicit VR Little Endian).
 
@@ -52,7 +51,7 @@ def build_sc(reference: Dataset, rgb: np.ndarray, card: Mapping[str, Any] | None
     sc.ImageType = ["DERIVED", "SECONDARY"]
     sc.ConversionType = "WSD"  # workstation
     what = f"heat map of {label}" if label else "findings"
-    model = model_display_name(dict(card) if card else None)
+    model = model_display_name(card)
     sc.DerivationDescription = f"cxrviewer annotated image: {what}; model {model}; {DISCLAIMER}"[:1024]
     source = Dataset()
     source.ReferencedSOPClassUID = reference.SOPClassUID

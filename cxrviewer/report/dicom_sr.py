@@ -18,8 +18,6 @@ new series and SOP instance UID.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping
-from typing import Any
 
 import highdicom as hd
 from pydicom.dataset import Dataset
@@ -28,6 +26,7 @@ from pydicom.uid import generate_uid
 
 from cxrviewer import __version__
 from cxrviewer.labels import KNOWN_LABELS
+from cxrviewer.model.card import ModelCard
 from cxrviewer.report.dicom_common import MANUFACTURER, PERSON_NAME_WARNING, SR_SERIES_NUMBER
 from cxrviewer.report.findings import PredictionLike, ranked
 
@@ -69,18 +68,22 @@ def device_uid(model_name: str, model_version: str) -> str:
     return generate_uid(entropy_srcs=["cxrviewer", model_name, model_version])
 
 
-def _algorithm(card: Mapping[str, Any]) -> hd.sr.AlgorithmIdentification:
-    return hd.sr.AlgorithmIdentification(name=str(card.get("name") or "unnamed model")[:64],
-                                          version=str(card.get("version") or "unknown")[:64],
-                                          manufacturer=MANUFACTURER)
+def _name_version(card: ModelCard | None) -> tuple[str, str]:
+    if not isinstance(card, ModelCard):
+        return "unnamed model", "unknown"
+    return card.name or "unnamed model", card.version or "unknown"
 
 
-def build_sr(reference: Dataset, prediction: PredictionLike, card: Mapping[str, Any], *,
+def _algorithm(card: ModelCard | None) -> hd.sr.AlgorithmIdentification:
+    name, version = _name_version(card)
+    return hd.sr.AlgorithmIdentification(name=name[:64], version=version[:64], manufacturer=MANUFACTURER)
+
+
+def build_sr(reference: Dataset, prediction: PredictionLike, card: ModelCard | None, *,
              series_uid: str, sop_uid: str, instance_number: int = 1) -> hd.sr.Comprehensive3DSR:
     """The SR for one image. `reference` is the source image's dataset (pixels not needed), or its
     anonymised stand-in from `Pseudonymiser.reference_dataset`."""
-    name = str(card.get("name") or "unnamed model")
-    version = str(card.get("version") or "unknown")
+    name, version = _name_version(card)
     observer = hd.sr.ObserverContext(
         observer_type=codes.DCM.Device,
         observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(

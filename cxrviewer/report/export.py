@@ -21,7 +21,7 @@ from __future__ import annotations
 import importlib
 import logging
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ from pydicom.dataset import Dataset
 
 from cxrviewer.imaging.display import to_display
 from cxrviewer.labels import not_covered
+from cxrviewer.model.card import ModelCard
 from cxrviewer.report import json_report
 from cxrviewer.report.anonymise import Pseudonymiser, mark_deidentified
 from cxrviewer.report.atomic import StagedFiles, ensure_folder
@@ -102,13 +103,13 @@ def _png_bytes(rgb: np.ndarray, name: str) -> bytes:
 class _Study:
     """State of one export call: names, UIDs, pseudonym and the collected JSON results / PDF pages."""
 
-    def __init__(self, images: list[Any], preds: list[Any], card: Mapping[str, Any], folder: Path,
+    def __init__(self, images: list[Any], preds: list[Any], card: ModelCard | None, folder: Path,
                  chosen: frozenset[str], pseudo: Pseudonymiser | None, references: list[Dataset | None],
                  alpha: float) -> None:
         self.images, self.preds, self.card, self.folder = images, preds, card, folder
         self.chosen, self.pseudo, self.references, self.alpha = chosen, pseudo, references, alpha
-        self.model_name = model_display_name(dict(card))
-        self.not_assessed = not_covered([str(lab) for lab in card.get("labels", [])])
+        self.model_name = model_display_name(card)
+        self.not_assessed = not_covered(list(card.labels) if card else [])
         self.results: list[dict[str, Any]] = []
         self.pages: list[ReportPage] = []
         self.series: dict[tuple[str, str], str] = {}  # (format, study UID) -> new series UID
@@ -201,7 +202,7 @@ class _Study:
 def export_study(
     images: Any | Sequence[Any],
     predictions: PredictionLike | None | Sequence[PredictionLike | None],
-    card: Mapping[str, Any],
+    card: ModelCard | None,
     out_dir: str | Path,
     formats: str | Iterable[str] = DEFAULT_FORMATS,
     anonymise: bool = False,
@@ -216,8 +217,8 @@ def export_study(
     """Write the chosen formats for one study (one image or several) into `out_dir`; return the paths.
 
     images / predictions: one `Image` and its `Prediction` (None: no model result), or equal-length
-    sequences. card: the model card (`Engine.card`). window: a `WindowPreset` for every image, or one per
-    image (None: the file's own window). selected_label: whose heat map the PNG/SC show (default: the
+    sequences. card: the model card (`Engine.card`; None: no model). window: a `WindowPreset` for every
+    image, or one per image (None: the file's own window). selected_label: whose heat map the PNG/SC show (default: the
     most probable finding other than "No Finding"; the PDF always shows the top finding). displays: the
     8-bit renderings the caller already shows (used instead of window/invert). pseudonym: reuse one
     pseudonym across calls (default: a new random one per anonymised export).
@@ -246,6 +247,8 @@ def export_study(
     if pseudo is not None:
         references = [pseudo.reference_dataset(r) if r is not None else None for r in references]
 
+    if not isinstance(card, ModelCard):  # no model loaded (callers may pass an empty mapping)
+        card = None
     study = _Study(image_list, preds, card, folder, chosen, pseudo, references, alpha)
     try:
         with StagedFiles() as staged:

@@ -18,17 +18,18 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from cxrviewer.model.card import ModelCard
 from cxrviewer.report.findings import PredictionLike, gate_reasons, gate_warnings, is_rejected, ranked
 
 STATUSES = ("ok", "rejected", "error")
 VIEWS = ("frontal", "lateral", "unknown")
 
 
-def model_entry(card: Mapping[str, Any]) -> dict[str, Any]:
-    """The contract's "model" object from a model card."""
-    weights = card.get("weights") or {}
-    return {"name": str(card.get("name", "")), "sha256": str(weights.get("sha256", "")),
-            "labels": [str(lab) for lab in card.get("labels", [])]}
+def model_entry(card: ModelCard | None) -> dict[str, Any]:
+    """The contract's "model" object from a model card (empty fields without one)."""
+    if not isinstance(card, ModelCard):
+        return {"name": "", "sha256": "", "labels": []}
+    return {"name": card.name, "sha256": card.weights.sha256, "labels": list(card.labels)}
 
 
 def _peak(value: Any) -> list[float] | None:
@@ -90,7 +91,7 @@ def error_entry(path: str | Path, message: str, *, status: str = "error",
             "view": _view(view), "findings": []}
 
 
-def contract(card: Mapping[str, Any], results: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+def contract(card: ModelCard | None, results: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """The whole document: {"model": ..., "results": [...]}."""
     return {"model": model_entry(card), "results": [dict(r) for r in results]}
 

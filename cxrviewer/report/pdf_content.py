@@ -9,13 +9,14 @@ version, validation AUROC per label, training data) and the disclaimer.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from cxrviewer import __version__
+from cxrviewer.model.card import ModelCard
 from cxrviewer.report.findings import PredictionLike, gate_reasons, gate_warnings, is_rejected, ranked
 
 TITLE = "cxrviewer second-opinion report"
@@ -103,45 +104,34 @@ def header_rows(meta: Any, *, file_name: str, anonymised: bool, pseudonym: str |
     ]
 
 
-def _auroc_table(card: Mapping[str, Any]) -> tuple[list[tuple[str, str]], str]:
-    validation = card.get("validation")
-    labels = [str(x) for x in card.get("labels", [])]
-    if not isinstance(validation, Mapping):
+def _auroc_table(card: ModelCard) -> tuple[list[tuple[str, str]], str]:
+    validation = card.validation
+    labels = list(card.labels)
+    if validation is None:
         return [(lab, "n/a") for lab in labels], "no validation recorded in the model card"
-    per_label = validation.get("per_label")
-    if not isinstance(per_label, Mapping):
-        note = str(validation.get("note") or "no per-label validation in the model card")
+    if not validation.per_label:
+        note = validation.note or "no per-label validation in the model card"
         return [(lab, "n/a") for lab in labels], note
     rows = []
     for lab in labels:
-        entry = per_label.get(lab)
-        value = entry.get("auroc") if isinstance(entry, Mapping) else entry
-        rows.append((lab, f"{float(value):.3f}" if isinstance(value, int | float) else "n/a"))
-    split = validation.get("split")
+        entry = validation.per_label.get(lab)
+        value = entry.auroc if entry is not None else None
+        rows.append((lab, f"{value:.3f}" if value is not None else "n/a"))
+    split = validation.split
     note = f"validation AUROC ({split})" if split else "validation AUROC"
     return rows, note
 
 
-def _dataset_names(card: Mapping[str, Any]) -> list[str]:
-    out = []
-    for item in card.get("datasets") or []:
-        if isinstance(item, Mapping):
-            name = str(item.get("name", "")).strip()
-            lic = str(item.get("license", "")).strip()
-            out.append(f"{name} ({lic})" if lic else name)
-        else:
-            out.append(str(item))
-    return [x for x in out if x]
-
-
-def model_summary(card: Mapping[str, Any]) -> ModelSummary:
+def model_summary(card: ModelCard | None) -> ModelSummary:
+    if card is None:
+        return ModelSummary(name="", version="", sha256="", description="", auroc=[], datasets=[],
+                            intended_use="", validation_note="no model")
     auroc, note = _auroc_table(card)
-    weights = card.get("weights") or {}
     return ModelSummary(
-        name=str(card.get("name", "")), version=str(card.get("version", "")),
-        sha256=str(weights.get("sha256", ""))[:16], description=str(card.get("description", "")),
-        auroc=auroc, datasets=_dataset_names(card),
-        intended_use=str(card.get("intended_use", "")), validation_note=note,
+        name=card.name, version=card.version, sha256=card.weights.sha256[:16],
+        description=card.description or "", auroc=auroc,
+        datasets=[title for ds in card.datasets if (title := ds.title.strip())],
+        intended_use=card.intended_use or "", validation_note=note,
     )
 
 
@@ -151,7 +141,7 @@ def finding_rows(prediction: PredictionLike) -> list[FindingRow]:
 
 
 def build_page(*, header: list[tuple[str, str]], figure: np.ndarray | None, map_label: str | None,
-               map_shown: bool, prediction: PredictionLike | None, card: Mapping[str, Any],
+               map_shown: bool, prediction: PredictionLike | None, card: ModelCard | None,
                not_assessed: Sequence[str], page_label: str) -> ReportPage:
     """One image's page."""
     if prediction is None:

@@ -18,13 +18,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import cv2
 import numpy as np
 
 from cxrviewer import __version__
 from cxrviewer.model import colormap
+from cxrviewer.model.card import ModelCard
 from cxrviewer.report.findings import (
     PredictionLike,
     gate_reasons,
@@ -316,10 +316,6 @@ def _footer(width: int, m: _Metrics, model_name: str) -> np.ndarray:
     return strip
 
 
-def model_display_name(card: dict[str, Any] | None) -> str:
+def model_display_name(card: ModelCard | None) -> str:
     """"name version" from a model card (empty when there is no card)."""
-    if not card:
-        return ""
-    name = str(card.get("name", "")).strip()
-    version = str(card.get("version", "")).strip()
-    return f"{name} {version}".strip()
+    return card.display_name if isinstance(card, ModelCard) else ""

@@ -100,7 +100,7 @@ def evaluate_bundle(bundle: ModelBundle, samples: list[Sample], out_dir: Path, p
     ds = np.array([s.dataset for s in samples])
     p, ok = predict_samples(bundle, samples, progress=progress)
     y, m, ds, p = y[ok], m[ok], ds[ok], p[ok]
-    rec = validation_record(y, p, m, ds, labels, bundle.card["thresholds"])
+    rec = validation_record(y, p, m, ds, labels, dict(bundle.card.thresholds))
     rec["model"] = {"name": bundle.name, "sha256": bundle.sha256}
     rec["images"] = int(ok.sum())
     rec["unreadable"] = int((~ok).sum())

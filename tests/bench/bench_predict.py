@@ -224,7 +224,7 @@ def main() -> None:
             return
         same = Engine.from_card(standin(Path(tmp), "densenet121", 224), threads=args.threads) \
             if args.same_net else None
-        print(f"model: {engine.name} ({engine.card['architecture']} @ {engine.input_size} px, "
+        print(f"model: {engine.name} ({engine.card.architecture} @ {engine.input_size} px, "
               f"{len(engine.labels)} labels, {origin}); torch threads {torch.get_num_threads()}; "
               f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
         txrv = txrv_runner()

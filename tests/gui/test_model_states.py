@@ -64,7 +64,7 @@ def test_model_card_and_about_dialogs(qtbot, window: MainWindow, tiny_model: Pat
     assert dialog is not None and dialog.isVisible()
     card = window.engine.card
     for label in MODEL_LABELS:
-        assert dialog.auroc_text(label) == f"{card['validation']['per_label'][label]['auroc']:.3f}"
+        assert dialog.auroc_text(label) == f"{card.validation.per_label[label].auroc:.3f}"
     for label in window.engine.not_covered:
         assert "not assessed" in dialog.auroc_text(label)
     assert "gui-test-resnet18" in dialog.windowTitle()

@@ -13,10 +13,11 @@ from cxrviewer.model.inference import Engine
 
 def test_bundled_model_loads_and_covers_the_nih_labels() -> None:
     engine = Engine.bundled()
-    assert engine.card["format"] == weights.CARD_FORMAT
+    assert engine.card.to_json()["format"] == weights.CARD_FORMAT
     assert {"Cardiomegaly", "Pleural Effusion", "Pneumothorax", "No Finding"} <= set(engine.labels)
     assert {"Fracture", "Support Devices", "Enlarged Cardiomediastinum"} <= set(engine.not_covered)
-    assert engine.card["validation"]["per_label"]["Cardiomegaly"]["auroc"] is not None
+    assert engine.card.validation is not None
+    assert engine.card.validation.per_label["Cardiomegaly"].auroc is not None
 
 
 def test_newest_card_wins_over_a_stale_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -80,7 +80,7 @@ def test_pdf_is_written_without_a_display_or_qt_platform(tmp_path) -> None:
         "import sys; from cxrviewer.gui.pdf_report import write_pdf\n"
         "from cxrviewer.report.pdf_content import build_page\n"
         "page = build_page(header=[('Image', 'x.png')], figure=None, map_label=None, map_shown=False,\n"
-        "                  prediction=None, card={'name': 'm', 'labels': []}, not_assessed=[],\n"
+        "                  prediction=None, card=None, not_assessed=[],\n"
         "                  page_label='Image 1 of 1')\n"
         "write_pdf([page], sys.argv[1])\n"
     )

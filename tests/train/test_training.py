@@ -55,10 +55,10 @@ def test_export_round_trip(trained: Path) -> None:
     ck = torch.load(trained / "run" / "best.pt", weights_only=True)
     assert bundle.labels == ck["labels"] == ["No Finding", "Pneumonia"]
     card = bundle.card
-    assert card["preprocessing"]["size"] == 64 and card["preprocessing"]["method"] == "letterbox"
-    assert set(card["thresholds"]) == set(bundle.labels)
-    assert "Fracture" in card["not_covered"] and "Cardiomegaly" in card["not_covered"]
-    assert card["datasets"][0]["license"] == "CC BY 4.0"
+    assert card.preprocessing.size == 64 and card.preprocessing.method == "letterbox"
+    assert set(card.thresholds) == set(bundle.labels)
+    assert "Fracture" in card.not_covered and "Cardiomegaly" in card.not_covered
+    assert card.datasets[0].license == "CC BY 4.0"
     from cxrviewer.model.network import build_network
     ref = build_network(ck["arch"], 2)
     ref.load_state_dict(ck["model"])
@@ -139,15 +139,18 @@ def test_cross_validation_and_bundles(trained: Path, tmp_path: Path) -> None:
     assert train_main(["bundle", "--cv", str(cv), "--fold", "1", "--out", str(tmp_path / "f" / "m.json"),
                        "--readme", str(readme)]) == 0
     card = load_bundle(tmp_path / "f" / "m.json").card
-    assert card["training"]["fold"] == 1 and card["validation"]["cross_validation"]["folds"] == 2
+    assert card.training is not None and card.validation is not None and card.validation.cross_validation
+    assert card.training["fold"] == 1 and card.validation.cross_validation["folds"] == 2
     assert "Not for diagnostic use" in readme.read_text() and "Pneumonia" in readme.read_text()
 
     assert train_main(["bundle", "--cv", str(cv), "--run", str(trained / "run"),
                        "--out", str(tmp_path / "a" / "m.json")]) == 0
     card = load_bundle(tmp_path / "a" / "m.json").card
-    assert card["training"]["all_data"] is True
-    n_val = card["validation"]["per_label"]["Pneumonia"]
-    assert n_val["n_pos"] + n_val["n_neg"] == sum(len(v) for v in vals)  # out-of-fold: both folds pooled
+    assert card.training is not None and card.training["all_data"] is True
+    assert card.validation is not None
+    n_val = card.validation.per_label["Pneumonia"]
+    assert n_val.n_pos is not None and n_val.n_neg is not None
+    assert n_val.n_pos + n_val.n_neg == sum(len(v) for v in vals)  # out-of-fold: both folds pooled
 
 
 def test_evaluate_reports_metrics_and_plots(trained: Path, tmp_path: Path) -> None:
