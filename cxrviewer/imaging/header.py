@@ -202,11 +202,16 @@ def window_presets(ds: Dataset) -> list[WindowPreset]:
 
 def pixel_spacing(ds: Dataset) -> tuple[float, float] | None:
     """(row, column) spacing in mm: Pixel Spacing, else Imager Pixel Spacing; None if absent or zero."""
+    return pixel_spacing_with_tag(ds)[0]
+
+
+def pixel_spacing_with_tag(ds: Dataset) -> tuple[tuple[float, float] | None, str]:
+    """`pixel_spacing` and the keyword it was read from ("" when None)."""
     for keyword in ("PixelSpacing", "ImagerPixelSpacing"):
         values = _floats(ds, keyword)
         if len(values) >= 2 and all(math.isfinite(v) and v > 0 for v in values[:2]):
-            return (values[0], values[1])
-    return None
+            return (values[0], values[1]), keyword
+    return None, ""
 
 
 def view_position(ds: Dataset) -> str:
@@ -233,6 +238,7 @@ def frame_count(ds: Dataset) -> int:
 def meta_from_dataset(ds: Dataset) -> ImageMeta:
     """`ImageMeta` from a DICOM data set (header only)."""
     bits = _floats(ds, "BitsStored")
+    spacing, spacing_tag = pixel_spacing_with_tag(ds)
     meta = ImageMeta(
         source_format="dicom",
         patient_name=_text(ds, "PatientName"),
@@ -250,7 +256,8 @@ def meta_from_dataset(ds: Dataset) -> ImageMeta:
         view_position=view_position(ds),
         laterality=(_text(ds, "ImageLaterality") or _text(ds, "Laterality")).upper(),
         photometric=_text(ds, "PhotometricInterpretation").upper() or "MONOCHROME2",
-        pixel_spacing=pixel_spacing(ds),
+        pixel_spacing=spacing,
+        pixel_spacing_tag=spacing_tag,
         bits_stored=int(bits[0]) if bits and math.isfinite(bits[0]) else 8,
         window_presets=window_presets(ds),
     )

@@ -57,6 +57,7 @@ class ImageMeta:
     laterality: str = ""
     photometric: str = "MONOCHROME2"
     pixel_spacing: tuple[float, float] | None = None  # (row, column) mm
+    pixel_spacing_tag: str = ""  # where pixel_spacing came from: "PixelSpacing" or "ImagerPixelSpacing"
     bits_stored: int = 8
     window_presets: list[WindowPreset] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # e.g. "multi-frame: showing frame 1 of 3"
