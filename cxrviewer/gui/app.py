@@ -111,10 +111,10 @@ class SelfTest:
     def _finished(self, key: str) -> None:
         from PySide6.QtWidgets import QApplication
 
-        found = self.window._lookup(key)
-        if found is None:
+        entry = self.window.worklist.entry(key)
+        if entry is None:
             return
-        study, image = found
+        image = entry.image
         print(f"file: {image.path.name}")
         print(f"state: {image.state.value}")
         engine = self.window.engine

@@ -46,6 +46,7 @@ class ScannedStudy:
     modality: str = ""
     view: str = ""
     source_name: str = ""
+    dicom: bool = False  # DICOM files (SR / Secondary Capture exports apply)
     images: list[ScannedImage] = field(default_factory=list)
 
     def describing_fields(self) -> dict[str, str]:
@@ -82,6 +83,7 @@ def scan(paths: list[Path]) -> ScanOutcome:
             modality=study.modality or ("" if first.source_format == "dicom" else first.source_format.upper()),
             view="/".join(dict.fromkeys(v for v in views if v)),
             source_name=refs[0].path.name,
+            dicom=all(ref.meta.source_format == "dicom" for ref in refs),
         )
         for ref in refs:
             parts = [ref.meta.view_position, ref.series_description]

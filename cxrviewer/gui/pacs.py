@@ -6,8 +6,8 @@
 * `PacsPreferencesDialog(settings, parent)`: edits them (validated on OK; a "Test" button C-ECHOes the
   remote node in a background thread). After ``exec()`` returns Accepted, `result_settings()` holds the
   new settings.
-* `PacsService(parent)`: owns the Storage SCP (pynetdicom serves in its own threads) and a sender thread.
-  Signals are delivered in the GUI thread:
+* `PacsController(parent)`: runs a `cxrviewer.net.Node` (Storage SCP, outbox, delivery thread with
+  retries) without an engine: the viewer analyses what arrives. Signals are delivered in the GUI thread:
 
   - ``received(str)``: path of a received image to show and analyse (CR / DX / Secondary Capture that
     cxrviewer did not produce itself), in the inbox, grouped by study folder;
@@ -27,14 +27,13 @@
 from __future__ import annotations
 
 import logging
-import queue
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QObject, QSettings, QTimer, Signal
+from PySide6.QtCore import QObject, QSettings, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
     QDialog,
@@ -53,14 +52,15 @@ from PySide6.QtWidgets import (
 
 from cxrviewer.net.config import MIB, ConfigError, Limits, NodeConfig, RemoteNode, default_data_dir
 from cxrviewer.net.errors import NetError
-from cxrviewer.net.outbox import DeliveryReport, Outbox
-from cxrviewer.net.scp import Received, StorageSCP
+from cxrviewer.net.node import Analysed, Node
+from cxrviewer.net.outbox import Outbox
+from cxrviewer.net.scp import Received
 from cxrviewer.net.send import SendResult, echo
 
 log = logging.getLogger(__name__)
 
 PREFIX = "pacs/"
-RETRY_INTERVAL_MS = 60_000
+RETRY_INTERVAL_S = 60.0
 ECHO_LIMITS = Limits(connect_timeout=5, acse_timeout=5, dimse_timeout=5, network_timeout=5)
 
 
@@ -304,8 +304,10 @@ class PacsPreferencesDialog(QDialog):
         super().done(result)
 
 
-class PacsService(QObject):
-    """Runs the receiver and the sender for the GUI; every signal arrives in the GUI thread."""
+class PacsController(QObject):
+    """The viewer's DICOM node: a `cxrviewer.net.Node` without an engine (the viewer analyses received
+    images in its own pipeline), started and stopped to match the user's settings. Every signal arrives
+    in the GUI thread."""
 
     received = Signal(str)
     stored = Signal(object)
@@ -318,23 +320,17 @@ class PacsService(QObject):
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.settings = PacsSettings()
-        self._scp: StorageSCP | None = None
-        self._jobs: queue.Queue[Callable[[], None] | None] = queue.Queue()
-        self._worker: threading.Thread | None = None
-        self._stop = threading.Event()
-        self._timer = QTimer(self)
-        self._timer.setInterval(RETRY_INTERVAL_MS)
-        self._timer.timeout.connect(self._retry_if_pending)
+        self.node: Node | None = None
         self.status = "Receiver off"
 
-    # -- receiver -----------------------------------------------------------------------------------
     @property
     def is_running(self) -> bool:
-        return self._scp is not None and self._scp.running
+        """The receiver (Storage SCP) is listening."""
+        return self.node is not None and self.node.scp.running
 
     @property
     def address(self) -> tuple[str, int] | None:
-        return self._scp.address if self.is_running and self._scp is not None else None
+        return self.node.address if self.is_running and self.node is not None else None
 
     @property
     def auto_send(self) -> bool:
@@ -348,34 +344,41 @@ class PacsService(QObject):
         self.status = text
         self.state_changed.emit(text)
 
+    def _make_node(self, receive: bool) -> Node:
+        return Node(self.settings.config, None, retry_interval=RETRY_INTERVAL_S, receive=receive,
+                    on_analysed=self._on_results, on_delivered=self.send_finished.emit,
+                    on_received=self._on_received, on_refused=self.refused.emit, on_sent=self.send_progress.emit)
+
     def apply(self, settings: PacsSettings) -> bool:
-        """Adopt `settings`: (re)start the receiver when enabled, stop it otherwise. False on an error
-        (reported through ``state_changed``; the receiver is then off)."""
+        """Adopt `settings`: run the node while the receiver is enabled or a remote is set (delivering what
+        an earlier session left in the outbox), stop it otherwise. False when the receiver could not start
+        (reported through ``state_changed``; sending still works)."""
         self.settings = settings
-        self._stop_scp()
-        if settings.config.remote is not None:
-            self._timer.start()
-            self._retry_if_pending()  # what an earlier session left behind
-        else:
-            self._timer.stop()
+        self._stop_node()
+        if not settings.enabled and settings.config.remote is None:
+            self._set_status("Receiver off")
+            return True
+        node = self._make_node(receive=settings.enabled)
+        try:
+            node.start()
+        except (NetError, ConfigError) as exc:
+            node.stop()
+            self.node = self._make_node(receive=False)
+            self.node.start()
+            self._set_status(f"Receiver error: {exc}")
+            return False
+        self.node = node
         if not settings.enabled:
             self._set_status("Receiver off")
             return True
-        scp = StorageSCP(settings.config, on_received=self._on_received, on_refused=self.refused.emit)
-        try:
-            scp.start()
-        except (NetError, ConfigError) as exc:
-            self._set_status(f"Receiver error: {exc}")
-            return False
-        self._scp = scp
-        host, port = scp.address
+        host, port = node.address
         self._set_status(f"Receiving on {host}:{port} as {settings.config.ae_title}")
         return True
 
-    def _stop_scp(self) -> None:
-        scp, self._scp = self._scp, None
-        if scp is not None:
-            scp.stop()
+    def _stop_node(self) -> None:
+        node, self.node = self.node, None
+        if node is not None:
+            node.stop()
 
     def _on_received(self, item: Received) -> None:
         """In a pynetdicom thread: hand over to the GUI thread through queued signals."""
@@ -383,96 +386,49 @@ class PacsService(QObject):
         if item.analysable:
             self.received.emit(str(item.path))
 
+    def _on_results(self, done: Analysed) -> None:
+        if done.status == "error":
+            self.send_failed.emit(done.message)
+
     # -- sending ------------------------------------------------------------------------------------
-    def _submit(self, job: Callable[[], None]) -> None:
-        if self._worker is None or not self._worker.is_alive():
-            self._stop.clear()
-            self._worker = threading.Thread(target=self._work, name="cxr-pacs-send", daemon=True)
-            self._worker.start()
-        self._jobs.put(job)
-
-    def _work(self) -> None:
-        while True:
-            job = self._jobs.get()
-            if job is None:
-                return
-            try:
-                job()
-            except Exception as exc:  # never let one send kill the worker
-                log.exception("PACS send job failed")
-                self.send_failed.emit(f"sending failed ({type(exc).__name__})")
-
-    def _deliver(self, paths: Sequence[Path] | None = None) -> None:
-        config = self.settings.config
-        if config.remote is None:
-            self.send_failed.emit("no remote PACS configured; the results wait in the outbox")
-            return
-        report: DeliveryReport = Outbox(config.outbox).deliver(
-            config.remote, config.ae_title, config.limits, retries=config.send_retries,
-            retry_delay=config.retry_delay, paths=paths, on_result=self.send_progress.emit, stop=self._stop)
-        self.send_finished.emit(report)
-
-    def send_study(self, images: Any, predictions: Any, card: dict[str, Any]) -> None:
+    def send_study(self, images: Any, predictions: Any, card: Any) -> None:
         """Write DICOM SR + Secondary Capture for a study into the outbox, then deliver them (background)."""
-        from cxrviewer.report.errors import ExportError
-        from cxrviewer.report.export import export_study, is_dicom
+        from cxrviewer.report.export import is_dicom
 
         items = list(images) if isinstance(images, list | tuple) else [images]
-        preds = list(predictions) if isinstance(predictions, list | tuple) else [predictions]
-        outbox_root = self.settings.config.outbox
-
-        def job() -> None:
-            if not items or not all(is_dicom(im) for im in items):
-                self.send_failed.emit("only DICOM studies can be sent to the PACS")
-                return
-            outbox = Outbox(outbox_root)
-            batch = outbox.new_batch(Path(str(items[0].path)).parent.name)
-            try:
-                files = export_study(items, preds, card, batch, formats={"sr", "sc"})
-            except ExportError as exc:
-                batch.rmdir()
-                self.send_failed.emit(str(exc))
-                return
-            self._deliver(files)
-
-        self._submit(job)
+        if not items or not all(is_dicom(im) for im in items):
+            self.send_failed.emit("only DICOM studies can be sent to the PACS")
+            return
+        if self.node is None:
+            self.send_failed.emit("no remote PACS configured")
+            return
+        self.node.queue_results(items, predictions, card)
+        if self.settings.config.remote is None:
+            self.send_failed.emit("no remote PACS configured; the results wait in the outbox")
 
     def send_files(self, paths: Sequence[str | Path]) -> None:
         """Copy existing DICOM files into the outbox and deliver them (background)."""
-        files = [Path(p) for p in paths]
-        outbox_root = self.settings.config.outbox
-
-        def job() -> None:
-            try:
-                queued = Outbox(outbox_root).add(files, label="files")
-            except NetError as exc:
-                self.send_failed.emit(str(exc))
-                return
-            self._deliver(queued)
-
-        self._submit(job)
+        if self.node is None:
+            self.send_failed.emit("no remote PACS configured")
+            return
+        try:
+            self.node.queue_files(paths)
+        except NetError as exc:
+            self.send_failed.emit(str(exc))
 
     def retry_outbox(self) -> None:
         """Deliver everything waiting in the outbox (background)."""
-        self._submit(lambda: self._deliver(None))
+        if self.node is not None:
+            self.node.deliver_now()
 
     def pending_count(self) -> int:
         return len(self.outbox.pending())
 
-    def _retry_if_pending(self) -> None:
-        if self.settings.config.remote is not None and self.pending_count():
-            self.retry_outbox()
-
-    # -- shutdown -----------------------------------------------------------------------------------
     def shutdown(self, timeout: float = 30.0) -> None:
         """Stop the receiver and the sender (an interrupted delivery leaves its files in the outbox)."""
-        self._timer.stop()
-        self._stop_scp()
-        self._stop.set()
-        worker, self._worker = self._worker, None
-        if worker is not None:
-            self._jobs.put(None)
-            worker.join(timeout)
+        node, self.node = self.node, None
+        if node is not None:
+            node.stop(timeout)
         self._set_status("Receiver off")
 
 

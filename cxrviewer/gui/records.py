@@ -72,6 +72,7 @@ class StudyRecord:
     modality: str = ""
     view: str = ""
     source_name: str = ""  # file or folder name, used as a title when there is no patient name
+    dicom: bool = False  # DICOM files (SR / Secondary Capture exports apply)
     images: list[ImageRecord] = field(default_factory=list)
 
     # --- aggregated state -------------------------------------------------------------------------------
@@ -116,12 +117,14 @@ class StudyRecord:
 
     # --- identifiers --------------------------------------------------------------------------------------
 
-    def title(self, hide_identifiers: bool) -> str:
-        """The row title: the patient's name (or file name), or "Study N" when identifiers are hidden."""
+    def title(self, hide_identifiers: bool, image: ImageRecord | None = None) -> str:
+        """The row title: the patient's name (else the file name: `image`'s own when given, else the first
+        file's), or "Study N" when identifiers are hidden."""
         if hide_identifiers:
             return f"Study {self.number}"
         name = format_person_name(self.patient_name)
-        return name or self.source_name or f"Study {self.number}"
+        own = image.path.name if image is not None and image.path.name else ""
+        return name or own or self.source_name or f"Study {self.number}"
 
     def subtitle(self, hide_identifiers: bool) -> str:
         """ID · modality · view · number of images (ID left out when hidden)."""

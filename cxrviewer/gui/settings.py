@@ -1,10 +1,10 @@
-"""Persistent user settings (QSettings): last folder, overlay opacity, hidden identifiers, geometry."""
+"""Persistent user settings (QSettings): last open and export folders, overlay opacity, hidden identifiers, geometry."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import QByteArray, QSettings
+from PySide6.QtCore import QByteArray, QSettings, QStandardPaths
 
 ORGANIZATION = "cxrviewer"
 APPLICATION = "cxrviewer"
@@ -34,6 +34,19 @@ class AppSettings:
     def last_folder(self, folder: str | Path) -> None:
         path = Path(folder)
         self.q.setValue("paths/last_folder", str(path if path.is_dir() else path.parent))
+
+    @property
+    def export_folder(self) -> str:
+        """Where the export dialog opens: the last export folder, else the user's documents, else home."""
+        folder = str(self._get("paths/export_folder", "") or "")
+        if folder and Path(folder).is_dir():
+            return folder
+        documents = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.DocumentsLocation)
+        return documents if documents and Path(documents).is_dir() else str(Path.home())
+
+    @export_folder.setter
+    def export_folder(self, folder: str | Path) -> None:
+        self.q.setValue("paths/export_folder", str(Path(folder)))
 
     @property
     def opacity(self) -> float:

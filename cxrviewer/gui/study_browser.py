@@ -55,11 +55,29 @@ SORT_MODES = ("Order opened", MOST_ABNORMAL, "Patient", "Study date")
 
 
 def state_text(record: StudyRecord) -> str:
-    state = record.state
-    if state in (State.QUEUED, State.ANALYSING) and len(record.images) > 1:
+    """The row's state chip: "analysing 2/4" while in progress, "done 2/4" when only some images gave a result."""
+    state, total = record.state, len(record.images)
+    if state in (State.QUEUED, State.ANALYSING) and total > 1:
         done = sum(1 for i in record.images if i.state not in (State.QUEUED, State.ANALYSING))
-        return f"{state.value} {done}/{len(record.images)}"
+        return f"{state.value} {done}/{total}"
+    if state == State.DONE and total > 1:
+        done = sum(1 for i in record.images if i.state == State.DONE)
+        if done < total:
+            return f"{state.value} {done}/{total}"
     return state.value
+
+
+def problem_text(record: StudyRecord) -> str:
+    """What went wrong inside a study with more than one image ("2 of 4 rejected, 1 of 4 failed"), or ""."""
+    total = len(record.images)
+    if total < 2:
+        return ""
+    parts = []
+    for state, word in ((State.ERROR, "failed"), (State.REJECTED, "rejected"), (State.NOT_ANALYSED, "not analysed")):
+        count = sum(1 for img in record.images if img.state == state)
+        if 0 < count < total:
+            parts.append(f"{count} of {total} {word}")
+    return ", ".join(parts)
 
 
 def finding_text(record: StudyRecord, hide_identifiers: bool) -> tuple[str, bool]:
@@ -72,14 +90,14 @@ def finding_text(record: StudyRecord, hide_identifiers: bool) -> tuple[str, bool
             if message.startswith(prefix):
                 message = message[len(prefix):]
         return scrub(message, record, hide_identifiers), False
+    problems = problem_text(record)
     top = record.top_finding()
-    if top is not None:
+    if top is not None and top[0].positive:
         finding = top[0]
-        if finding.positive:
-            return f"{finding.label} {percent(finding.probability)}", True
+        return " · ".join(p for p in (f"{finding.label} {percent(finding.probability)}", problems) if p), True
     if state == State.DONE:
-        return "no finding above its operating point", False
-    return "", False
+        return " · ".join(p for p in (problems, "no finding above its operating point") if p), False
+    return problems, False
 
 
 def scrub(message: str, record: StudyRecord, hide_identifiers: bool) -> str:
@@ -192,10 +210,14 @@ class StudyListModel(QAbstractListModel):
             idx = self.index(row)
             self.dataChanged.emit(idx, idx)
 
-    def set_thumbnail(self, key: str, thumb: Any) -> None:
-        if key not in self._thumbs and thumb is not None:
+    def set_thumbnail(self, key: str, thumb: Any, replace: bool = False) -> None:
+        """The row's thumbnail (kept once set unless `replace`)."""
+        if thumb is not None and (replace or key not in self._thumbs):
             self._thumbs[key] = QPixmap.fromImage(gray_qimage(thumb))
             self.changed(key)
+
+    def thumbnail(self, key: str) -> QPixmap | None:
+        return self._thumbs.get(key)
 
     def set_hide_identifiers(self, hide: bool) -> None:
         self.hide_identifiers = hide
@@ -379,8 +401,7 @@ class StudyBrowser(QWidget):
         self.sort_combo = QComboBox()
         self.sort_combo.setObjectName("sortCombo")
         self.sort_combo.addItems(SORT_MODES)
-        self.sort_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-        self.sort_combo.setMinimumContentsLength(max(len(m) for m in SORT_MODES))
+        self.sort_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
         self.sort_combo.setToolTip("Sort the worklist")
         self.sort_combo.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         bar_layout.addWidget(self.sort_combo)

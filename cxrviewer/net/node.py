@@ -28,6 +28,7 @@ from cxrviewer.imaging.guarded import GuardedLoader
 from cxrviewer.net.config import NodeConfig
 from cxrviewer.net.outbox import DeliveryReport, Outbox
 from cxrviewer.net.scp import Received, StorageSCP
+from cxrviewer.net.send import SendResult
 from cxrviewer.report.errors import ExportError
 from cxrviewer.report.export import export_study
 
@@ -47,19 +48,32 @@ class Analysed:
 
 
 class Node:
-    """Storage SCP + analysis + delivery; `start()` returns at once, `stop()` waits for the threads."""
+    """Storage SCP + analysis + delivery; `start()` returns at once, `stop()` waits for the threads.
+
+    The viewer runs one without an engine (it analyses in its own pipeline): ``receive=False`` leaves the
+    receiver off (delivery only), ``on_received`` / ``on_refused`` report every stored object and every
+    refusal (in pynetdicom's threads), ``queue_results`` writes a study's SR + SC into the outbox on the
+    node's analysis thread, ``queue_files`` copies files there, and ``on_sent`` reports each C-STORE.
+    """
 
     def __init__(self, config: NodeConfig, engine: Any = None, *, retry_interval: float = 60.0,
                  on_analysed: Callable[[Analysed], None] | None = None,
-                 on_delivered: Callable[[DeliveryReport], None] | None = None) -> None:
+                 on_delivered: Callable[[DeliveryReport], None] | None = None,
+                 on_received: Callable[[Received], None] | None = None,
+                 on_refused: Callable[[str], None] | None = None,
+                 on_sent: Callable[[SendResult], None] | None = None,
+                 receive: bool = True) -> None:
         self.config = config.validated()
         self.engine = engine  # None: store only, no analysis
         self.retry_interval = float(retry_interval)
         self.on_analysed = on_analysed
         self.on_delivered = on_delivered
+        self.on_received = on_received
+        self.on_sent = on_sent
+        self.receive = receive
         self.outbox = Outbox(self.config.outbox)
-        self.scp = StorageSCP(self.config, on_received=self._received)
-        self._queue: queue.Queue[Received | None] = queue.Queue(QUEUE_LIMIT)
+        self.scp = StorageSCP(self.config, on_received=self._received, on_refused=on_refused)
+        self._queue: queue.Queue[Received | Callable[[], None] | None] = queue.Queue(QUEUE_LIMIT)
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -71,7 +85,8 @@ class Node:
 
     def start(self) -> None:
         self.outbox.ensure()
-        self.scp.start()
+        if self.receive:
+            self.scp.start()
         self._threads = [threading.Thread(target=self._analyse_loop, name="cxr-node-analysis", daemon=True),
                          threading.Thread(target=self._deliver_loop, name="cxr-node-delivery", daemon=True)]
         for thread in self._threads:
@@ -100,6 +115,8 @@ class Node:
 
     # -- receiving --------------------------------------------------------------------------------
     def _received(self, item: Received) -> None:
+        if self.on_received is not None:
+            self.on_received(item)
         if not item.analysable or self.engine is None:
             reason = "our own result" if item.ours else ("not an image" if not item.is_image else "analysis off")
             log.info("%s stored, not analysed (%s)", item.path.name, reason)
@@ -115,6 +132,9 @@ class Node:
             item = self._queue.get()
             if item is None:
                 break
+            if callable(item):
+                item()
+                continue
             try:
                 done = self.analyse(item.path)
             except Exception:  # one bad image must never stop the node
@@ -150,6 +170,42 @@ class Node:
             return Analysed(path, "error", str(exc))
         return Analysed(path, prediction.status, message, tuple(files))
 
+    def queue_results(self, images: Any, predictions: Any, card: Any, label: str = "") -> None:
+        """Write DICOM SR + Secondary Capture of an analysed study into a new outbox batch (on the analysis
+        thread), then deliver; the outcome is reported through ``on_analysed`` (status "ok" or "error")."""
+        items = list(images) if isinstance(images, list | tuple) else [images]
+        preds = list(predictions) if isinstance(predictions, list | tuple) else [predictions]
+
+        def job() -> None:
+            source = Path(str(items[0].path)) if items else Path()
+            try:
+                batch = self.outbox.new_batch(label or source.parent.name)
+                try:
+                    files = export_study(items, preds, card, batch, formats={"sr", "sc"})
+                except ExportError as exc:
+                    batch.rmdir()
+                    done = Analysed(source, "error", str(exc))
+                else:
+                    done = Analysed(source, "ok", f"{len(files)} result(s) queued", tuple(files))
+                    self._wake.set()
+            except Exception as exc:  # never let one study stop the node
+                log.exception("writing results into the outbox failed")
+                done = Analysed(source, "error", f"results not written ({type(exc).__name__})")
+            if self.on_analysed is not None:
+                self.on_analysed(done)
+
+        self._queue.put(job)
+
+    def queue_files(self, paths: Any, label: str = "files") -> list[Path]:
+        """Copy existing DICOM files into the outbox (`NetError` when one cannot be read) and deliver them."""
+        queued = self.outbox.add([Path(p) for p in paths], label=label)
+        self._wake.set()
+        return queued
+
+    def deliver_now(self) -> None:
+        """Wake the delivery thread (everything pending in the outbox is sent)."""
+        self._wake.set()
+
     # -- delivery ---------------------------------------------------------------------------------
     def _deliver_loop(self) -> None:
         while not self._stop.is_set():
@@ -164,7 +220,7 @@ class Node:
             try:
                 report = self.outbox.deliver(self.config.remote, self.config.ae_title, self.config.limits,
                                              retries=self.config.send_retries, retry_delay=self.config.retry_delay,
-                                             stop=self._stop)
+                                             on_result=self.on_sent, stop=self._stop)
             except Exception:
                 log.exception("delivery to %s failed", self.config.remote)
                 continue

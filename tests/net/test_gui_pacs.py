@@ -11,7 +11,13 @@ import pytest
 from pynetdicom import AE
 from PySide6.QtCore import QSettings
 
-from cxrviewer.gui.pacs import PacsPreferencesDialog, PacsService, PacsSettings, load_pacs_settings, save_pacs_settings
+from cxrviewer.gui.pacs import (
+    PacsController,
+    PacsPreferencesDialog,
+    PacsSettings,
+    load_pacs_settings,
+    save_pacs_settings,
+)
 from cxrviewer.net import DELIVERED, NodeConfig, RemoteNode, StorageSCP
 from cxrviewer.net.send import send_files
 
@@ -101,7 +107,7 @@ def test_service_receives_and_sends(qtbot: Any, remote_scp: StorageSCP, dicom_di
     settings = PacsSettings(enabled=True, config=NodeConfig(
         ae_title="VIEWER", port=0, allowed_ae_titles=("MODALITY",), inbox=tmp_path / "inbox",
         outbox=tmp_path / "outbox", remote=RemoteNode(host, port, "PACS")))
-    service = PacsService()
+    service = PacsController()
     states: list[str] = []
     service.state_changed.connect(states.append)
     assert service.apply(settings) and service.is_running

@@ -1,0 +1,121 @@
+"""Exports of the displayed study (PNG, PDF, JSON, DICOM SR, Secondary Capture), with their messages."""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QApplication, QFileDialog, QMessageBox
+
+from cxrviewer.gui import backend
+from cxrviewer.gui.records import State
+from cxrviewer.gui.study_browser import scrub
+
+if TYPE_CHECKING:
+    from cxrviewer.gui.main_window import MainWindow
+
+log = logging.getLogger(__name__)
+
+FORMAT_NAMES = {"png": "PNG", "pdf": "PDF", "json": "JSON", "sr": "DICOM SR", "sc": "Secondary Capture"}
+
+
+def exports_available() -> bool:
+    return importlib.util.find_spec("cxrviewer.report.export") is not None
+
+
+def summary(written: list[Path], folder: Path, skipped: set[str]) -> str:
+    """The status-bar line after an export: what was written and which formats did not apply."""
+    text = f"Exported {len(written)} file{'s' if len(written) != 1 else ''} to {folder}"
+    if skipped:
+        names = " and ".join(FORMAT_NAMES.get(f, f) for f in sorted(skipped, key=list(FORMAT_NAMES).index))
+        text += f"; {names} skipped: they need a DICOM study"
+    return text
+
+
+class StudyExporter:
+    """Exports the study the window displays, as it is displayed (window/level, inversion, heat map)."""
+
+    def __init__(self, window: MainWindow) -> None:
+        self.window = window
+
+    def _status(self, text: str, ms: int = 8000) -> None:
+        self.window.statusBar().showMessage(text, ms)
+
+    def dialog(self, formats: set[str] | frozenset[str] | None) -> None:
+        """Ask for a folder (the last export folder, else the user's documents) and export there."""
+        window = self.window
+        if window.current_study() is None:
+            self._status("Select a study to export.", 5000)
+            return
+        anonymise = window.hide_identifiers
+        title = "Export to folder" + (" (anonymised: identifiers are hidden)" if anonymise else "")
+        folder = QFileDialog.getExistingDirectory(window, title, window.settings.export_folder)
+        if folder:
+            self.export(Path(folder), formats, anonymise)
+
+    def export(self, folder: Path, formats: set[str] | frozenset[str] | None = None,
+               anonymise: bool | None = None) -> list[Path]:
+        window = self.window
+        study = window.current_study()
+        if study is None:
+            return []
+        if not exports_available():
+            self._status("Exports are not available in this installation.")
+            return []
+        from cxrviewer.report import export as exporter
+
+        anonymise = window.hide_identifiers if anonymise is None else anonymise
+        canvas = window.canvas
+        images, predictions, windows, displays = [], [], [], []
+        for rec in study.images:
+            if rec.state == State.ERROR:
+                continue
+            decoded = window.images.peek(rec.key)
+            try:
+                image = decoded.image if decoded is not None else backend.load(rec.path)
+            except backend.model_errors() as exc:
+                self._status(f"Export skipped an image: {scrub(str(exc), study, anonymise)}")
+                continue
+            images.append(image)
+            predictions.append(rec.prediction)
+            shown = rec.key == window.displayed_image
+            windows.append(self._shown_window() if shown else None)
+            displays.append(canvas.display_array() if shown else None)
+        if not images:
+            self._status("Nothing to export: no image of this study could be opened.")
+            return []
+        requested = set(formats) if formats else set(exporter.FORMATS)
+        chosen = set(exporter.applicable_formats(images, requested))
+        skipped = requested - chosen
+        if not chosen:
+            self._status(summary([], folder, skipped))
+            return []
+        QApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
+        try:
+            written = exporter.export_study(
+                images, predictions, window.model_card(), folder, chosen, anonymise, windows,
+                window.selected_label, invert=canvas.inverted, displays=displays, alpha=canvas.overlay_opacity,
+            )
+        except Exception as exc:  # ExportError (plain message) or anything unexpected
+            QApplication.restoreOverrideCursor()
+            expected = type(exc).__name__ == "ExportError"
+            if not expected:
+                log.exception("export failed")
+            message = str(exc) if expected else f"export failed ({type(exc).__name__})"
+            QMessageBox.warning(window, "Export", scrub(message, study, anonymise))
+            return []
+        QApplication.restoreOverrideCursor()
+        window.settings.export_folder = folder
+        self._status(summary(written, folder, skipped), 10000)
+        return written
+
+    def _shown_window(self) -> Any:
+        window = self.window.canvas.user_window
+        if window is None:  # the file's own VOI
+            return None
+        from cxrviewer.imaging.image import WindowPreset
+
+        return WindowPreset(window.center, window.width, window.name)

@@ -1,0 +1,114 @@
+"""The main window's side of PACS: start the node when configured, the Preferences dialog, open what
+arrives, send results (by hand or after each analysis) and report in the status bar.
+
+`cxrviewer.gui.pacs` (pynetdicom) is imported only once the user has configured PACS or opens its
+dialog, so a plain viewer start never loads the network stack.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from PySide6.QtCore import Qt
+
+from cxrviewer.gui import backend
+from cxrviewer.gui.records import State, StudyRecord
+from cxrviewer.gui.study_browser import scrub
+from cxrviewer.gui.worklist import Worklist
+
+if TYPE_CHECKING:
+    from cxrviewer.gui.main_window import MainWindow
+
+
+def _pacs_module() -> Any:
+    import cxrviewer.gui.pacs as pacs
+
+    return pacs
+
+
+class PacsLink:
+    def __init__(self, window: MainWindow) -> None:
+        self.window = window
+        self.controller: Any = None  # pacs.PacsController, created on first use
+        self._sent: set[str] = set()  # study keys whose results went out automatically
+
+    def _message(self, text: str, ms: int = 10000) -> None:
+        self.window.statusBar().showMessage(text, ms)
+
+    def configured(self) -> bool:
+        q = self.window.settings.q
+        enabled = str(q.value("pacs/enabled", "false")).strip().lower() in {"1", "true", "yes", "on"}
+        return enabled or bool(str(q.value("pacs/remote_host", "") or "").strip())
+
+    def has_remote(self) -> bool:
+        return self.controller is not None and self.controller.settings.config.remote is not None
+
+    def start_if_configured(self) -> None:
+        if not self.window._closing and self.configured():
+            self.ensure()
+
+    def ensure(self) -> Any:
+        """The PACS controller, created on first use with the stored settings."""
+        if self.controller is not None:
+            return self.controller
+        module = _pacs_module()
+        controller = module.PacsController(self.window)
+        controller.received.connect(self._on_received)
+        controller.refused.connect(lambda text: self._message(f"PACS: refused {text}"))
+        controller.state_changed.connect(self.window.status.show_pacs)
+        controller.send_finished.connect(lambda report: self._message(f"PACS: {report.summary()}", 15000))
+        controller.send_failed.connect(lambda text: self._message(f"PACS: {text}", 15000))
+        self.controller = controller
+        controller.apply(module.load_pacs_settings(self.window.settings.q))
+        self.window._update_enabled()
+        return controller
+
+    def show_preferences(self) -> Any:
+        module = _pacs_module()
+        dialog = module.PacsPreferencesDialog(module.load_pacs_settings(self.window.settings.q), self.window)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.accepted.connect(lambda: self.apply(dialog.result_settings()))
+        dialog.open()
+        return dialog
+
+    def apply(self, settings: Any) -> None:
+        _pacs_module().save_pacs_settings(self.window.settings.q, settings)
+        self.ensure().apply(settings)
+        self.window._update_enabled()
+
+    def _on_received(self, path: str) -> None:
+        if not self.window._closing:
+            self.window.open_paths([Path(path)], remember=False)
+
+    def send(self, study: StudyRecord) -> bool:
+        """Send the SR + Secondary Capture of a study's analysed images."""
+        window = self.window
+        controller = self.ensure()
+        done = [img for img in study.images if img.prediction is not None and img.state == State.DONE]
+        if not done:
+            self._message("PACS: nothing to send (no analysed image in this study).", 8000)
+            return False
+        images = []
+        for rec in done:
+            decoded = window.images.peek(rec.key)
+            try:
+                images.append(decoded.image if decoded is not None else backend.load(rec.path))
+            except backend.model_errors() as exc:
+                self._message(f"PACS: {scrub(str(exc), study, window.hide_identifiers)}")
+                return False
+        controller.send_study(images, [rec.prediction for rec in done], window.model_card())
+        self._sent.add(study.key)
+        self._message("PACS: sending the results…", 8000)
+        return True
+
+    def maybe_auto_send(self, study: StudyRecord) -> None:
+        """After an analysis: send the study once all its images are through, when the user asked for it."""
+        controller = self.controller
+        if controller is None or not controller.auto_send or study.key in self._sent or Worklist.pending(study):
+            return
+        self.send(study)
+
+    def shutdown(self) -> None:
+        if self.controller is not None:
+            self.controller.shutdown()

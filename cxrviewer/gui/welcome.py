@@ -1,0 +1,90 @@
+"""The start screen: what the tool is, a drop zone, the model's state and one-click demo."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
+
+from cxrviewer.gui import assets
+
+NOTICE = "Not for diagnostic use"
+
+
+class WelcomePage(QWidget):
+    """Start screen: what the tool is, a drop zone and one-click demo."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("welcome")
+        outer = QVBoxLayout(self)
+        outer.addStretch(2)
+        column = QVBoxLayout()
+        column.setSpacing(10)
+        icon = QLabel()
+        icon.setPixmap(assets.icon("app").pixmap(84, 84))
+        icon.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        column.addWidget(icon)
+        title = QLabel("cxrviewer")
+        title.setObjectName("welcomeTitle")
+        title.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        column.addWidget(title)
+        subtitle = QLabel("A second reader for chest radiographs — the film, the model's findings and where it looked.")
+        subtitle.setObjectName("welcomeSubtitle")
+        subtitle.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        subtitle.setWordWrap(True)
+        column.addWidget(subtitle)
+        column.addSpacing(12)
+        zone = QFrame()
+        zone.setObjectName("dropZone")
+        zone.setMinimumHeight(190)
+        zone_layout = QVBoxLayout(zone)
+        zone_layout.setContentsMargins(28, 22, 28, 22)
+        drop = QLabel("Drop DICOM, PNG or JPEG files or folders here")
+        drop.setObjectName("dropText")
+        drop.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        zone_layout.addWidget(drop)
+        hint = QLabel("Folders are searched recursively and grouped by study; files are analysed one by one.")
+        hint.setObjectName("dropHint")
+        hint.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        hint.setWordWrap(True)
+        zone_layout.addWidget(hint)
+        buttons = QHBoxLayout()
+        buttons.addStretch(1)
+        self.open_files = QPushButton("Open files…")
+        self.open_folder = QPushButton("Open folder…")
+        self.demo = QPushButton("Open demo study")
+        self.demo.setObjectName("primary")
+        self.demo.setToolTip("Five NIH ChestX-ray14 films bundled with the app")
+        for b in (self.open_files, self.open_folder, self.demo):
+            b.setMinimumWidth(150)
+            buttons.addWidget(b)
+        buttons.addStretch(1)
+        zone_layout.addSpacing(8)
+        zone_layout.addLayout(buttons)
+        column.addWidget(zone)
+        self.model_label = QLabel("Model: loading…")
+        self.model_label.setObjectName("welcomeModel")
+        self.model_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.model_label.setWordWrap(True)
+        column.addWidget(self.model_label)
+        keys = QLabel(
+            "Wheel zoom · drag pan · right-drag window/level · I invert · H heat map · Space reset · ↑/↓ studies"
+        )
+        keys.setObjectName("dropHint")
+        keys.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        keys.setWordWrap(True)
+        column.addWidget(keys)
+        notice = QLabel(f"{NOTICE}. A research and education tool; every result needs a qualified reader.")
+        notice.setObjectName("welcomeNotice")
+        notice.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        notice.setWordWrap(True)
+        column.addWidget(notice)
+        row = QHBoxLayout()
+        row.addStretch(1)
+        holder = QWidget()
+        holder.setLayout(column)
+        holder.setMaximumWidth(640)
+        row.addWidget(holder, 4)
+        row.addStretch(1)
+        outer.addLayout(row)
+        outer.addStretch(3)
