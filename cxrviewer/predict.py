@@ -260,7 +260,7 @@ def _process(item: Item, loader: GuardedLoader, engine: Engine, args: argparse.N
             _write_cams(cams, item, prediction)
         if exporter is not None:
             _export(exporter, image, prediction, engine, Path(args.export))
-        log.info("%s: %s", item.path.name, prediction.gate.status)
+        log.info("%s: %s", item.path.name, prediction.gate.status.value)
     except ImageLoadError as exc:
         results.append(error_entry(item.path, exc.reason))
         log.info("%s: %s", item.path.name, exc.reason)

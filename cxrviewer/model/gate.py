@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from cxrviewer.imaging.image import Flag, Image
+from cxrviewer.model.gate_status import GateStatus
 from cxrviewer.model.preprocess import preprocess
 
 log = logging.getLogger(__name__)
@@ -52,21 +53,24 @@ MAX_COLOURFULNESS = 12.0  # Hasler-Suesstrunk chroma spread on 0-255; grey films
 
 @dataclass
 class GateResult:
-    """Outcome of the input gate: ``status`` is "ok" or "rejected"; ``reasons`` say why (user-readable).
+    """Outcome of the input gate: ``status`` is `GateStatus.OK` or `.REJECTED`; ``reasons`` say why.
 
     ``warnings`` hold things worth showing that do not reject; with ``overridden`` (``force=True``) the
-    rejection reasons are moved there and the status is "ok".
+    rejection reasons are kept and the status is OK. A plain "ok" / "rejected" is accepted and converted.
     """
 
-    status: str
+    status: GateStatus
     reasons: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     feature_score: float | None = None  # distance / threshold: > 1 warns, > reject level rejects; or None
     overridden: bool = False
 
+    def __post_init__(self) -> None:
+        self.status = GateStatus(self.status)  # ValueError for anything but the two verdicts
+
     @property
     def ok(self) -> bool:
-        return self.status == "ok"
+        return self.status is GateStatus.OK
 
     @property
     def message(self) -> str | None:
@@ -85,8 +89,8 @@ def combine(reasons: Sequence[str], warnings: Sequence[str], feature_score: floa
     reasons = list(dict.fromkeys(reasons))
     warnings = list(dict.fromkeys(warnings))
     if reasons and force:
-        return GateResult("ok", reasons, warnings, feature_score, overridden=True)
-    return GateResult("rejected" if reasons else "ok", reasons, warnings, feature_score)
+        return GateResult(GateStatus.OK, reasons, warnings, feature_score, overridden=True)
+    return GateResult(GateStatus.REJECTED if reasons else GateStatus.OK, reasons, warnings, feature_score)
 
 
 # --- 1. tags -------------------------------------------------------------------------------------------

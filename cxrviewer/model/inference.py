@@ -37,7 +37,7 @@ from cxrviewer.imaging.display import model_input
 from cxrviewer.imaging.image import Image
 from cxrviewer.model import gate as gating
 from cxrviewer.model.cam import cam_peak, cam_to_original
-from cxrviewer.model.gate import FeatureGate, GateResult
+from cxrviewer.model.gate import FeatureGate, GateResult, GateStatus
 from cxrviewer.model.preprocess import MEAN, STD, Letterbox, preprocess
 from cxrviewer.model.weights import ModelBundle, ModelCard, ModelError, bundled_card_path, load_bundle
 
@@ -83,7 +83,7 @@ class Prediction:
     _cache: dict[str, np.ndarray] = field(default_factory=dict, repr=False, compare=False)
 
     @property
-    def status(self) -> str:
+    def status(self) -> GateStatus:
         return self.gate.status
 
     def finding(self, label: str) -> Finding | None:
@@ -247,7 +247,7 @@ class Engine:
         gate = gating.combine(reasons + feature_reasons, warnings + feature_warnings, score, force)
         t2 = time.perf_counter()
         timings["gate"] = t_gate + (t2 - t1)
-        if gate.status == "rejected":
+        if gate.status is GateStatus.REJECTED:
             return Prediction([], gate, (w, h), view, box, np.zeros((0, 0, 0), np.float32), list(self.labels),
                               timings)
         findings = []

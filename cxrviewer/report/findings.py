@@ -10,6 +10,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from cxrviewer.model.gate_status import GateStatus
+
 
 class FindingLike(Protocol):
     label: str
@@ -20,7 +22,7 @@ class FindingLike(Protocol):
 
 
 class GateLike(Protocol):
-    status: str
+    status: GateStatus
     reasons: Sequence[str]
     warnings: Sequence[str]
 
@@ -41,7 +43,7 @@ def is_rejected(prediction: PredictionLike | None) -> bool:
     """True when the input gate refused the image (the model's output must not be shown)."""
     if prediction is None or getattr(prediction, "gate", None) is None:
         return False
-    return str(prediction.gate.status).lower().startswith("reject")
+    return GateStatus(prediction.gate.status) is GateStatus.REJECTED
 
 
 def ranked(prediction: PredictionLike) -> list[FindingLike]:

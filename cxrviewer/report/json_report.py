@@ -19,9 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from cxrviewer.model.card import ModelCard
+from cxrviewer.model.gate_status import GateStatus
 from cxrviewer.report.findings import PredictionLike, gate_reasons, gate_warnings, is_rejected, ranked
 
-STATUSES = ("ok", "rejected", "error")
+STATUSES = (GateStatus.OK.value, GateStatus.REJECTED.value, "error")
 VIEWS = ("frontal", "lateral", "unknown")
 
 
@@ -67,11 +68,11 @@ def finding_entry(finding: Any) -> dict[str, Any]:
 def result_entry(path: str | Path, prediction: PredictionLike) -> dict[str, Any]:
     """One image's result from its prediction ("ok", or "rejected" when the input gate refused it)."""
     if is_rejected(prediction):
-        status = "rejected"
+        status = GateStatus.REJECTED.value
         message: str | None = "; ".join(gate_reasons(prediction)) or "the input check refused this image"
         findings: list[dict[str, Any]] = []
     else:
-        status = "ok"
+        status = GateStatus.OK.value
         gate_message = getattr(prediction.gate, "message", None)  # includes "gate overridden: ..."
         if not isinstance(gate_message, str):
             gate_message = "; ".join(gate_warnings(prediction)) or None

@@ -49,12 +49,13 @@ def _retag(src: Path, dest: Path, **tags: str) -> Path:
 def test_tibia_rejected_and_force_overrides(engine: Engine, shared_data: Path) -> None:
     image = load_image(shared_data / TIBIA)
     result = engine.check_gate(image)
-    assert result.status == "rejected"
+    assert result.status is gating.GateStatus.REJECTED and not result.ok
     assert any(r.startswith("not a chest radiograph") and "EXTREMITY" in r for r in result.reasons)
     pred = engine.predict(image)
     assert pred.status == "rejected" and pred.findings == []
     forced = engine.predict(image, force=True)
-    assert forced.status == "ok" and forced.gate.overridden and len(forced.findings) == len(engine.labels)
+    assert forced.status is gating.GateStatus.OK and forced.gate.overridden
+    assert len(forced.findings) == len(engine.labels)
     assert forced.gate.message.startswith("gate overridden: not a chest radiograph")
 
 
@@ -161,3 +162,18 @@ def test_fit_gate_record_round_trip(gated_card: Path, gated: Engine) -> None:
 def test_fit_gate_needs_enough_images(engine: Engine) -> None:
     with pytest.raises(ValueError, match="at least 20"):
         gating.fit_gate(engine.network, [np.zeros((64, 64), np.float32)] * 5, 128)
+
+
+def test_gate_status_is_an_enum_that_reads_as_the_contract_strings() -> None:
+    import json
+
+    from cxrviewer.report.json_report import STATUSES
+
+    rejected = gating.combine(["lateral view"], [], None, force=False)
+    assert rejected.status is gating.GateStatus.REJECTED
+    assert json.dumps({"status": rejected.status}) == '{"status": "rejected"}'
+    assert f"{gating.combine([], [], None, force=False).status}" == "ok"
+    assert gating.GateResult("ok").status is gating.GateStatus.OK  # plain strings are converted
+    with pytest.raises(ValueError):
+        gating.GateResult("maybe")  # type: ignore[arg-type]
+    assert {s.value for s in gating.GateStatus} | {"error"} == set(STATUSES)
