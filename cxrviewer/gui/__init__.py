@@ -2,6 +2,6 @@
 
 Modules: `app` (entry point), `main_window`, `study_browser`, `image_view` (canvas + colour bar),
 `findings_panel`, `dialogs`, `workers` (background decode/inference), `backend` (the doorway to the
-headless imaging and model layers), `records` (study/image state), `settings`, `assets`;
-`pdf_report` belongs to the exports (Qt painting of PDF pages).
+headless imaging and model layers), `records` (study/image state), `settings`, `assets`. PDF reports
+are written by the headless `cxrviewer.report.pdf_writer`, for the viewer and the CLI alike.
 """

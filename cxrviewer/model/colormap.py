@@ -50,6 +50,35 @@ LUT_RGB = np.rint(255 * _rgb).astype(np.uint8)
 ALPHA = _a.astype(np.float32)
 
 
+#: The colour bar, the same on screen and in every export: its title, its ticks, and the backdrop over which
+#: it shows the scale as drawn (colours with their alpha ramp, so the bar is plain grey below ALPHA_LOW).
+SCALE_TITLE = "local probability"
+BAR_TICKS = (0.0, 0.25, 0.5, 0.75, 1.0)
+BAR_BACKDROP = (110, 110, 110)
+#: The bar shows the ramp at the heat map's opacity, but never fainter than this (so it stays legible).
+MIN_BAR_OPACITY = 0.25
+
+
+def tick_label(value: float) -> str:
+    """"0%", "25%", ... as the colour bar labels its ticks."""
+    return f"{value:.0%}"
+
+
+def floor_note() -> str:
+    """The sentence that says where drawing starts, e.g. "nothing is drawn below 50%"."""
+    return f"nothing is drawn below {tick_label(ALPHA_LOW)}"
+
+
+def bar_colours(values01: np.ndarray, opacity: float) -> np.ndarray:
+    """RGB uint8 (..., 3) of the colour bar at these scale values: each value's colour at its alpha ramp times
+    ``max(opacity, MIN_BAR_OPACITY)`` over `BAR_BACKDROP`, exactly as the viewer's bar paints it."""
+    v = np.clip(np.nan_to_num(np.asarray(values01, dtype=np.float32)), 0.0, 1.0)
+    index = np.rint(v * 255.0).astype(np.intp)
+    a = (ALPHA[index] * max(float(opacity), MIN_BAR_OPACITY))[..., None]
+    out = np.asarray(BAR_BACKDROP, np.float32) * (1.0 - a) + LUT_RGB[index].astype(np.float32) * a
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
 def colour_of(value: float) -> tuple[int, int, int]:
     """Opaque RGB colour of one scale value."""
     r, g, b = LUT_RGB[int(round(float(np.clip(value, 0.0, 1.0)) * 255))]

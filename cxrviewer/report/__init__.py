@@ -1,7 +1,7 @@
 """Reports and exports: annotated PNG, JSON contract, PDF, DICOM SR (TID 1500) and Secondary Capture.
 
-Headless (no Qt here). The PDF pages are laid out in `pdf_content` and painted by the Qt backend
-`cxrviewer.gui.pdf_report`, which `export.export_study` loads only when a PDF is asked for.
+Headless (no Qt here). What a PDF page says is decided in `pdf_content` and laid out by `pdf_writer`
+(ReportLab), which `export.export_study` loads only when a PDF is asked for.
 Entry point: `cxrviewer.report.export.export_study`; `export_prediction` adapts it for
 `cxrviewer-predict --export`. Importing this package is cheap: the writers load on first use.
 """

@@ -18,10 +18,9 @@ Anonymisation: see `anonymise`.
 
 from __future__ import annotations
 
-import importlib
 import logging
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -81,16 +80,6 @@ def _as_list(value: Any) -> list[Any]:
 def _safe_stem(path: Path) -> str:
     stem = re.sub(r"[^A-Za-z0-9._-]+", "_", path.stem).strip("._") or "image"
     return stem[:100]
-
-
-def _pdf_writer() -> Callable[[Sequence[ReportPage], Path], Any]:
-    """The Qt PDF backend. Qt lives only under cxrviewer.gui: it is imported here, lazily, only when a
-    PDF is requested, so importing the export layer never loads Qt."""
-    try:
-        module = importlib.import_module("cxrviewer.gui.pdf_report")
-    except ImportError as exc:
-        raise ExportError(f"PDF export needs Qt (PySide6), which could not be loaded ({exc})") from None
-    return module.write_pdf
 
 
 def _png_bytes(rgb: np.ndarray, name: str) -> bytes:
@@ -195,7 +184,8 @@ class _Study:
                          lambda p: p.write_text(text, encoding="utf-8"))
         if "pdf" in self.chosen:
             self.step = f"PDF {self.study_stem}"
-            write_pdf = _pdf_writer()
+            from cxrviewer.report.pdf_writer import write_pdf  # ReportLab loads only when a PDF is asked for
+
             staged.stage(self.folder / f"{self.study_stem}.cxr.pdf", lambda p: write_pdf(self.pages, p))
 
 

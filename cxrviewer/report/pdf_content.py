@@ -1,4 +1,4 @@
-"""What each PDF page says, decided here without Qt; `cxrviewer.gui.pdf_report` only paints it.
+"""What each PDF page says, decided here; `cxrviewer.report.pdf_writer` only lays it out.
 
 One page per image: a header (patient/study, or the pseudonym when anonymised), the image with the top
 finding's heat map and its colour bar, the table of every finding with probability and operating
@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from cxrviewer import __version__
+from cxrviewer.model import colormap
 from cxrviewer.model.card import ModelCard
 from cxrviewer.report.findings import PredictionLike, gate_reasons, gate_warnings, is_rejected, ranked
 
@@ -154,8 +155,8 @@ def build_page(*, header: list[tuple[str, str]], figure: np.ndarray | None, map_
         status = []
         rows = finding_rows(prediction)
     if map_label and map_shown:
-        caption = (f"Heat map: {map_label} (where the model looked; colour = local probability on a fixed "
-                   "0-1 scale, opacity grows with it)")
+        caption = (f"Heat map: {map_label} (where the model looked; colour = {colormap.SCALE_TITLE} on a fixed "
+                   f"0-100% scale, opacity grows with it; {colormap.floor_note()})")
     elif map_label:
         caption = f"No heat map: {map_label} is below its operating point."
     else:

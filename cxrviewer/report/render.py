@@ -2,7 +2,7 @@
 PDF show.
 
 Layout, left to right: the image at the given window/level with one finding's heat map blended in,
-a colour bar with its fixed [0, 1] scale, and a panel listing every finding ranked by probability
+the viewer's colour bar (local probability, 0-100 %), and a panel listing every finding ranked by probability
 with its operating point; a footer across the bottom names the model and says "not for diagnostic
 use". Nothing that identifies the patient is ever drawn, so the picture is safe to share as is.
 
@@ -139,29 +139,55 @@ class _Metrics:
         return cls(line=line, font=0.62 * line / _FONT_PX, margin=max(6, int(round(16 * unit))))
 
 
-def colour_bar(height: int, metrics: _Metrics | None = None) -> np.ndarray:
-    """A vertical colour bar strip (RGB) for the fixed [0, 1] scale with ticks at 0, 0.25, ..., 1."""
-    m = metrics or _Metrics.for_height(height)
+@dataclass(frozen=True)
+class BarGeometry:
+    """Where the scale sits inside a `colour_bar` strip: rows top..bottom-1 (value 1 at the top), columns
+    x0..x0+width-1."""
+
+    top: int
+    bottom: int
+    x0: int
+    width: int
+
+    def value_at(self, row: int) -> float:
+        return 1.0 - (row - self.top) / max(1, self.bottom - 1 - self.top)
+
+
+def _bar_layout(height: int, m: _Metrics) -> tuple[BarGeometry, float, int]:
     tick_font = 0.8 * m.font
     bar_w = max(10, int(round(0.028 * height)))
-    label_w = _size("1.0", tick_font)[0]
-    width = m.margin + bar_w + m.margin // 2 + 6 + label_w + m.margin
-    strip = np.full((height, width, 3), BACKGROUND, dtype=np.uint8)
-    top = int(round(m.margin + m.line))
+    title_w = max(_size(word, tick_font)[0] for word in colormap.SCALE_TITLE.split())
+    label_w = max(_size(colormap.tick_label(v), tick_font)[0] for v in colormap.BAR_TICKS)
+    width = max(m.margin + bar_w + m.margin // 2 + 6 + label_w, m.margin + title_w) + m.margin
+    top = int(round(m.margin + 2 * m.line))  # room for the two-line title
     bottom = max(top + 20, int(round(0.55 * height)))
     bottom = min(bottom, height - m.margin)
-    span = bottom - top
-    values = np.linspace(1.0, 0.0, span, dtype=np.float32)
-    x0 = m.margin
-    strip[top:bottom, x0 : x0 + bar_w] = scale_colours(values)[:, None, :]
-    cv2.rectangle(strip, (x0, top), (x0 + bar_w - 1, bottom - 1), MUTED, 1)
-    _put(strip, "map", x0, top - 0.35 * m.line, tick_font, MUTED)
-    for v in (0.0, 0.25, 0.5, 0.75, 1.0):
-        y = int(round(bottom - 1 - v * (span - 1)))
+    return BarGeometry(top, bottom, m.margin, bar_w), tick_font, width
+
+
+def colour_bar_geometry(height: int, metrics: _Metrics | None = None) -> BarGeometry:
+    """The scale's place in `colour_bar(height)` (for tests and callers that annotate it)."""
+    return _bar_layout(height, metrics or _Metrics.for_height(height))[0]
+
+
+def colour_bar(height: int, metrics: _Metrics | None = None, opacity: float = DEFAULT_ALPHA) -> np.ndarray:
+    """The viewer's colour bar as a vertical strip (RGB): the fixed scale of `cxrviewer.model.colormap` as it
+    is drawn at this opacity (grey below the 50 % floor, where no heat map is drawn), titled "local
+    probability", ticks 0 %, 25 %, ..., 100 %."""
+    m = metrics or _Metrics.for_height(height)
+    geo, tick_font, width = _bar_layout(height, m)
+    strip = np.full((height, width, 3), BACKGROUND, dtype=np.uint8)
+    top, bottom, x0, bar_w = geo.top, geo.bottom, geo.x0, geo.width
+    values = np.array([geo.value_at(row) for row in range(top, bottom)], dtype=np.float32)
+    strip[top:bottom, x0 : x0 + bar_w] = colormap.bar_colours(values, opacity)[:, None, :]
+    cv2.rectangle(strip, (x0 - 1, top - 1), (x0 + bar_w, bottom), MUTED, 1)
+    for i, word in enumerate(colormap.SCALE_TITLE.split()):
+        _put(strip, word, x0, top - (1.55 - 0.9 * i) * m.line, tick_font, MUTED)
+    th = _size("0", tick_font)[1]
+    for v in colormap.BAR_TICKS:
+        y = int(round(bottom - 1 - v * (bottom - 1 - top)))
         cv2.line(strip, (x0 + bar_w, y), (x0 + bar_w + 5, y), MUTED, 1)
-        if v in (0.0, 0.5, 1.0):
-            th = _size("0", tick_font)[1]
-            _put(strip, f"{v:.1f}", x0 + bar_w + m.margin // 2 + 6, y + th / 2, tick_font, TEXT)
+        _put(strip, colormap.tick_label(v), x0 + bar_w + m.margin // 2 + 6, y + th / 2, tick_font, TEXT)
     return strip
 
 
@@ -186,7 +212,7 @@ def render_figure(display: np.ndarray, heat01: np.ndarray | None, alpha: float =
     """Image + heat map + colour bar, without text panel or footer (used by the PDF)."""
     gray, heat = _scaled_inputs(display, heat01)
     picture = overlay(gray, heat, alpha)
-    return np.concatenate([picture, colour_bar(picture.shape[0])], axis=1)
+    return np.concatenate([picture, colour_bar(picture.shape[0], opacity=alpha)], axis=1)
 
 
 def _finding_rows(prediction: PredictionLike) -> list[tuple[str, str, str, bool]]:
@@ -204,7 +230,7 @@ def _panel_lines(prediction: PredictionLike | None, map_note: str, not_assessed:
 
     if prediction is not None and not is_rejected(prediction):
         add(map_note, TEXT)
-        add("colour = local probability, fixed 0-1 scale", MUTED)
+        add(f"colour = {colormap.SCALE_TITLE} on a fixed 0-100% scale; {colormap.floor_note()}", MUTED)
     for w in gate_warnings(prediction):
         add(f"Caution: {w}", WARNING)
     if not_assessed:
@@ -296,7 +322,7 @@ def render(display: np.ndarray, prediction: PredictionLike | None, *, label: str
         _put(panel, line, pad, y, m.font, colour)
         y += m.line
 
-    body = np.concatenate([picture, colour_bar(h, m0), panel], axis=1)
+    body = np.concatenate([picture, colour_bar(h, m0, alpha), panel], axis=1)
     footer = _footer(body.shape[1], m0, model_name)
     return np.ascontiguousarray(np.concatenate([body, footer], axis=0))
 

@@ -13,8 +13,6 @@ from pypdf import PdfReader
 from cxrviewer.labels import not_covered
 from cxrviewer.report.export import export_study
 
-pytest.importorskip("PySide6.QtGui")
-
 
 def _pages(path: Path) -> list[str]:
     return [" ".join(page.extract_text().split()) for page in PdfReader(path).pages]
@@ -74,18 +72,29 @@ def test_rejected_image_page_says_why(tmp_path, engine, dicom_dir) -> None:
     assert "present" not in text
 
 
-def test_pdf_is_written_without_a_display_or_qt_platform(tmp_path) -> None:
-    """A headless caller (cxrviewer-predict) gets its own offscreen QGuiApplication."""
+def test_pdf_is_written_headless_without_qt(tmp_path) -> None:
+    """The PDF writer needs neither a display nor Qt: it never imports PySide6."""
     script = (
-        "import sys; from cxrviewer.gui.pdf_report import write_pdf\n"
+        "import sys; from cxrviewer.report.pdf_writer import write_pdf\n"
         "from cxrviewer.report.pdf_content import build_page\n"
         "page = build_page(header=[('Image', 'x.png')], figure=None, map_label=None, map_shown=False,\n"
         "                  prediction=None, card=None, not_assessed=[],\n"
         "                  page_label='Image 1 of 1')\n"
         "write_pdf([page], sys.argv[1])\n"
+        "assert not [m for m in sys.modules if m.startswith(('PySide6', 'shiboken6'))]\n"
     )
     env = {k: v for k, v in os.environ.items() if k not in ("QT_QPA_PLATFORM", "DISPLAY", "WAYLAND_DISPLAY")}
     out = tmp_path / "r.pdf"
     subprocess.run([sys.executable, "-c", script, str(out)], env=env, check=True, timeout=120)
     (text,) = _pages(out)
     assert "No model result for this image." in text
+
+
+def test_non_latin_text_survives(tmp_path) -> None:
+    from cxrviewer.report.pdf_content import build_page
+    from cxrviewer.report.pdf_writer import write_pdf
+
+    page = build_page(header=[("Patient", "Müller, Zoë Øberg"), ("Image", "ß.dcm")], figure=None, map_label=None,
+                      map_shown=False, prediction=None, card=None, not_assessed=[], page_label="Image 1 of 1")
+    (text,) = _pages(write_pdf([page], tmp_path / "u.pdf"))
+    assert "Müller, Zoë Øberg" in text

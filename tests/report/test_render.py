@@ -6,10 +6,12 @@ import numpy as np
 import pytest
 
 from cxrviewer.imaging import to_display
+from cxrviewer.model import colormap
 from cxrviewer.report.render import (
     BACKGROUND,
     DEFAULT_ALPHA,
     colour_bar,
+    colour_bar_geometry,
     overlay,
     render,
     render_figure,
@@ -38,14 +40,32 @@ def test_overlay_leaves_cold_pixels_and_colours_hot_ones() -> None:
         overlay(gray, heat[:4])
 
 
-def test_colour_bar_is_hot_at_the_top_and_cold_at_the_bottom() -> None:
-    bar = colour_bar(1024)
-    column = bar[:, 20].astype(int)  # inside the bar
-    coloured = np.flatnonzero(column.max(axis=1) - column.min(axis=1) > 100)  # saturated: the jet bar
-    assert len(coloured) > 400
-    top, bottom = column[coloured[0]], column[coloured[-1]]
-    assert top[0] > top[2] + 80  # red above
-    assert bottom[2] > bottom[0] + 80  # blue below
+@pytest.mark.parametrize("opacity", [0.1, DEFAULT_ALPHA, 1.0])
+def test_colour_bar_pixels_are_the_viewers_scale(opacity: float) -> None:
+    """One scale everywhere: every row of the exported bar is colormap's bar colour for its value (the
+    viewer's ColourBar paints the same colours), plain backdrop grey below the 50 % floor."""
+    bar = colour_bar(1024, opacity=opacity)
+    geo = colour_bar_geometry(1024)
+    rows = np.arange(geo.top, geo.bottom)
+    values = np.array([geo.value_at(r) for r in rows], dtype=np.float32)
+    assert values[0] == pytest.approx(1.0) and values[-1] == pytest.approx(0.0)
+    inside = bar[geo.top:geo.bottom, geo.x0:geo.x0 + geo.width].astype(int)
+    expected = colormap.bar_colours(values, opacity).astype(int)
+    assert np.abs(inside - expected[:, None, :]).max() == 0
+    below = values < colormap.ALPHA_LOW - 0.01
+    assert (inside[below] == np.array(colormap.BAR_BACKDROP)).all()  # nothing is drawn below 50 %
+    top = inside[0, 0]
+    assert top[0] > top[2] + 25  # red at 100 % (at the opacity the heat map is drawn with)
+    assert not (inside[..., 2] > inside[..., 0] + 60).any()  # no blue end of a rainbow
+
+
+def test_exports_carry_the_same_bar(udacity, udacity_prediction) -> None:
+    display = to_display(udacity)
+    label = next(f.label for f in udacity_prediction.findings if f.positive)
+    figure = render_figure(display, udacity_prediction.cam(label), alpha=DEFAULT_ALPHA)
+    height = figure.shape[0]
+    bar = colour_bar(height, opacity=DEFAULT_ALPHA)
+    assert np.array_equal(figure[:, -bar.shape[1]:], bar)
 
 
 def test_working_scale_keeps_text_legible() -> None:
