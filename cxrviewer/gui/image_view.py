@@ -1,8 +1,11 @@
-"""The image canvas: the film at its window/level, zoom/pan/rotate, and the heat-map overlay layer.
+"""The image canvas: the film at its window/level, zoom/pan/rotate/flip, the heat-map overlay layer and the
+measuring tools.
 
-Mouse: wheel = zoom at the cursor, left or middle drag = pan, right drag = window/level
-(horizontal: width, vertical: centre, as in OHIF/cornerstone), double click = fit.
-Scene coordinates are original image pixels (pixel (x, y) covers [x, x+1) x [y, y+1)).
+Mouse: wheel = zoom at the cursor, left drag = the current tool (`CanvasTool`: pan, distance ruler,
+cardiothoracic ratio; Esc returns to pan), middle drag = pan, right drag = window/level (horizontal: width,
+vertical: centre, as in OHIF/cornerstone), double click = fit. Scene coordinates are original image pixels
+(pixel (x, y) covers [x, x+1) x [y, y+1)). The view shows mirror^flip o rotate(rotation) o zoom of the scene.
+Drawn over the film: the corner text, the colour bar and the loupe (`canvas_overlays`, `canvas_tools`).
 """
 
 from __future__ import annotations
@@ -12,39 +15,27 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from PySide6.QtCore import QPointF, QRectF, Qt, Signal
+from PySide6.QtCore import QEvent, QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import (
-    QColor,
     QFont,
     QImage,
-    QLinearGradient,
+    QKeyEvent,
     QMouseEvent,
     QPainter,
-    QPainterPath,
-    QPen,
     QPixmap,
     QResizeEvent,
-    QTransform,
-    QWheelEvent,
 )
-from PySide6.QtWidgets import (
-    QGraphicsItem,
-    QGraphicsPathItem,
-    QGraphicsPixmapItem,
-    QGraphicsRectItem,
-    QGraphicsScene,
-    QGraphicsView,
-    QLabel,
-    QSizePolicy,
-    QWidget,
-)
+from PySide6.QtWidgets import QGraphicsPixmapItem, QGraphicsScene, QLabel, QWidget
 
 from cxrviewer.gui import backend
-from cxrviewer.model import colormap
+from cxrviewer.gui.canvas_geometry import FIT_MARGIN, ZoomableView
+from cxrviewer.gui.canvas_input import CanvasInput
+from cxrviewer.gui.canvas_overlays import ColourBar, HeatMapLayer, bgra_qimage, gray_qimage, paint_corner_text
+from cxrviewer.gui.canvas_tools import CanvasTool
 
-MIN_ZOOM = 0.02
-MAX_ZOOM = 40.0
-WHEEL_STEP = 1.2
+__all__ = ["CanvasTool", "ColourBar", "ImageCanvas", "Window", "bgra_qimage", "gray_qimage"]
+
+BAR_GAP = 12  # pixels between the colour bar and the film or the viewport edge
 
 
 @dataclass(frozen=True)
@@ -56,136 +47,30 @@ class Window:
     name: str = ""
 
 
-def gray_qimage(arr: np.ndarray, copy: bool = True) -> QImage:
-    """A uint8 (h, w) array as a QImage; with copy=False it borrows the array, which must outlive it."""
-    arr = np.ascontiguousarray(arr, dtype=np.uint8)
-    h, w = arr.shape
-    image = QImage(arr.data, w, h, arr.strides[0], QImage.Format.Format_Grayscale8)
-    return image.copy() if copy else image
-
-
-def bgra_qimage(arr: np.ndarray) -> QImage:
-    """A premultiplied BGRA uint8 (h, w, 4) array as a QImage that owns its pixels."""
-    arr = np.ascontiguousarray(arr, dtype=np.uint8)
-    h, w = arr.shape[:2]
-    return QImage(arr.data, w, h, arr.strides[0], QImage.Format.Format_ARGB32_Premultiplied).copy()
-
-
-class ColourBar(QWidget):
-    """Vertical colour bar of the fixed heat-map scale (0-100 % local probability), as drawn."""
-
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.setObjectName("colourBar")
-        self.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
-        self.setFixedSize(96, 270)
-        self.title = ""
-        self.opacity = 0.5
-
-    def set_title(self, title: str) -> None:
-        self.title = title
-        self.setToolTip(
-            f"Heat map of {title}: local probability on a fixed 0-100 % scale "
-            f"(the same colours on every image); below {colormap.ALPHA_LOW:.0%} nothing is drawn."
-        )
-        self.update()
-
-    def paintEvent(self, event: Any) -> None:  # noqa: N802 (Qt API)
-        p = QPainter(self)
-        p.setRenderHint(QPainter.RenderHint.Antialiasing)
-        p.setPen(Qt.PenStyle.NoPen)
-        p.setBrush(QColor(12, 14, 18, 200))
-        p.drawRoundedRect(self.rect(), 6, 6)
-        font = QFont(self.font())
-        font.setPointSizeF(max(7.0, font.pointSizeF() - 1))
-        p.setFont(font)
-        fm = p.fontMetrics()
-        top, bottom = 10 + 2 * fm.height() + 4, self.height() - 10 - 2 * fm.height() - 4
-        bar = QRectF(10, top, 16, bottom - top)
-        # The scale exactly as it is drawn: colours with their alpha ramp, over mid-grey.
-        p.fillRect(bar, QColor(110, 110, 110))
-        grad = QLinearGradient(bar.bottomLeft(), bar.topLeft())
-        for i in range(0, 256, 8):
-            r, g, b = (int(c) for c in colormap.LUT_RGB[i])
-            a = float(colormap.ALPHA[i]) * max(self.opacity, 0.25)
-            grad.setColorAt(i / 255, QColor(r, g, b, int(255 * a)))
-        r, g, b = (int(c) for c in colormap.LUT_RGB[255])
-        grad.setColorAt(1.0, QColor(r, g, b, int(255 * max(self.opacity, 0.25))))
-        p.fillRect(bar, grad)
-        p.setPen(QPen(QColor(200, 200, 200), 1))
-        p.setBrush(Qt.BrushStyle.NoBrush)
-        p.drawRect(bar)
-        for value in (0.0, 0.25, 0.5, 0.75, 1.0):
-            y = bar.bottom() - value * bar.height()
-            p.drawLine(QPointF(bar.right(), y), QPointF(bar.right() + 4, y))
-            p.drawText(QPointF(bar.right() + 7, y + fm.ascent() / 2 - 1), f"{value:.0%}")
-        p.setPen(QColor(235, 235, 235))
-        p.drawText(
-            QRectF(4, 6, self.width() - 8, fm.height()),
-            Qt.AlignmentFlag.AlignHCenter,
-            fm.elidedText(self.title, Qt.TextElideMode.ElideRight, self.width() - 8),
-        )
-        p.setPen(QColor(170, 175, 185))
-        p.drawText(
-            QRectF(2, bottom + 4, self.width() - 4, 2 * fm.height()),
-            Qt.AlignmentFlag.AlignHCenter,
-            "local\nprobability",
-        )
-        p.end()
-
-
-class ImageCanvas(QGraphicsView):
-    """Shows one image with window/level, zoom, pan, rotation, inversion and a heat-map overlay."""
+class ImageCanvas(ZoomableView):
+    """Shows one image with window/level, zoom, pan, rotation, flip, inversion, a heat-map overlay, the
+    measuring tools and a magnifier loupe."""
 
     cursor_info = Signal(object)  # (x, y, value or None) in original pixels, or None off the image
-    view_changed = Signal()  # window, zoom, rotation or inversion changed
+    measurementChanged = Signal(str)  # noqa: N815 (Qt style) the last finished measurement's text; "" when cleared
+    tool_changed = Signal(object)  # the new CanvasTool
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("imageCanvas")
         self._scene = QGraphicsScene(self)
         self.setScene(self._scene)
-        self.setBackgroundBrush(QColor(0, 0, 0))
-        self.setFrameShape(QGraphicsView.Shape.NoFrame)
-        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        self.setTransformationAnchor(QGraphicsView.ViewportAnchor.NoAnchor)
-        self.setResizeAnchor(QGraphicsView.ViewportAnchor.AnchorViewCenter)
-        self.setViewportUpdateMode(QGraphicsView.ViewportUpdateMode.FullViewportUpdate)
-        self.setRenderHints(QPainter.RenderHint.SmoothPixmapTransform | QPainter.RenderHint.Antialiasing)
-        self.setMouseTracking(True)
-        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
-        self.setMinimumSize(200, 200)
 
         self._image_item = QGraphicsPixmapItem()
         self._image_item.setTransformationMode(Qt.TransformationMode.SmoothTransformation)
-        self._overlay_item = QGraphicsPixmapItem()
-        self._overlay_item.setTransformationMode(Qt.TransformationMode.SmoothTransformation)
-        self._overlay_item.setZValue(1)
-        self._outline_item = QGraphicsRectItem()
-        pen = QPen(QColor(90, 200, 255), 1.5, Qt.PenStyle.DashLine)
-        pen.setCosmetic(True)
-        self._outline_item.setPen(pen)
-        self._outline_item.setZValue(2)
-        self._outline_note = ""
-        self._peak_item = QGraphicsPathItem(_crosshair())
-        pen = QPen(QColor(255, 255, 255), 1.5)
-        pen.setCosmetic(True)
-        self._peak_item.setPen(pen)
-        self._peak_item.setFlag(QGraphicsItem.GraphicsItemFlag.ItemIgnoresTransformations)
-        self._peak_item.setZValue(3)
-        for item in (
-            self._image_item,
-            self._overlay_item,
-            self._outline_item,
-            self._peak_item,
-        ):
-            self._scene.addItem(item)
-        for item in (self._overlay_item, self._outline_item, self._peak_item):
-            item.setVisible(False)
-
-        self.colour_bar = ColourBar(self.viewport())
-        self.colour_bar.hide()
+        self._scene.addItem(self._image_item)
+        self._heat = HeatMapLayer(self._scene, self.viewport())
+        self.colour_bar = self._heat.colour_bar
+        self._overlay_item, self._outline_item, self._peak_item = (
+            self._heat.overlay_item,
+            self._heat.outline_item,
+            self._heat.peak_item,
+        )
         self.banner = QLabel(self.viewport())
         self.banner.setObjectName("canvasBanner")
         self.banner.setWordWrap(True)
@@ -200,15 +85,8 @@ class ImageCanvas(QGraphicsView):
         self._default_window: Window | None = None
         self._window: Window | None = None  # None: the file's own VOI
         self._invert = False
-        self._rotation = 0
-        self._fit = True
-        self._zoom = 1.0
-        self._overlay_wanted = True  # the user's heat-map toggle
-        self._has_overlay = False
-        self._has_peak = False
-        self._overlay_opacity = 0.5
-        self._drag: tuple[str, QPointF, Window | None] | None = None
         self.annotations: dict[str, list[str]] = {"top_left": [], "top_right": []}
+        self._input = CanvasInput(self, self.measurementChanged.emit)
 
     # --- image --------------------------------------------------------------------------------------------
 
@@ -223,7 +101,11 @@ class ImageCanvas(QGraphicsView):
         self, image: Any, display: np.ndarray, window: Any, *, keep_view: bool = False, rgb32: np.ndarray | None = None
     ) -> None:
         """Show a decoded image; `display` is its rendering at the file's own window (`rgb32`: the same
-        already converted by a worker, see `backend.gray_to_rgb32`, which saves the GUI thread a copy)."""
+        already converted by a worker, see `backend.gray_to_rgb32`, which saves the GUI thread a copy).
+        Measurements are cleared unless the same image is shown again with `keep_view`."""
+        if not (keep_view and image is self._image):
+            self.clear_measurements()
+            self._input.measure.set_image(image, display.shape[1], display.shape[0])
         self._image = image
         self._base_display = display
         self._ready_rgb32 = rgb32
@@ -232,6 +114,7 @@ class ImageCanvas(QGraphicsView):
             self._window = None
             self._invert = False
             self._rotation = 0
+            self._flip = False
             self._fit = True
         self.clear_overlay()
         self._render()
@@ -250,9 +133,15 @@ class ImageCanvas(QGraphicsView):
         self._image_item.setPixmap(QPixmap())
         self._pixmap_words = self._ready_rgb32 = None
         self.clear_overlay()
+        self.clear_measurements()
+        self._input.magnifier.hide()
         self.annotations = {"top_left": [], "top_right": []}
         self.viewport().update()
         self.view_changed.emit()
+
+    def image_item(self) -> QGraphicsPixmapItem:
+        """The film's scene item (for the loupe)."""
+        return self._image_item
 
     def display_array(self) -> np.ndarray | None:
         """The 8-bit image currently shown (after window/level and inversion), for checks and exports."""
@@ -320,77 +209,26 @@ class ImageCanvas(QGraphicsView):
     def toggle_invert(self) -> None:
         self.set_inverted(not self._invert)
 
-    # --- zoom / pan / rotate ------------------------------------------------------------------------------
+    def drag_window(self, start: Window, delta: QPointF) -> None:
+        """Window/level from a right drag of `delta` screen pixels that began at `start`."""
+        step = max(self._default_window.width if self._default_window else 1.0, 1e-3) / 300.0
+        self.set_window(start.center + delta.y() * step, max(start.width + delta.x() * step, step), "manual")
 
-    @property
-    def zoom(self) -> float:
-        """Screen pixels per image pixel."""
-        return self._zoom
+    # --- geometry (canvas_geometry) -------------------------------------------------------------------------
 
-    @property
-    def rotation(self) -> int:
-        return self._rotation
-
-    @property
-    def fit_mode(self) -> bool:
-        return self._fit
-
-    def _image_rect(self) -> QRectF:
+    def _content_rect(self) -> QRectF:
         return self._image_item.boundingRect()
 
-    def fit(self) -> None:
-        self._fit = True
-        rect = self._image_rect()
-        if rect.isEmpty():
-            return
-        rotated = QTransform().rotate(self._rotation).mapRect(rect)
-        vw, vh = max(self.viewport().width() - 8, 10), max(self.viewport().height() - 8, 10)
-        self._zoom = min(vw / rotated.width(), vh / rotated.height())
-        self._apply_transform()
-        self.centerOn(rect.center())
-        self.view_changed.emit()
-
-    def actual_size(self) -> None:
-        """1:1 - one image pixel per screen pixel, centred where the view is centred."""
-        self._set_zoom(1.0)
-
-    def zoom_by(self, factor: float) -> None:
-        self._set_zoom(self._zoom * factor)
-
-    def _set_zoom(self, zoom: float, anchor: QPointF | None = None) -> None:
-        """Zoom keeping the view centre (or the viewport point `anchor`) on the same image point."""
-        if self._image is None:
-            return
-        at = anchor if anchor is not None else QPointF(self.viewport().rect().center())
-        scene_point = self.mapToScene(at.toPoint())
-        self._fit = False
-        self._zoom = float(np.clip(zoom, MIN_ZOOM, MAX_ZOOM))
-        self._apply_transform()
-        moved = self.mapFromScene(scene_point) - at.toPoint()
-        h, v = self.horizontalScrollBar(), self.verticalScrollBar()
-        h.setValue(h.value() + moved.x())
-        v.setValue(v.value() + moved.y())
-        self.view_changed.emit()
-
-    def rotate_by(self, degrees: int) -> None:
-        self._rotation = (self._rotation + degrees) % 360
-        if self._fit:
-            self.fit()
-        else:
-            centre = self.mapToScene(self.viewport().rect().center())
-            self._apply_transform()
-            self.centerOn(centre)
-        self.view_changed.emit()
-
-    def _apply_transform(self) -> None:
-        self.setTransform(QTransform().rotate(self._rotation).scale(self._zoom, self._zoom))
-        self.viewport().update()
+    def _fit_reserve(self) -> int:
+        """The colour bar gets its own strip on the right, off the film."""
+        return self.colour_bar.width() + 2 * BAR_GAP - FIT_MARGIN if self.overlay_shown() else 0
 
     def reset_view(self) -> None:
-        """Space: fit, the file's own window, no inversion, no rotation."""
+        """Space: fit, the file's own window, no inversion, no rotation, no flip."""
         self._window = None
         self._invert = False
         self._rotation = 0
+        self._flip = False
         self._render()
         self.fit()
 
@@ -400,52 +238,34 @@ class ImageCanvas(QGraphicsView):
         """Show a heat map (premultiplied BGRA, any size; stretched over the whole image)."""
         if self._image is None:
             return
-        pixmap = QPixmap.fromImage(bgra_qimage(bgra))
-        rect = self._image_rect()
-        self._overlay_item.setPixmap(pixmap)
-        self._overlay_item.setTransform(
-            QTransform.fromScale(rect.width() / pixmap.width(), rect.height() / pixmap.height())
-        )
-        self._overlay_item.setOpacity(self._overlay_opacity)
-        self._has_overlay = True
-        self.colour_bar.set_title(title)
-        self._has_peak = peak is not None
-        if peak is not None:
-            self._peak_item.setPos(QPointF(peak[0] + 0.5, peak[1] + 0.5))
+        self._heat.set(bgra, title, peak, self._content_rect())
         self.hide_message()
         self._sync_overlay()
 
     def clear_overlay(self) -> None:
-        self._has_overlay = False
-        self._has_peak = False
-        self._overlay_item.setPixmap(QPixmap())
+        self._heat.clear()
         self._sync_overlay()
 
     def set_overlay_visible(self, visible: bool) -> None:
-        self._overlay_wanted = bool(visible)
+        self._heat.wanted = bool(visible)
         self._sync_overlay()
 
     def set_overlay_opacity(self, opacity: float) -> None:
-        self._overlay_opacity = float(np.clip(opacity, 0.0, 1.0))
-        self._overlay_item.setOpacity(self._overlay_opacity)
-        self.colour_bar.opacity = self._overlay_opacity
-        self.colour_bar.update()
+        self._heat.set_opacity(opacity)
 
     @property
     def overlay_opacity(self) -> float:
-        return self._overlay_opacity
+        return self._heat.opacity
 
     def overlay_shown(self) -> bool:
         """True when a heat map is on screen (a map is set and the user has not hidden it)."""
-        return self._has_overlay and self._overlay_wanted
+        return self._heat.shown()
 
     def _sync_overlay(self) -> None:
-        shown = self.overlay_shown()
-        self._overlay_item.setVisible(shown)
-        self._peak_item.setVisible(shown and self._has_peak)
-        self._outline_item.setVisible(shown and bool(self._outline_note))
-        self.colour_bar.setVisible(shown)
+        bar_changed = self._heat.sync()
         self._place_children()
+        if bar_changed and self._fit and self._image is not None:
+            self.fit()  # make room for the bar beside the film, or take the room back
         self.viewport().update()
 
     def set_analysed_region(self, rect: tuple[float, float, float, float] | None, note: str = "") -> None:
@@ -453,16 +273,14 @@ class ImageCanvas(QGraphicsView):
 
         Drawn together with the heat map, whose coordinates it frames.
         """
-        self._outline_note = "" if rect is None else (note or "analysed region")
-        if rect is not None:
-            self._outline_item.setRect(QRectF(*rect))
+        self._heat.set_region(rect, note)
         self._sync_overlay()
 
     def analysed_region_shown(self) -> bool:
         return self._outline_item.isVisible()
 
     def analysed_region(self) -> QRectF | None:
-        return self._outline_item.rect() if self._outline_note else None
+        return self._heat.region()
 
     # --- messages -----------------------------------------------------------------------------------------
 
@@ -480,9 +298,11 @@ class ImageCanvas(QGraphicsView):
 
     def _place_children(self) -> None:
         vp = self.viewport().rect()
+        text_room = 4 * self.fontMetrics().height() + 2 * BAR_GAP  # the corner text above and below
+        self.colour_bar.fit_height(vp.height() - 2 * text_room)
         self.colour_bar.move(
-            vp.right() - self.colour_bar.width() - 12,
-            max(12, vp.center().y() - self.colour_bar.height() // 2),
+            vp.right() - self.colour_bar.width() - BAR_GAP,
+            max(BAR_GAP, vp.center().y() - self.colour_bar.height() // 2),
         )
         width = min(560, vp.width() - 40)
         self.banner.setFixedWidth(max(width, 100))
@@ -492,78 +312,48 @@ class ImageCanvas(QGraphicsView):
     # --- events -------------------------------------------------------------------------------------------
 
     def resizeEvent(self, event: QResizeEvent) -> None:  # noqa: N802
-        super().resizeEvent(event)
         self._place_children()
-        if self._fit and self._image is not None:
-            self.fit()
-
-    def wheelEvent(self, event: QWheelEvent) -> None:  # noqa: N802
-        if self._image is None:
-            return
-        steps = event.angleDelta().y() / 120.0
-        if steps:
-            self._set_zoom(self._zoom * WHEEL_STEP**steps, anchor=event.position())
-        event.accept()
+        super().resizeEvent(event)
 
     def mousePressEvent(self, event: QMouseEvent) -> None:  # noqa: N802
-        if self._image is None:
-            return super().mousePressEvent(event)
-        button = event.button()
-        if button == Qt.MouseButton.RightButton:
-            self._drag = ("wl", event.position(), self.window)
-            self.viewport().setCursor(Qt.CursorShape.SizeAllCursor)
+        if self._input.press(event):
             event.accept()
-            return
-        if button in (Qt.MouseButton.LeftButton, Qt.MouseButton.MiddleButton):
-            self._drag = ("pan", event.position(), None)
-            self.viewport().setCursor(Qt.CursorShape.ClosedHandCursor)
-            event.accept()
-            return
-        super().mousePressEvent(event)
+        else:
+            super().mousePressEvent(event)
 
     def mouseMoveEvent(self, event: QMouseEvent) -> None:  # noqa: N802
-        pos = event.position()
-        if self._drag is not None:
-            kind, start, start_window = self._drag
-            delta = pos - start
-            if kind == "pan":
-                self._drag = (kind, pos, None)
-                h, v = self.horizontalScrollBar(), self.verticalScrollBar()
-                h.setValue(h.value() - round(delta.x()))
-                v.setValue(v.value() - round(delta.y()))
-                if self._fit:
-                    self._fit = False
-            elif start_window is not None:
-                sensitivity = max(self._default_window.width if self._default_window else 1.0, 1e-3) / 300.0
-                width = max(start_window.width + delta.x() * sensitivity, sensitivity)
-                centre = start_window.center + delta.y() * sensitivity
-                self.set_window(centre, width, "manual")
+        dragging = self._input.move(event)
+        self._report_cursor(event.position())
+        if dragging:
             event.accept()
-        self._report_cursor(pos)
-        if self._drag is None:
+        else:
             super().mouseMoveEvent(event)
 
     def mouseReleaseEvent(self, event: QMouseEvent) -> None:  # noqa: N802
-        if self._drag is not None:
-            self._drag = None
-            self.viewport().unsetCursor()
+        if self._input.release(event):
             event.accept()
-            return
-        super().mouseReleaseEvent(event)
-
-    def mouseDoubleClickEvent(self, event: QMouseEvent) -> None:  # noqa: N802
-        if event.button() == Qt.MouseButton.LeftButton and self._image is not None:
-            self.fit()
-            event.accept()
-            return
-        super().mouseDoubleClickEvent(event)
+        else:
+            super().mouseReleaseEvent(event)
 
     def contextMenuEvent(self, event: Any) -> None:  # noqa: N802
         event.accept()  # right button is window/level
 
     def leaveEvent(self, event: Any) -> None:  # noqa: N802
         self.cursor_info.emit(None)
+        self._input.magnifier.hide()
         super().leaveEvent(event)
+
+    def event(self, event: QEvent) -> bool:
+        if event.type() == QEvent.Type.ShortcutOverride and self._input.wants_key(event):
+            event.accept()  # Esc leaves the tool, even where a window shortcut also uses it
+            return True
+        return super().event(event)
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802
+        if self._input.key(event):
+            event.accept()
+        else:
+            super().keyPressEvent(event)
 
     def _report_cursor(self, pos: QPointF) -> None:
         if self._image is None or self._display is None:
@@ -576,6 +366,37 @@ class ImageCanvas(QGraphicsView):
         else:
             self.cursor_info.emit(None)
 
+    # --- tools and magnifier ------------------------------------------------------------------------------
+
+    def tool(self) -> CanvasTool:
+        return self._input.tool
+
+    def set_tool(self, tool: CanvasTool) -> None:
+        """What the left button does: pan, measure a distance or the cardiothoracic ratio (Esc: back to pan).
+        A line still being drawn is dropped; finished measurements stay until the next image."""
+        if self._input.set_tool(CanvasTool(tool)):
+            self.tool_changed.emit(self._input.tool)
+
+    def tool_hint(self) -> str:
+        """What the current tool expects next ("" for pan)."""
+        return self._input.hint()
+
+    def measurements(self) -> list[str]:
+        """The labels of the lines drawn now."""
+        return self._input.measure.texts()
+
+    def clear_measurements(self) -> None:
+        if self._input.clear():
+            self.measurementChanged.emit("")
+        self.viewport().update()
+
+    def magnifier_enabled(self) -> bool:
+        return self._input.magnifier_on
+
+    def set_magnifier(self, enabled: bool) -> None:
+        """A loupe under the cursor showing the film `Magnifier.ZOOM` times larger than the view."""
+        self._input.set_magnifier(enabled)
+
     # --- corner annotations -------------------------------------------------------------------------------
 
     def set_annotations(self, top_left: list[str], top_right: list[str]) -> None:
@@ -586,7 +407,7 @@ class ImageCanvas(QGraphicsView):
         """All text drawn over the image (for checks)."""
         lines = self.annotations["top_left"] + self.annotations["top_right"] + self._status_lines()
         if self._outline_item.isVisible():
-            lines.append(self._outline_note)
+            lines.append(self._heat.outline_note)
         return "\n".join(lines)
 
     def _status_lines(self) -> list[str]:
@@ -599,6 +420,8 @@ class ImageCanvas(QGraphicsView):
         extra = [f"Zoom {self._zoom:.0%}"]
         if self._rotation:
             extra.append(f"Rot {self._rotation}°")
+        if self._flip:
+            extra.append("Flipped")
         if self._invert:
             extra.append("Inverted")
         lines.append("  ".join(extra))
@@ -609,33 +432,11 @@ class ImageCanvas(QGraphicsView):
             return
         painter.save()
         painter.resetTransform()
-        font = QFont(self.font())
-        painter.setFont(font)
-        fm = painter.fontMetrics()
-        vp = self.viewport().rect()
-        line = fm.height()
-
-        def draw(lines: list[str], x: int, y: int, align_right: bool, up: bool) -> None:
-            for i, text in enumerate(lines):
-                yy = y - (len(lines) - 1 - i) * line if up else y + i * line
-                xx = x - fm.horizontalAdvance(text) if align_right else x
-                painter.setPen(QColor(0, 0, 0, 200))
-                painter.drawText(xx + 1, yy + 1, text)
-                painter.setPen(QColor(225, 228, 232))
-                painter.drawText(xx, yy, text)
-
-        top = 10 + fm.ascent()
-        draw(self.annotations["top_left"], 10, top, False, False)
-        draw(self.annotations["top_right"], vp.right() - 10, top, True, False)
-        draw(self._status_lines(), 10, vp.bottom() - 10 - fm.descent(), False, True)
-        if self._outline_item.isVisible():
-            note = f"┅ {self._outline_note}"
-            x = vp.right() - 10 - fm.horizontalAdvance(note)
-            y = vp.bottom() - 10 - fm.descent()
-            painter.setPen(QColor(0, 0, 0, 200))
-            painter.drawText(x + 1, y + 1, note)
-            painter.setPen(QColor(90, 200, 255))
-            painter.drawText(x, y, note)
+        painter.setFont(QFont(self.font()))
+        corners = (self.annotations["top_left"], self.annotations["top_right"], self._status_lines())
+        note = f"┅ {self._heat.outline_note}" if self._outline_item.isVisible() else ""
+        hint_top = self.banner.geometry().bottom() + 8 if self.banner.isVisible() else 10
+        paint_corner_text(painter, self.viewport().rect(), corners, note, self.tool_hint(), hint_top)
         painter.restore()
 
 
@@ -643,12 +444,3 @@ def _window_of(preset: Any) -> Window | None:
     if preset is None:
         return None
     return Window(float(preset.center), float(preset.width), str(getattr(preset, "name", "") or ""))
-
-
-def _crosshair() -> QPainterPath:
-    path = QPainterPath()
-    path.addEllipse(QPointF(0, 0), 9, 9)
-    for a, b in (((-15, 0), (-5, 0)), ((5, 0), (15, 0)), ((0, -15), (0, -5)), ((0, 5), (0, 15))):
-        path.moveTo(*a)
-        path.lineTo(*b)
-    return path
