@@ -134,7 +134,8 @@ class OutlinedLabel(QGraphicsItem):
 
 
 class ColourBar(QWidget):
-    """Vertical colour bar of the fixed heat-map scale (0-100 % local probability), as drawn.
+    """Vertical colour bar of the fixed heat-map scale (0-100 % local probability), as drawn; the same scale,
+    ticks and title as the exported reports' bar (`colormap.bar_colours`).
 
     Its height follows the room it gets (`fit_height`), between `MIN_HEIGHT` and `MAX_HEIGHT`.
     """
@@ -173,22 +174,22 @@ class ColourBar(QWidget):
         top, bottom = 10 + 2 * fm.height() + 4, self.height() - 10 - 2 * fm.height() - 4
         bar = QRectF(10, top, 16, bottom - top)
         # The scale exactly as it is drawn: colours with their alpha ramp, over mid-grey.
-        p.fillRect(bar, QColor(110, 110, 110))
+        p.fillRect(bar, QColor(*colormap.BAR_BACKDROP))
         grad = QLinearGradient(bar.bottomLeft(), bar.topLeft())
         for i in range(0, 256, 8):
             r, g, b = (int(c) for c in colormap.LUT_RGB[i])
-            a = float(colormap.ALPHA[i]) * max(self.opacity, 0.25)
+            a = float(colormap.ALPHA[i]) * max(self.opacity, colormap.MIN_BAR_OPACITY)
             grad.setColorAt(i / 255, QColor(r, g, b, int(255 * a)))
         r, g, b = (int(c) for c in colormap.LUT_RGB[255])
-        grad.setColorAt(1.0, QColor(r, g, b, int(255 * max(self.opacity, 0.25))))
+        grad.setColorAt(1.0, QColor(r, g, b, int(255 * max(self.opacity, colormap.MIN_BAR_OPACITY))))
         p.fillRect(bar, grad)
         p.setPen(QPen(QColor(200, 200, 200), 1))
         p.setBrush(Qt.BrushStyle.NoBrush)
         p.drawRect(bar)
-        for value in (0.0, 0.25, 0.5, 0.75, 1.0):
+        for value in colormap.BAR_TICKS:
             y = bar.bottom() - value * bar.height()
             p.drawLine(QPointF(bar.right(), y), QPointF(bar.right() + 4, y))
-            p.drawText(QPointF(bar.right() + 7, y + fm.ascent() / 2 - 1), f"{value:.0%}")
+            p.drawText(QPointF(bar.right() + 7, y + fm.ascent() / 2 - 1), colormap.tick_label(value))
         p.setPen(QColor(235, 235, 235))
         p.drawText(
             QRectF(4, 6, self.width() - 8, fm.height()),
@@ -199,7 +200,7 @@ class ColourBar(QWidget):
         p.drawText(
             QRectF(2, bottom + 4, self.width() - 4, 2 * fm.height()),
             Qt.AlignmentFlag.AlignHCenter,
-            "local\nprobability",
+            colormap.SCALE_TITLE.replace(" ", "\n", 1),
         )
         p.end()
 
