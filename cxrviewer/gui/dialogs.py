@@ -30,6 +30,14 @@ DISCLAIMER = (
     "opinion to be weighed by a qualified reader, never a diagnosis."
 )
 
+NETWORK_USE = (
+    "Images and results stay on this computer unless you connect it to a PACS. The app opens network "
+    "connections only when you turn on the DICOM receiver (File ▸ PACS connection…, off by default; it "
+    "then listens on the address and port you chose and accepts only the AE titles you allowed), press "
+    "Test connection there, or send results to a PACS (File ▸ Send results to PACS, or automatically "
+    "after each analysis if you enabled that). Nothing is downloaded and nothing is sent anywhere else."
+)
+
 LICENCES = [
     ("cxrviewer", "Apache-2.0"),
     ("Qt 6 / PySide6", "LGPL-3.0 (The Qt Company)"),
@@ -188,11 +196,9 @@ class ModelCardDialog(QDialog):
                              ("; ".join(card.limitations) if card else None, "Limitations")):
             if value:
                 details.append(f"<b>{title}:</b> {html.escape(value)}")
-        cam = card.cam.to_json() if card and card.cam else None
         details.append(
             "<b>Heat maps:</b> class-activation maps of the final layer, shown as a local probability "
-            "on a fixed 0–100 % scale; none is drawn below a finding's operating point."
-            + (f" ({html.escape(str(cam.get('display', '')))})" if isinstance(cam, dict) else "")
+            "(the sigmoid of the map) on a fixed 0–100 % scale; none is drawn below a finding's operating point."
         )
         details.append(f"<b>Card:</b> {html.escape(str(getattr(getattr(engine, 'bundle', None), 'card_path', '')))}")
         self.details = QTextBrowser()
@@ -225,7 +231,7 @@ class AboutDialog(QDialog):
             "<p>An offline second-opinion viewer for chest radiographs: the film, and beside it what a "
             "multi-label neural network sees in it, with where it looked.</p>",
             f"<p style='color:#ff9a5a'><b>{html.escape(DISCLAIMER)}</b></p>",
-            "<p>No image or result leaves this computer: the app makes no network connections.</p>",
+            f"<p>{html.escape(NETWORK_USE)}</p>",
             "<h3>Data attributions</h3>",
         ]
         for title, text in DATA_ATTRIBUTIONS:

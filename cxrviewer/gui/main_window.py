@@ -109,7 +109,7 @@ class MainWindow(IntakeMixin, DisplayMixin, QMainWindow):
         self.toolbar = self.table.build_toolbar({"wl_label": wl, "presets": self.presets.combo})
         self.addToolBar(self.toolbar)
         self.status = StatusBar(self.statusBar())
-        for name in ("pixel_label", "view_label", "progress", "pacs_status", "model_status", "notice"):
+        for name in ("pixel_label", "progress", "pacs_status", "model_status", "notice"):
             setattr(self, name, getattr(self.status, name))
         self._connect()
         self._restore_settings()
@@ -156,7 +156,7 @@ class MainWindow(IntakeMixin, DisplayMixin, QMainWindow):
             self.splitter.setStretchFactor(i, stretch)
         self.splitter.setSizes([350, 740, 330])
         self.splitter.setChildrenCollapsible(False)
-        self.browser.setMinimumWidth(300)
+        self.browser.setMinimumWidth(max(300, self.browser.minimumSizeHint().width()))
         self.setCentralWidget(self.splitter)
 
     def _when_listed(self, change: Callable[..., Entry | None], then: Callable[..., None]) -> Callable[..., None]:
@@ -189,7 +189,6 @@ class MainWindow(IntakeMixin, DisplayMixin, QMainWindow):
         self.browser.context_menu_requested.connect(self.study_context_menu)
         self.browser.hide_identifiers_toggled.connect(self._on_hide_toggled_in_browser)
         self.canvas.cursor_info.connect(self.status.show_cursor)
-        self.canvas.view_changed.connect(lambda: self.status.show_view(self.canvas))
         self.canvas.view_changed.connect(self._update_enabled)
         self.findings.finding_selected.connect(self.show_finding)
         self.findings.analyse_anyway.connect(self.analyse_anyway)

@@ -61,6 +61,7 @@ log = logging.getLogger(__name__)
 
 PREFIX = "pacs/"
 RETRY_INTERVAL_S = 60.0
+DIALOG_MIN_WIDTH = 640
 ECHO_LIMITS = Limits(connect_timeout=5, acse_timeout=5, dimse_timeout=5, network_timeout=5)
 
 
@@ -146,7 +147,10 @@ class PacsPreferencesDialog(QDialog):
         self._bridge = _EchoBridge(self)
         self._bridge.done.connect(self._echo_done)
         c = settings.config
+        self.setMinimumWidth(DIALOG_MIN_WIDTH)
         layout = QVBoxLayout(self)
+        layout.setContentsMargins(18, 16, 18, 14)
+        layout.setSpacing(14)
 
         receive = QGroupBox("Receive studies from the PACS")
         form = QFormLayout(receive)
@@ -205,6 +209,11 @@ class PacsPreferencesDialog(QDialog):
         form2.addRow(self.auto_send)
         form2.addRow(echo_row)
         layout.addWidget(send)
+        for f in (form, form2):  # room for the fields and their examples
+            f.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+            f.setHorizontalSpacing(14)
+            f.setVerticalSpacing(8)
+            f.setContentsMargins(12, 14, 12, 10)
 
         self.error = QLabel()
         self.error.setWordWrap(True)

@@ -1,7 +1,8 @@
-"""The status bar's permanent parts: cursor readout, window/zoom, queue progress, PACS, model, notice.
+"""The status bar's permanent parts: cursor readout, queue progress, PACS, model, notice.
 
 They stay narrow (texts elided, full text in the tooltip; the cursor readout only while the cursor is
-over the image) so that messages on the left are read in full.
+over the image; window/level and zoom are in the canvas's corner, not repeated here) so that messages
+on the left are read in full, also in a 1024 px wide window.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from PySide6.QtWidgets import QLabel, QProgressBar, QStatusBar
 
 from cxrviewer.gui.welcome import NOTICE
 
-MODEL_STATUS_WIDTH = 200
+MODEL_STATUS_WIDTH = 160
 
 
 class ElidedLabel(QLabel):
@@ -41,9 +42,8 @@ class StatusBar:
         self.bar = bar
         self.pixel_label = QLabel("")
         self.pixel_label.setObjectName("pixelLabel")
+        self.pixel_label.setToolTip("Position under the cursor (image pixels) = the pixel's stored value")
         self.pixel_label.hide()
-        self.view_label = QLabel("")
-        self.view_label.setObjectName("viewLabel")
         self.progress = QProgressBar()
         self.progress.setObjectName("queueProgress")
         self.progress.setFormat("Analysing %v / %m")
@@ -60,7 +60,7 @@ class StatusBar:
             "cxrviewer is a research and education tool. Its findings are a second opinion "
             "for a qualified reader, never a diagnosis."
         )
-        for w in (self.pixel_label, self.view_label, self.progress, self.pacs_status, self.model_status, self.notice):
+        for w in (self.pixel_label, self.progress, self.pacs_status, self.model_status, self.notice):
             bar.addPermanentWidget(w)
 
     def show_cursor(self, info: Any) -> None:
@@ -71,17 +71,9 @@ class StatusBar:
         x, y, value = info
         text = f"x {x}  y {y}"
         if value is not None:
-            text += f"   value {value:g}"
+            text += f"  = {value:g}"
         self.pixel_label.setText(text)
         self.pixel_label.show()
-
-    def show_view(self, canvas: Any) -> None:
-        parts = []
-        if canvas.window is not None:
-            parts.append(f"W {canvas.window.width:.0f} / L {canvas.window.center:.0f}")
-        if canvas.has_image():
-            parts.append(f"{canvas.zoom:.0%}")
-        self.view_label.setText("   ".join(parts))
 
     def show_progress(self, done: int, total: int) -> None:
         if total > 1:

@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QListView,
+    QSizePolicy,
     QStyle,
     QStyledItemDelegate,
     QStyleOptionViewItem,
@@ -52,6 +53,7 @@ STATE_COLOURS = {
 
 MOST_ABNORMAL = "Most abnormal"  # worklist order: most abnormal first
 SORT_MODES = ("Order opened", MOST_ABNORMAL, "Patient", "Study date")
+SORT_COMBO_CHROME = 52  # px beside the text: style padding (8 + 8) and the drop-down arrow
 
 
 def state_text(record: StudyRecord) -> str:
@@ -402,6 +404,9 @@ class StudyBrowser(QWidget):
         self.sort_combo.setObjectName("sortCombo")
         self.sort_combo.addItems(SORT_MODES)
         self.sort_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
+        fm = self.sort_combo.fontMetrics()  # room for the longest mode, its padding and the arrow: no "Most abnorma"
+        self.sort_combo.setMinimumWidth(max(fm.horizontalAdvance(m) for m in SORT_MODES) + SORT_COMBO_CHROME)
+        self.sort_combo.setSizePolicy(QSizePolicy.Policy.Fixed, QSizePolicy.Policy.Fixed)
         self.sort_combo.setToolTip("Sort the worklist")
         self.sort_combo.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         bar_layout.addWidget(self.sort_combo)

@@ -25,6 +25,7 @@ from cxrviewer.gui.settings import AppSettings
 MODEL_LABELS = ["No Finding", "Cardiomegaly", "Lung Opacity", "Lung Lesion", "Edema", "Consolidation",
                 "Pneumonia", "Atelectasis", "Pneumothorax", "Pleural Effusion", "Emphysema"]
 POSITIVE = {"Cardiomegaly", "Pleural Effusion", "Lung Opacity"}  # operating point 0.001
+FOLD_STD = {lab: round(0.01 + i / 1000, 4) for i, lab in enumerate(MODEL_LABELS)}  # AUROC spread across folds
 
 
 def _thresholds() -> dict[str, float]:
@@ -49,7 +50,9 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "labels": MODEL_LABELS,
         "thresholds": _thresholds(),
         "validation": {"per_label": {lab: {"auroc": round(0.6 + i / 50, 3), "n_pos": 10 + i, "n_neg": 90}
-                                     for i, lab in enumerate(MODEL_LABELS)}},
+                                     for i, lab in enumerate(MODEL_LABELS)},
+                       "cross_validation": {"folds": 3, "per_label": {
+                           lab: {"auroc": {"mean": 0.6, "std": FOLD_STD[lab], "folds": 3}} for lab in MODEL_LABELS}}},
         "datasets": [{"name": "NIH ChestX-ray14", "license": "no restrictions",
                       "attribution": "Wang et al."}],
     }

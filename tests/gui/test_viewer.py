@@ -105,7 +105,7 @@ def test_window_level_and_invert_change_displayed_pixels(qtbot, analysed) -> Non
     start = canvas.window
     vp = canvas.viewport()
     centre = QPointF(vp.width() / 2, vp.height() / 2)
-    end = centre + QPointF(-120, 0)
+    end = centre + QPointF(-110, 0)
     for kind, pos, button, buttons in ((QEvent.Type.MouseButtonPress, centre, Qt.MouseButton.RightButton,
                                         Qt.MouseButton.RightButton),
                                        (QEvent.Type.MouseMove, end, Qt.MouseButton.NoButton,
@@ -116,6 +116,9 @@ def test_window_level_and_invert_change_displayed_pixels(qtbot, analysed) -> Non
                                                Qt.KeyboardModifier.NoModifier))
     w = canvas.window
     assert w.width < start.width and w.center == pytest.approx(start.center)
+    # the preset box no longer claims the file's own window (issue 15: it kept saying "File default")
+    combo = window.presets.combo
+    assert window.presets.is_custom() and combo.currentText() == f"Custom · W {w.width:.0f} L {w.center:.0f}"
     shown = canvas.display_array().astype(np.float64)
     assert shown.std() > before.std()
     # exactly the DICOM LINEAR window (PS3.3 C.11.2.1.2.1) on this MONOCHROME2 film
@@ -124,6 +127,9 @@ def test_window_level_and_invert_change_displayed_pixels(qtbot, analysed) -> Non
 
     qtbot.keyClick(window, Qt.Key.Key_Space)  # reset
     assert np.array_equal(canvas.display_array(), before) and canvas.user_window is None
+    assert combo.currentText() == "1 · File default" and combo.count() == len(window.presets.presets)
+    qtbot.keyClick(window, Qt.Key.Key_2)  # a preset key selects its entry
+    assert combo.currentIndex() == 1 and not window.presets.is_custom()
 
 
 def test_zoom_pan_rotate_keys_and_pixel_readout(qtbot, analysed) -> None:  # noqa: ANN001
@@ -160,9 +166,9 @@ def test_zoom_pan_rotate_keys_and_pixel_readout(qtbot, analysed) -> None:  # noq
                        Qt.MouseButton.NoButton, Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier)
     QApplication.sendEvent(vp, move)
     text = window.pixel_label.text()
-    x, y = (int(v) for v in text.split("value")[0].replace("x", "").split("y"))
+    x, y = (int(v) for v in text.split("=")[0].replace("x", "").split("y"))
     assert abs(x - 300) <= 1 and abs(y - 200) <= 1
-    assert text.endswith(f"value {canvas.image.pixels[y, x]:g}")
+    assert text.endswith(f"= {canvas.image.pixels[y, x]:g}")
 
 
 def test_analysed_region_outlined_when_letterbox_pads(qtbot, window: MainWindow, dicom_dir: Path) -> None:  # noqa: ANN001
