@@ -335,6 +335,13 @@ class ImageCanvas(ZoomableView):
         else:
             super().mouseReleaseEvent(event)
 
+    def mouseDoubleClickEvent(self, event: QMouseEvent) -> None:  # noqa: N802
+        # with a measuring tool a quick second click ends the line; with pan a double click fits
+        if self._input.tool is not CanvasTool.PAN and self._input.press(event):
+            event.accept()
+        else:
+            super().mouseDoubleClickEvent(event)
+
     def contextMenuEvent(self, event: Any) -> None:  # noqa: N802
         event.accept()  # right button is window/level
 

@@ -117,13 +117,21 @@ def test_ruler_by_two_clicks_at_fit_zoom_and_esc(qtbot, make_canvas, dicom_dir: 
     assert len(results) == 1
     mm = float(results[0].split()[0])
     assert mm == pytest.approx(600 * 0.168, abs=2 * 0.168 / canvas.zoom)  # screen rounding only
+    # a quick second click arrives as a double click: it still ends the line (and does not re-fit)
+    canvas.zoom_by(1.5)
+    click(canvas, a)
+    send(canvas, QEvent.Type.MouseButtonDblClick, a + QPointF(3, 60), LEFT, LEFT)
+    send(canvas, QEvent.Type.MouseButtonRelease, a + QPointF(3, 60), LEFT, NONE)
+    assert len(results) == 2 and not canvas.fit_mode
+    assert float(results[1].split()[0]) == pytest.approx(60 / canvas.zoom * 0.168, abs=0.6)
+    canvas.fit()
 
     # Esc drops a line being drawn and returns to pan; finished lines stay
     click(canvas, a)
     canvas.setFocus()
     qtbot.keyClick(canvas, Qt.Key.Key_Escape)
     assert canvas.tool() is CanvasTool.PAN and canvas.tool_hint() == ""
-    assert len(canvas.measurements()) == 1 and len(results) == 1
+    assert len(canvas.measurements()) == 2 and len(results) == 2
     # in pan mode a left drag pans again
     before = canvas.mapToScene(canvas.viewport().rect().center())
     drag(canvas, a, a + QPointF(40, 0))
