@@ -13,10 +13,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from PySide6.QtCore import Qt
-from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtGui import QAction, QActionGroup, QKeySequence
 from PySide6.QtWidgets import QMenu, QMenuBar, QToolBar, QWidget
 
 from cxrviewer.gui import assets
+from cxrviewer.gui.image_view import CanvasTool
 
 Shortcut = str | QKeySequence.StandardKey
 
@@ -49,6 +50,7 @@ class ActionSpec:
     checked: bool = False
     enabled_when: tuple[str, ...] = ()  # every condition must hold; () = always enabled
     in_help: bool = True  # listed by Help ▸ Keyboard shortcuts
+    group: str = ""  # checkable actions with the same group are exclusive (one checked at a time)
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,18 @@ ACTIONS: tuple[ActionSpec, ...] = (
     A("invert", "Invert", "canvas.toggle_invert", ("I",), "invert", enabled_when=(IMAGE,)),
     A("reset", "Reset view", "reset_view", ("Space",), "reset", tip="Reset zoom, window/level, rotation and inversion",
       enabled_when=(IMAGE,)),
+    A("flip", "Flip horizontally", "canvas.flip_horizontal", ("F",), "flip", enabled_when=(IMAGE,)),
+    A("tool_pan", "Pan and zoom", "set_canvas_tool", ("P",), args=(CanvasTool.PAN,), checkable=True, checked=True,
+      group="tool", tip="Left drag pans the film (Esc returns here from a measuring tool)"),
+    A("tool_ruler", "Measure distance", "set_canvas_tool", ("M",), "ruler", args=(CanvasTool.RULER,),
+      checkable=True, group="tool", enabled_when=(IMAGE,),
+      tip="Left drag measures a distance (mm from the pixel spacing; detector mm are not calibrated)"),
+    A("tool_ctr", "Cardiothoracic ratio", "set_canvas_tool", ("T",), "ctr", args=(CanvasTool.CTR,),
+      checkable=True, group="tool", enabled_when=(IMAGE,),
+      tip="Draw the heart's widest diameter, then the thorax's inner diameter"),
+    A("clear_measurements", "Clear measurements", "canvas.clear_measurements", enabled_when=(IMAGE,)),
+    A("magnifier", "Magnifier", "canvas.set_magnifier", ("G",), "magnifier", checkable=True, enabled_when=(IMAGE,),
+      tip="A loupe under the cursor"),
     A("heatmap", "Heat map", "set_heatmap_visible", ("H",), "heatmap", tip="Show the selected finding's heat map",
       checkable=True, checked=True),
     A("hide_ids", "Hide identifiers", "set_hide_identifiers", ("Ctrl+Shift+H",), "hide-ids",
@@ -119,16 +133,19 @@ EXPORT_MENU = Submenu("Export", (*(f"export_{fmt}" for fmt, _, _ in EXPORT_FORMA
 MENUS: tuple[Submenu, ...] = (
     Submenu("&File", ("open_files", "open_folder", "demo", SEP, EXPORT_MENU, "pacs_send", SEP, "pacs_prefs", SEP,
                       "remove", "clear", SEP, "quit")),
-    Submenu("&View", ("fit", "actual", "zoom_in", "zoom_out", SEP, "rotate", "rotate_left", "invert", "reset", SEP,
+    Submenu("&View", ("fit", "actual", "zoom_in", "zoom_out", SEP, "rotate", "rotate_left", "flip", "invert", "reset",
+                      SEP,
                       Submenu("Window/level presets", (), name="presets"), SEP, "heatmap", "hide_ids", SEP,
                       "next", "prev", "next_image", "prev_image", SEP, "info")),
+    Submenu("&Tools", ("tool_pan", "tool_ruler", "tool_ctr", SEP, "clear_measurements", SEP, "magnifier")),
     Submenu("&Analysis", ("anyway", "reanalyse", "cancel", SEP, "model_card")),
     Submenu("&Help", ("keys", "model_card", SEP, "about")),
 )
 #: Toolbar items: action ids, SEP, or "widget:<name>" for a widget the window passes in.
 TOOLBAR: tuple[str | None, ...] = (
-    "open_files", "open_folder", SEP, "fit", "actual", "zoom_in", "zoom_out", "rotate", "invert", "reset", SEP,
-    "widget:wl_label", "widget:presets", SEP, "heatmap", "hide_ids", SEP, "info", "model_card", "export_all",
+    "open_files", "open_folder", SEP, "fit", "actual", "zoom_in", "zoom_out", "rotate", "flip", "invert", "reset",
+    SEP, "widget:wl_label", "widget:presets", SEP, "tool_ruler", "tool_ctr", "magnifier", SEP, "heatmap", "hide_ids",
+    SEP, "info", "model_card", "export_all",
 )
 #: The study list's right-click menu; the window drops items that do not apply (see `study_context_menu`).
 CONTEXT_MENU: tuple[Any, ...] = ("info", "reanalyse", "anyway", SEP, EXPORT_MENU, "pacs_send", SEP, "remove")
@@ -153,6 +170,7 @@ class ActionTable:
         self.specs = {spec.id: spec for spec in specs}
         self.actions: dict[str, QAction] = {}
         self.menus: dict[str, QMenu] = {}
+        self.groups: dict[str, QActionGroup] = {}
         for spec in specs:
             self.actions[spec.id] = self._make(spec)
 
@@ -169,12 +187,16 @@ class ActionTable:
         keys = key_text(action)
         action.setToolTip(f"{spec.tip or spec.text.rstrip('…')}" + (f" ({keys})" if keys else ""))
         handler = _resolve(self.window, spec.handler)
+        args = spec.args
         if spec.checkable:
             action.setCheckable(True)
             action.setChecked(spec.checked)
-            action.toggled.connect(handler)
+            if spec.group:
+                if spec.group not in self.groups:
+                    self.groups[spec.group] = QActionGroup(self.window)
+                self.groups[spec.group].addAction(action)
+            action.toggled.connect(lambda checked: handler(*args, checked))
         else:
-            args = spec.args
             action.triggered.connect(lambda checked=False: handler(*args))
         self.window.addAction(action)
         return action

@@ -110,6 +110,7 @@ class Decoded:
     thumbnail: np.ndarray  # uint8, longest side THUMBNAIL_SIDE
     value_range: tuple[float, float] = (0.0, 255.0)  # min and max pixel value (modality units)
     rgb32: np.ndarray | None = None  # `display` as 0xFFgggggg words, ready for the canvas (handed over once)
+    presets: list[Any] | None = None  # named WindowPresets (`window_presets`), computed in the worker
 
 
 #: Helper processes that decode with a time limit (a decoder stuck on a hostile file is killed, not waited for).
@@ -149,6 +150,13 @@ def load(path: Path) -> Any:
     return decoder().load(path)
 
 
+def window_presets(image: Any) -> list[Any]:
+    """File default, Lung, Mediastinum, Bone ... in the image's own units (`cxrviewer.imaging.presets`)."""
+    from cxrviewer.imaging.presets import window_presets as _presets
+
+    return _presets(image)
+
+
 def default_window(image: Any) -> Any:
     from cxrviewer.imaging.display import default_window as _default
 
@@ -186,7 +194,8 @@ def decode(path: Path, image: Any = None) -> Decoded:
     display = np.ascontiguousarray(to_display(image, None))
     pixels = image.pixels
     value_range = (float(np.min(pixels)), float(np.max(pixels)))
-    return Decoded(image, display, window, thumbnail(display), value_range, gray_to_rgb32(display))
+    return Decoded(image, display, window, thumbnail(display), value_range, gray_to_rgb32(display),
+                   window_presets(image))
 
 
 def gray_to_rgb32(gray: np.ndarray) -> np.ndarray:

@@ -49,7 +49,7 @@ from cxrviewer.gui.dialogs import AboutDialog, ModelCardDialog, StudyInfoDialog
 from cxrviewer.gui.display import DisplayMixin
 from cxrviewer.gui.exports import StudyExporter, exports_available
 from cxrviewer.gui.findings_panel import FindingsPanel
-from cxrviewer.gui.image_view import ImageCanvas
+from cxrviewer.gui.image_view import CanvasTool, ImageCanvas
 from cxrviewer.gui.intake import IntakeMixin
 from cxrviewer.gui.pacs_link import PacsLink
 from cxrviewer.gui.records import ImageRecord, State, StudyRecord
@@ -190,6 +190,8 @@ class MainWindow(IntakeMixin, DisplayMixin, QMainWindow):
         self.browser.hide_identifiers_toggled.connect(self._on_hide_toggled_in_browser)
         self.canvas.cursor_info.connect(self.status.show_cursor)
         self.canvas.view_changed.connect(self._update_enabled)
+        self.canvas.tool_changed.connect(self._on_tool_changed)
+        self.canvas.measurementChanged.connect(lambda text: text and self.message(text, 15000))
         self.findings.finding_selected.connect(self.show_finding)
         self.findings.analyse_anyway.connect(self.analyse_anyway)
         self.findings.model_card_requested.connect(self.show_model_card)
@@ -287,6 +289,19 @@ class MainWindow(IntakeMixin, DisplayMixin, QMainWindow):
 
     def message(self, text: str, ms: int = 8000) -> None:
         self.statusBar().showMessage(text, ms)
+
+    def set_canvas_tool(self, tool: CanvasTool, checked: bool = True) -> None:
+        """Tools ▸ pan / ruler / cardiothoracic ratio (exclusive actions: only the checked one acts)."""
+        if checked:
+            self.canvas.set_tool(tool)
+            hint = self.canvas.tool_hint()
+            if hint:
+                self.message(hint, 10000)
+
+    def _on_tool_changed(self, tool: CanvasTool) -> None:
+        action = self.table[f"tool_{tool.value}"]
+        if not action.isChecked():
+            action.setChecked(True)  # Esc on the canvas returns to pan
 
     def conditions(self) -> dict[str, bool]:
         """What the actions' `enabled_when` conditions refer to (see `actions`)."""

@@ -9,9 +9,11 @@ from typing import Any
 from PySide6.QtCore import QObject, Qt
 from PySide6.QtWidgets import QComboBox, QMenu
 
+from cxrviewer.gui import backend
 from cxrviewer.gui.image_view import ImageCanvas
 
 CUSTOM = "Custom"
+FILE_DEFAULT = "File default"  # the name `cxrviewer.imaging.presets` gives the file's own window
 
 
 @dataclass(frozen=True)
@@ -27,18 +29,11 @@ class Preset:
 
 
 def presets_for(decoded: Any, limit: int = 9) -> list[Preset]:
-    """File default, the header's own presets, then full range / high contrast / soft."""
-    meta = decoded.image.meta
-    presets = [Preset("File default", None, None)]
-    for i, wp in enumerate(meta.window_presets or []):
-        presets.append(Preset(wp.name or f"Header {i + 1}", float(wp.center), float(wp.width)))
-    lo, hi = decoded.value_range
-    c, w = decoded.window.center, decoded.window.width
-    presets += [
-        Preset("Full range", (lo + hi) / 2, max(hi - lo, 1.0)),
-        Preset("High contrast", c, w * 0.6),
-        Preset("Soft", c, w * 1.6),
-    ]
+    """The image as the file shows it ("File default": its own VOI, or the stored range), then the file's
+    other windows and Lung / Mediastinum / Bone from `cxrviewer.imaging.presets.window_presets`."""
+    named = decoded.presets if decoded.presets is not None else backend.window_presets(decoded.image)
+    presets = [Preset(FILE_DEFAULT, None, None)]
+    presets += [Preset(wp.name, float(wp.center), float(wp.width)) for wp in named if wp.name != FILE_DEFAULT]
     return presets[:limit]
 
 

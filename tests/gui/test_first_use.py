@@ -210,3 +210,50 @@ def test_worklist_and_caches_need_no_qt() -> None:
     code = ("import sys; import cxrviewer.gui.worklist, cxrviewer.gui.caches; "
             "sys.exit(any(m.startswith(('PySide6', 'shiboken6')) for m in sys.modules))")
     assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 0
+
+
+def test_canvas_tools_and_named_presets_are_in_menus_toolbar_and_help(qtbot, window: MainWindow,  # noqa: ANN001
+                                                                       dicom_dir: Path) -> None:
+    from cxrviewer.gui.image_view import CanvasTool
+    from cxrviewer.imaging.presets import window_presets
+
+    with qtbot.waitSignal(window.pipeline.analysed, timeout=60000):
+        window.open_paths([dicom_dir / "udacity_nih_test2.dcm"])
+    qtbot.waitUntil(window.canvas.has_image, timeout=10000)
+    canvas = window.canvas
+    menus = {a.text(): a.menu() for a in window.menuBar().actions()}
+    assert [a.text() for a in menus["&Tools"].actions() if a.text()] == [
+        "Pan and zoom", "Measure distance", "Cardiothoracic ratio", "Clear measurements", "Magnifier"]
+    on_toolbar = set(window.toolbar.actions())
+    assert {window.act_tool_ruler, window.act_tool_ctr, window.act_magnifier, window.act_flip} <= on_toolbar
+
+    window.act_tool_ruler.trigger()
+    assert canvas.tool() is CanvasTool.RULER and window.act_tool_ruler.isChecked()
+    window.act_tool_ctr.trigger()
+    assert canvas.tool() is CanvasTool.CTR and not window.act_tool_ruler.isChecked()
+    canvas.set_tool(CanvasTool.PAN)  # what Esc on the canvas does
+    assert window.act_tool_pan.isChecked() and not window.act_tool_ctr.isChecked()
+    canvas.measurementChanged.emit("84.2 mm")
+    assert window.statusBar().currentMessage() == "84.2 mm"
+    flipped = canvas.flipped()
+    qtbot.keyClick(window, Qt.Key.Key_F)
+    assert canvas.flipped() != flipped
+    window.act_magnifier.trigger()
+    assert canvas.magnifier_enabled()
+    window.act_magnifier.trigger()
+    assert not canvas.magnifier_enabled()
+
+    # the W/L box offers the imaging layer's named presets, with their values
+    named = [wp for wp in window_presets(canvas.image) if wp.name != "File default"]
+    presets = window.presets.presets
+    assert presets[0].name == "File default" and presets[0].center is None
+    assert [(p.name, p.center, p.width) for p in presets[1:]] == [(w.name, w.center, w.width) for w in named]
+    assert {"Lung", "Mediastinum", "Bone"} <= {p.name for p in presets}
+    lung = next(i for i, p in enumerate(presets) if p.name == "Lung")
+    window.apply_preset(lung)
+    assert canvas.window.center == presets[lung].center and window.presets.combo.currentIndex() == lung
+
+    keys = dict(window.shortcut_rows())
+    assert keys["Measure distance"] == "M" and keys["Cardiothoracic ratio"] == "T"
+    assert keys["Flip horizontally"] == "F" and keys["Magnifier"] == "G"
+    assert keys["Window/level: Lung"] == str(lung + 1)
