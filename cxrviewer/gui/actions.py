@@ -117,7 +117,8 @@ ACTIONS: tuple[ActionSpec, ...] = (
     A("pacs_prefs", "PACS connection…", "show_pacs_preferences",
       tip="Receive studies from a PACS and send results back (off by default)"),
     A("pacs_send", "Send results to PACS", "send_current_to_pacs",
-      tip="Store the DICOM SR and Secondary Capture of this study on the PACS", enabled_when=(PACS_REMOTE,)),
+      tip="Store the DICOM SR and Secondary Capture of this study on the PACS",
+      enabled_when=(PACS_REMOTE, DICOM_STUDY)),
     A("about", "About cxrviewer…", "show_about"),
     A("keys", "Keyboard shortcuts…", "show_shortcuts", ("F1",)),
     *(A(f"export_{fmt}", text, "export_dialog", args=(frozenset({fmt}),), enabled_when=when)

@@ -108,7 +108,6 @@ class Decoded:
     display: np.ndarray  # uint8 (h, w) at the file's own window, display polarity
     window: Any  # WindowPreset of `display`
     thumbnail: np.ndarray  # uint8, longest side THUMBNAIL_SIDE
-    value_range: tuple[float, float] = (0.0, 255.0)  # min and max pixel value (modality units)
     rgb32: np.ndarray | None = None  # `display` as 0xFFgggggg words, ready for the canvas (handed over once)
     presets: list[Any] | None = None  # named WindowPresets (`window_presets`), computed in the worker
 
@@ -192,10 +191,7 @@ def decode(path: Path, image: Any = None) -> Decoded:
     image = image if image is not None else load(path)
     window = default_window(image)
     display = np.ascontiguousarray(to_display(image, None))
-    pixels = image.pixels
-    value_range = (float(np.min(pixels)), float(np.max(pixels)))
-    return Decoded(image, display, window, thumbnail(display), value_range, gray_to_rgb32(display),
-                   window_presets(image))
+    return Decoded(image, display, window, thumbnail(display), gray_to_rgb32(display), window_presets(image))
 
 
 def gray_to_rgb32(gray: np.ndarray) -> np.ndarray:

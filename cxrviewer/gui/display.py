@@ -51,7 +51,7 @@ class DisplayMixin:
             self.findings.clear(NO_STUDY)
             self.stack.setCurrentIndex(0 if not self.studies else 1)
             self._update_title()
-            self._update_enabled()
+            self.update_enabled()
             return
         self.stack.setCurrentIndex(1)
         self.displayed_study = key
@@ -113,14 +113,14 @@ class DisplayMixin:
         decoded.rgb32 = None  # handed over: the cache keeps only the 8-bit display
         self.presets.fill(decoded)
         self._update_annotations()
-        self._update_enabled()
+        self.update_enabled()
         if image.prediction is not None:
             self._refresh_findings(auto_select=True)
 
     def _refresh_findings(self, auto_select: bool = False) -> None:
         """Fill the findings panel for the displayed image from its state."""
         entry = self.worklist.entry(self.displayed_image)
-        self._update_enabled()
+        self.update_enabled()
         if entry is None:
             self.findings.clear(NO_STUDY)
             return

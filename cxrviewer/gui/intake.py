@@ -172,7 +172,7 @@ class IntakeMixin:
         self.findings.set_model(engine.name)
         self.status.model_ready(engine)
         self.welcome.model_label.setText(f"Model: {engine.name} — {len(engine.labels)} findings, ready.")
-        self._update_enabled()
+        self.update_enabled()
         if self.displayed_image:
             self._refresh_findings()
 
@@ -183,6 +183,6 @@ class IntakeMixin:
         self.status.model_failed(text)
         self.welcome.model_label.setText(f"{text}\nImages can still be viewed. {backend.NO_MODEL_HINT}")
         self.message(text, 15000)
-        self._update_enabled()
+        self.update_enabled()
         if self.displayed_image:
             self._refresh_findings()

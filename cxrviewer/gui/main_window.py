@@ -114,7 +114,7 @@ class MainWindow(IntakeMixin, DisplayMixin, QMainWindow):
         self._connect()
         self._restore_settings()
         self._update_title()
-        self._update_enabled()
+        self.update_enabled()
 
     # --- build ---
 
@@ -189,7 +189,7 @@ class MainWindow(IntakeMixin, DisplayMixin, QMainWindow):
         self.browser.context_menu_requested.connect(self.study_context_menu)
         self.browser.hide_identifiers_toggled.connect(self._on_hide_toggled_in_browser)
         self.canvas.cursor_info.connect(self.status.show_cursor)
-        self.canvas.view_changed.connect(self._update_enabled)
+        self.canvas.view_changed.connect(self.update_enabled)
         self.canvas.tool_changed.connect(self._on_tool_changed)
         self.canvas.measurementChanged.connect(lambda text: text and self.message(text, 15000))
         self.findings.finding_selected.connect(self.show_finding)
@@ -270,6 +270,11 @@ class MainWindow(IntakeMixin, DisplayMixin, QMainWindow):
         return self.pacs_link.controller
 
     @property
+    def closing(self) -> bool:
+        """The window is closing: results still arriving are dropped."""
+        return self._closing
+
+    @property
     def engine(self) -> Any:
         return self.pipeline.engine
 
@@ -320,7 +325,7 @@ class MainWindow(IntakeMixin, DisplayMixin, QMainWindow):
             out[preset_condition(i)] = has_image and i < len(self.presets.presets)
         return out
 
-    def _update_enabled(self) -> None:
+    def update_enabled(self) -> None:
         self.table.update_enabled(self.conditions())
         self.presets.combo.setEnabled(self.canvas.has_image())
 

@@ -45,7 +45,7 @@ class PacsLink:
         return self.controller is not None and self.controller.settings.config.remote is not None
 
     def start_if_configured(self) -> None:
-        if not self.window._closing and self.configured():
+        if not self.window.closing and self.configured():
             self.ensure()
 
     def ensure(self) -> Any:
@@ -61,7 +61,7 @@ class PacsLink:
         controller.send_failed.connect(lambda text: self._message(f"PACS: {text}", 15000))
         self.controller = controller
         controller.apply(module.load_pacs_settings(self.window.settings.q))
-        self.window._update_enabled()
+        self.window.update_enabled()
         return controller
 
     def show_preferences(self) -> Any:
@@ -75,10 +75,10 @@ class PacsLink:
     def apply(self, settings: Any) -> None:
         _pacs_module().save_pacs_settings(self.window.settings.q, settings)
         self.ensure().apply(settings)
-        self.window._update_enabled()
+        self.window.update_enabled()
 
     def _on_received(self, path: str) -> None:
-        if not self.window._closing:
+        if not self.window.closing:
             self.window.open_paths([Path(path)], remember=False)
 
     def send(self, study: StudyRecord) -> bool:

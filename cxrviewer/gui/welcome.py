@@ -68,7 +68,8 @@ class WelcomePage(QWidget):
         self.model_label.setWordWrap(True)
         column.addWidget(self.model_label)
         keys = QLabel(
-            "Wheel zoom · drag pan · right-drag window/level · I invert · H heat map · Space reset · ↑/↓ studies"
+            "Wheel zoom · drag pan · right-drag window/level · M ruler · T cardiothoracic ratio · I invert · "
+            "H heat map · Space reset · ↑/↓ studies · F1 all keys"
         )
         keys.setObjectName("dropHint")
         keys.setAlignment(Qt.AlignmentFlag.AlignCenter)
