@@ -43,7 +43,7 @@ START_TIMEOUT_S = 120.0
 _CTX = multiprocessing.get_context("spawn")
 
 
-def _resolve(spec: str) -> Callable[[str], Image]:
+def _resolve(spec: str) -> Callable[[str | Path], Image]:
     module, _, name = spec.partition(":")
     return getattr(importlib.import_module(module), name)
 

@@ -167,7 +167,7 @@ def apply(voi: Voi, pixels: np.ndarray, dtype: type = np.float32) -> np.ndarray:
             info = np.iinfo(pixels.dtype)
             table = finish(voi.unit(np.arange(info.min, info.max + 1, dtype=np.int64)))
             unsigned = np.uint8 if pixels.dtype == np.int8 else np.uint16
-            return table[pixels.view(unsigned) ^ unsigned(-info.min)]
+            return table[np.bitwise_xor(pixels.view(unsigned), unsigned(-info.min))]
         lo, hi = int(pixels.min()), int(pixels.max())
         if hi - lo < _MAX_TABLE:
             table = finish(voi.unit(np.arange(lo, hi + 1, dtype=np.int64)))

@@ -74,7 +74,7 @@ def bar_colours(values01: np.ndarray, opacity: float) -> np.ndarray:
     ``max(opacity, MIN_BAR_OPACITY)`` over `BAR_BACKDROP`, exactly as the viewer's bar paints it."""
     v = np.clip(np.nan_to_num(np.asarray(values01, dtype=np.float32)), 0.0, 1.0)
     index = np.rint(v * 255.0).astype(np.intp)
-    a = (ALPHA[index] * max(float(opacity), MIN_BAR_OPACITY))[..., None]
+    a = ALPHA[index][..., None] * np.float32(max(float(opacity), MIN_BAR_OPACITY))
     out = np.asarray(BAR_BACKDROP, np.float32) * (1.0 - a) + LUT_RGB[index].astype(np.float32) * a
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
@@ -95,8 +95,7 @@ def overlay_bgra(heat01: np.ndarray, max_side: int = OVERLAY_SIDE) -> np.ndarray
     h, w = heat.shape
     scale = min(1.0, max_side / max(h, w))
     if scale < 1.0:
-        heat = cv2.resize(
-            heat, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA
-        )
+        size = (max(1, round(w * scale)), max(1, round(h * scale)))
+        heat = np.asarray(cv2.resize(heat, size, interpolation=cv2.INTER_AREA), dtype=np.float32)
     index = np.clip(np.rint(heat * 255.0), 0, 255).astype(np.uint8)
     return np.ascontiguousarray(LUT_BGRA_PREMULTIPLIED[index])

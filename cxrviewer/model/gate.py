@@ -34,6 +34,7 @@ import torch
 
 from cxrviewer.imaging.image import Flag, Image
 from cxrviewer.model.gate_status import GateStatus
+from cxrviewer.model.network import CXRNet
 from cxrviewer.model.preprocess import preprocess
 
 log = logging.getLogger(__name__)
@@ -147,7 +148,8 @@ def roughness(image01: np.ndarray) -> float:
     h, w = img.shape
     scale = 256.0 / max(h, w)
     if scale < 1:
-        img = cv2.resize(img, (max(2, round(w * scale)), max(2, round(h * scale))), interpolation=cv2.INTER_AREA)
+        size = (max(2, round(w * scale)), max(2, round(h * scale)))
+        img = np.asarray(cv2.resize(img, size, interpolation=cv2.INTER_AREA), dtype=np.float32)
     std = float(img.std())
     if std < 1e-6:
         return 0.0
@@ -256,7 +258,7 @@ class FeatureGate:
         return cls(mean, basis, var, resid, thr, reject)
 
 
-def network_features(network: torch.nn.Module, images01: Sequence[np.ndarray], size: int,
+def network_features(network: CXRNet, images01: Sequence[np.ndarray], size: int,
                      batch: int = 16) -> np.ndarray:
     """Pooled features (N, C) of [0, 1] images through the shared preprocessing."""
     out: list[np.ndarray] = []
@@ -273,7 +275,7 @@ def network_features(network: torch.nn.Module, images01: Sequence[np.ndarray], s
     return np.concatenate(out)
 
 
-def fit_gate(network: torch.nn.Module, images01: list[np.ndarray], size: int, *, components: int = 32,
+def fit_gate(network: CXRNet, images01: list[np.ndarray], size: int, *, components: int = 32,
              quantile: float = 0.99, margin: float = 1.5, reject_score: float = 2.0,
              seed: int = 0) -> dict[str, Any]:
     """Fit the feature-space gate on training images; returns the model card's ``"gate"`` entry.

@@ -96,10 +96,10 @@ class Outbox:
 
     def add(self, paths: Iterable[str | Path], label: str = "batch") -> list[Path]:
         """Copy files into a new batch (each atomically); return their outbox paths."""
-        paths = [Path(p) for p in paths]
+        sources = [Path(p) for p in paths]
         folder = self.new_batch(label)
         copied = []
-        for path in paths:
+        for path in sources:
             try:
                 data = path.read_bytes()
             except OSError as exc:

@@ -75,7 +75,7 @@ class _Discarded(io.BytesIO):
         super().__init__()
         self.size = size
 
-    def write(self, data: Any) -> int:  # type: ignore[override]
+    def write(self, data: Any) -> int:
         self.size += len(data)
         return len(data)
 
@@ -157,7 +157,7 @@ class StorageSCP:
         _config.LOG_REQUEST_IDENTIFIERS = False
         _config.LOG_RESPONSE_IDENTIFIERS = False
         self._ae = self._build_ae()
-        handlers = [
+        handlers: list[Any] = [
             (evt.EVT_REQUESTED, self._on_requested),
             (evt.EVT_DATA_RECV, self._on_data),
             (evt.EVT_C_ECHO, self._on_echo),

@@ -177,7 +177,8 @@ def send_files(paths: Sequence[str | Path], remote: RemoteNode, calling_ae: str,
         if not assoc.is_established:
             why = _why_not_established(assoc, remote, connected, limits)
             for item in sendable:
-                report(SendResult(item.path, NOT_SENT, why, sop_class=str(item.dataset.SOPClassUID)))
+                sop_class = str(item.dataset.SOPClassUID) if item.dataset is not None else ""
+                report(SendResult(item.path, NOT_SENT, why, sop_class=sop_class))
         else:
             try:
                 for number, item in enumerate(sendable, start=1):

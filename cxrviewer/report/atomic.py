@@ -19,7 +19,7 @@ from cxrviewer.report.errors import ExportError
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
 
-Writer = Callable[[Path], None]
+Writer = Callable[[Path], object]  # fills the path it is given; what it returns is ignored
 
 
 def _reason(exc: BaseException) -> str:

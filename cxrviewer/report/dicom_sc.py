@@ -44,7 +44,7 @@ def build_sc(reference: Dataset, rgb: np.ndarray, card: ModelCard | None, *, ser
             transfer_syntax_uid=ExplicitVRLittleEndian,
         )
     # The image part keeps the source's orientation; unknown stays empty (Type 2).
-    sc.PatientOrientation = reference.get("PatientOrientation", "") or ""
+    sc.PatientOrientation = reference.get("PatientOrientation", "") or ""  # type: ignore[assignment]  # Type 2
     sc.SeriesDescription = SERIES_DESCRIPTION
     sc.SoftwareVersions = __version__
     sc.BurnedInAnnotation = "YES"  # findings and the model name, never patient identifiers

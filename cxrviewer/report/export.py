@@ -132,9 +132,11 @@ class _Study:
             rgb = render(display, pred, label=label, model_name=self.model_name, alpha=self.alpha,
                          not_assessed=self.not_assessed)
         if "png" in self.chosen:
+            assert rgb is not None
             data = _png_bytes(rgb, stem)
             staged.stage(self.folder / f"{stem}.cxr.png", lambda p: p.write_bytes(data))
         if "sc" in self.chosen and ref is not None:
+            assert rgb is not None
             self.step = f"Secondary Capture of {stem}"
             series_uid, number = self._uids("sc", ref)
             sc = build_sc(ref, rgb, self.card, series_uid=series_uid, sop_uid=hd.UID(),
@@ -243,7 +245,8 @@ def export_study(
     try:
         with StagedFiles() as staged:
             for i, image in enumerate(image_list):
-                display = shown[i] if shown[i] is not None else to_display(image, windows[i], invert)
+                given = shown[i]
+                display = given if given is not None else to_display(image, windows[i], invert)
                 study.image(staged, i, display, selected_label)
             study.study_files(staged)
     except ExportError:

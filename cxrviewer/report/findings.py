@@ -14,24 +14,38 @@ from cxrviewer.model.gate_status import GateStatus
 
 
 class FindingLike(Protocol):
-    label: str
-    probability: float
-    threshold: float
-    positive: bool
-    cam_peak: Any  # (x, y) in original pixels, or None
+    """One finding (`cxrviewer.model.inference.Finding`); read-only, so any concrete type satisfies it."""
+
+    @property
+    def label(self) -> str: ...
+    @property
+    def probability(self) -> float: ...
+    @property
+    def threshold(self) -> float: ...
+    @property
+    def positive(self) -> bool: ...
+    @property
+    def cam_peak(self) -> Any: ...  # (x, y) in original pixels, or None
 
 
 class GateLike(Protocol):
-    status: GateStatus
-    reasons: Sequence[str]
-    warnings: Sequence[str]
+    @property
+    def status(self) -> GateStatus: ...
+    @property
+    def reasons(self) -> Sequence[str]: ...
+    @property
+    def warnings(self) -> Sequence[str]: ...
 
 
 class PredictionLike(Protocol):
-    findings: Sequence[FindingLike]
-    gate: GateLike
-    image_size: Any  # (width, height)
-    view: str
+    @property
+    def findings(self) -> Sequence[FindingLike]: ...
+    @property
+    def gate(self) -> GateLike: ...
+    @property
+    def image_size(self) -> Any: ...  # (width, height)
+    @property
+    def view(self) -> str: ...
 
     def cam(self, label: str) -> np.ndarray | None: ...
 
