@@ -15,8 +15,8 @@
 # Environment:
 #   PYTHON            base interpreter for the build environment (default python3.11; needs libpython)
 #   CXR_TORCH         torch requirement(s) (default "torch==2.13.0+cpu torchvision==0.28.0")
-#   TORCH_INDEX_URL   extra index serving CPU wheels, e.g. PyTorch's CPU index, where the default
-#                     +cpu wheel is not on this machine's pip indexes
+#   TORCH_INDEX_URL   extra index for the torch step (default PyTorch's CPU index,
+#                     https://download.pytorch.org/whl/cpu; set it empty to use pip's own indexes only)
 #   CXR_BUILD_VENV    build environment folder (default build/pkg-venv)
 #   CXR_MODELS_DIR    bundle this model folder instead of models/ (trial builds)
 #   CXR_NICE          nice level for PyInstaller (default 19)
@@ -28,6 +28,7 @@ VENV="${CXR_BUILD_VENV:-$REPO/build/pkg-venv}"
 DIST="$REPO/dist"
 WORK="$REPO/build/pyinstaller"
 TORCH_REQ="${CXR_TORCH:-torch==2.13.0+cpu torchvision==0.28.0}"
+TORCH_INDEX_URL="${TORCH_INDEX_URL-https://download.pytorch.org/whl/cpu}"  # README's CPU-only install path
 NICE=(nice -n "${CXR_NICE:-19}")
 
 clean=0 archive=0 skip_env=0
