@@ -41,7 +41,7 @@ def preset_condition(index: int) -> str:
 class ActionSpec:
     id: str
     text: str
-    handler: str  # a window attribute path: "open_demo", "canvas.fit"
+    handler: str  # a window attribute path: "intake.open_demo", "canvas.fit"
     shortcuts: tuple[Shortcut, ...] = ()
     icon: str | None = None
     tip: str = ""
@@ -72,9 +72,9 @@ EXPORT_FORMATS = (
 
 A = ActionSpec
 ACTIONS: tuple[ActionSpec, ...] = (
-    A("open_files", "Open files…", "open_files_dialog", (QKeySequence.StandardKey.Open,), "open-file"),
-    A("open_folder", "Open folder…", "open_folder_dialog", ("Ctrl+Shift+O",), "open-folder"),
-    A("demo", "Open demo study", "open_demo"),
+    A("open_files", "Open files…", "intake.open_files_dialog", (QKeySequence.StandardKey.Open,), "open-file"),
+    A("open_folder", "Open folder…", "intake.open_folder_dialog", ("Ctrl+Shift+O",), "open-folder"),
+    A("demo", "Open demo study", "intake.open_demo"),
     A("remove", "Remove study from list", "remove_current_study", ("Ctrl+W",), enabled_when=(STUDY,)),
     A("clear", "Clear list", "clear_studies", enabled_when=(STUDIES,)),
     A("quit", "Quit", "close", (QKeySequence.StandardKey.Quit,)),
@@ -86,8 +86,8 @@ ACTIONS: tuple[ActionSpec, ...] = (
     A("rotate_left", "Rotate 90° counter-clockwise", "canvas.rotate_by", ("L",), args=(-90,),
       enabled_when=(IMAGE,)),
     A("invert", "Invert", "canvas.toggle_invert", ("I",), "invert", enabled_when=(IMAGE,)),
-    A("reset", "Reset view", "reset_view", ("Space",), "reset", tip="Reset zoom, window/level, rotation and inversion",
-      enabled_when=(IMAGE,)),
+    A("reset", "Reset view", "canvas.reset_view", ("Space",), "reset",
+      tip="Reset zoom, window/level, rotation and inversion", enabled_when=(IMAGE,)),
     A("flip", "Flip horizontally", "canvas.flip_horizontal", ("F",), "flip", enabled_when=(IMAGE,)),
     A("tool_pan", "Pan and zoom", "set_canvas_tool", ("P",), args=(CanvasTool.PAN,), checkable=True, checked=True,
       group="tool", tip="Left drag pans the film (Esc returns here from a measuring tool)"),
@@ -100,14 +100,14 @@ ACTIONS: tuple[ActionSpec, ...] = (
     A("clear_measurements", "Clear measurements", "canvas.clear_measurements", enabled_when=(IMAGE,)),
     A("magnifier", "Magnifier", "canvas.set_magnifier", ("G",), "magnifier", checkable=True, enabled_when=(IMAGE,),
       tip="A loupe under the cursor"),
-    A("heatmap", "Heat map", "set_heatmap_visible", ("H",), "heatmap", tip="Show the selected finding's heat map",
-      checkable=True, checked=True),
-    A("hide_ids", "Hide identifiers", "set_hide_identifiers", ("Ctrl+Shift+H",), "hide-ids",
+    A("heatmap", "Heat map", "display.set_heatmap_visible", ("H",), "heatmap",
+      tip="Show the selected finding's heat map", checkable=True, checked=True),
+    A("hide_ids", "Hide identifiers", "display.set_hide_identifiers", ("Ctrl+Shift+H",), "hide-ids",
       tip="Hide patient names, IDs and dates everywhere", checkable=True),
     A("next", "Next study", "browser.step", ("Down", "J"), args=(1,)),
     A("prev", "Previous study", "browser.step", ("Up", "K"), args=(-1,)),
-    A("next_image", "Next image in study", "step_image", ("PgDown",), args=(1,)),
-    A("prev_image", "Previous image in study", "step_image", ("PgUp",), args=(-1,)),
+    A("next_image", "Next image in study", "display.step_image", ("PgDown",), args=(1,)),
+    A("prev_image", "Previous image in study", "display.step_image", ("PgUp",), args=(-1,)),
     A("info", "Study information…", "show_study_info", ("Ctrl+I",), "info", enabled_when=(STUDY,)),
     A("anyway", "Analyse anyway", "analyse_anyway", icon="analyse",
       tip="Run the model on an image the input check rejected", enabled_when=(REJECTED,)),
@@ -150,6 +150,15 @@ TOOLBAR: tuple[str | None, ...] = (
 )
 #: The study list's right-click menu; the window drops items that do not apply (see `study_context_menu`).
 CONTEXT_MENU: tuple[Any, ...] = ("info", "reanalyse", "anyway", SEP, EXPORT_MENU, "pacs_send", SEP, "remove")
+
+
+#: Mouse gestures listed after the keys by Help ▸ Keyboard shortcuts.
+MOUSE_HELP = (
+    ("Zoom at the cursor", "mouse wheel"),
+    ("Pan", "left or middle drag (with the pan tool)"),
+    ("Window/level", "right drag: ←/→ width, ↑/↓ level"),
+    ("Fit", "double click"),
+)
 
 
 def _resolve(owner: Any, path: str) -> Callable[..., Any]:

@@ -11,6 +11,7 @@ from PySide6.QtWidgets import (
     QDialogButtonBox,
     QHeaderView,
     QLabel,
+    QMessageBox,
     QTableWidget,
     QTableWidgetItem,
     QTextBrowser,
@@ -310,3 +311,13 @@ class StudyInfoDialog(QDialog):
             for c in range(2)
             if self.table.item(r, c) is not None
         ]
+
+
+def shortcuts_box(rows: list[tuple[str, str]], parent: QWidget | None = None) -> QMessageBox:
+    """Help ▸ Keyboard shortcuts: (what, keys) rows in a two-column table."""
+    cell = "<tr><td>{}</td><td style='padding-left:18px'><b>{}</b></td></tr>"
+    cells = "".join(cell.format(html.escape(what), html.escape(keys)) for what, keys in rows)
+    box = QMessageBox(parent)
+    box.setWindowTitle("Keyboard shortcuts")
+    box.setText(f"<table>{cells}</table>")
+    return box

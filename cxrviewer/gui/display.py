@@ -1,87 +1,73 @@
 """What the centre and right panes show: the displayed study and image, its findings and heat map, the
-image picker, titles and corner texts, and the hidden-identifiers mode (a mixin of `MainWindow`)."""
+image picker, titles and corner texts, and the hidden-identifiers mode (`MainWindow.display`)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cxrviewer.gui import backend
-from cxrviewer.gui.records import ImageRecord, State, StudyRecord, percent
-from cxrviewer.gui.study_browser import scrub
+from cxrviewer.gui.records import ImageRecord, State, StudyRecord, percent, scrub
 from cxrviewer.gui.welcome import NOTICE
 from cxrviewer.gui.worklist import CANCELLED
 from cxrviewer.model import colormap
 
+if TYPE_CHECKING:
+    from cxrviewer.gui.main_window import MainWindow
+
 NO_STUDY = "Open a study to see the model's findings."
 
 
-class DisplayMixin:
-    """Needs the `MainWindow` attributes it uses (worklist, canvas, findings, image_combo, presets ...)."""
+class Display:
+    """The displayed study and image of a `MainWindow`, and everything drawn from them."""
 
-    worklist: Any
-    pipeline: Any
-    browser: Any
-    canvas: Any
-    findings: Any
-    image_combo: Any
-    viewer_bar: Any
-    stack: Any
-    presets: Any
-    images: Any
-    overlays: Any
-    settings: Any
-    act_heatmap: Any
-    act_hide_ids: Any
-    displayed_changed: Any
-    findings_shown: Any
-    displayed_study: str
-    displayed_image: str
-    selected_label: str | None
-    _model_error: str
-    _info_dialog: Any
+    def __init__(self, window: MainWindow) -> None:
+        self.w = window
+        self.displayed_study = ""  # study key ("" for none)
+        self.displayed_image = ""  # image key ("" for none)
+        self.selected_label: str | None = None  # the finding whose heat map is shown
 
     # --- display ---
 
     def show_study(self, key: str) -> None:
         """Display a study, on its first analysed image (else its first image)."""
-        study = self.worklist.study(key)
+        study = self.w.worklist.study(key)
         if study is None:
             self.displayed_study = self.displayed_image = ""
-            self.canvas.clear()
-            self.findings.clear(NO_STUDY)
-            self.stack.setCurrentIndex(0 if not self.studies else 1)
-            self._update_title()
-            self.update_enabled()
+            self.w.canvas.clear()
+            self.w.findings.clear(NO_STUDY)
+            self.w.stack.setCurrentIndex(0 if not self.w.studies else 1)
+            self.update_title()
+            self.w.update_enabled()
             return
-        self.stack.setCurrentIndex(1)
+        self.w.stack.setCurrentIndex(1)
         self.displayed_study = key
-        image = self.worklist.opening_image(study)
-        self._fill_image_combo(study, image)
+        image = self.w.worklist.opening_image(study)
+        self.fill_image_combo(study, image)
         self.show_image(image.key)
-        self._status_for_study(study)
+        self.status_for_study(study)
 
-    def _fill_image_combo(self, study: StudyRecord, current: ImageRecord) -> None:
-        self.image_combo.blockSignals(True)
-        self.image_combo.clear()
+    def fill_image_combo(self, study: StudyRecord, current: ImageRecord) -> None:
+        self.w.image_combo.blockSignals(True)
+        self.w.image_combo.clear()
         for i, img in enumerate(study.images, 1):
-            parts = [f"Image {i} of {len(study.images)}", img.label, "" if self.hide_identifiers else img.path.name]
-            self.image_combo.addItem(" · ".join(p for p in parts if p), img.key)
-        self.image_combo.setCurrentIndex(study.images.index(current))
-        self.image_combo.blockSignals(False)
-        self.viewer_bar.setVisible(len(study.images) > 1)
+            parts = [f"Image {i} of {len(study.images)}", img.label, "" if self.w.hide_identifiers else img.path.name]
+            self.w.image_combo.addItem(" · ".join(p for p in parts if p), img.key)
+        self.w.image_combo.setCurrentIndex(study.images.index(current))
+        self.w.image_combo.blockSignals(False)
+        self.w.viewer_bar.setVisible(len(study.images) > 1)
 
-    def _on_image_combo(self, index: int) -> None:
-        key = self.image_combo.itemData(index)
+    def on_image_combo(self, index: int) -> None:
+        key = self.w.image_combo.itemData(index)
         if key:
             self.show_image(key)
 
     def step_image(self, delta: int) -> None:
-        count = self.image_combo.count()
+        count = self.w.image_combo.count()
         if count > 1:
-            self.image_combo.setCurrentIndex(max(0, min(count - 1, self.image_combo.currentIndex() + delta)))
+            self.w.image_combo.setCurrentIndex(max(0, min(count - 1, self.w.image_combo.currentIndex() + delta)))
 
     def show_image(self, key: str) -> None:
-        entry = self.worklist.entry(key)
+        entry = self.w.worklist.entry(key)
         if entry is None:
             return
         study, image = entry.study, entry.image
@@ -89,63 +75,63 @@ class DisplayMixin:
         self.displayed_image = key
         self.selected_label = None
         if previous and previous != key:
-            self.pipeline.prioritise(key)  # drops stale display-only work of the previous image
-        decoded = self.images.get(key)
+            self.w.pipeline.prioritise(key)  # drops stale display-only work of the previous image
+        decoded = self.w.images.get(key)
         if decoded is not None:
-            self._put_on_canvas(image, decoded)
+            self.put_on_canvas(image, decoded)
         else:
-            self.canvas.clear()
+            self.w.canvas.clear()
             if image.state == State.ERROR:
-                self.canvas.show_message(
-                    f"This file could not be opened.\n{scrub(image.message, study, self.hide_identifiers)}"
+                self.w.canvas.show_message(
+                    f"This file could not be opened.\n{scrub(image.message, study, self.w.hide_identifiers)}"
                 )
             else:
-                self.canvas.show_message("Loading…")
-                if not self.pipeline.prioritise(key) and not self.pipeline.is_pending(key):
-                    self.pipeline.enqueue(key, image.path, analyse=False, front=True)
-        self._refresh_findings(auto_select=True)
-        self._update_title()
-        self.displayed_changed.emit(key)
+                self.w.canvas.show_message("Loading…")
+                if not self.w.pipeline.prioritise(key) and not self.w.pipeline.is_pending(key):
+                    self.w.pipeline.enqueue(key, image.path, analyse=False, front=True)
+        self.refresh_findings(auto_select=True)
+        self.update_title()
+        self.w.displayed_changed.emit(key)
 
-    def _put_on_canvas(self, image: ImageRecord, decoded: backend.Decoded) -> None:
-        self.canvas.set_image(decoded.image, decoded.display, decoded.window, rgb32=decoded.rgb32)
-        self.canvas.hide_message()  # the film is here: no "Loading…" over it
+    def put_on_canvas(self, image: ImageRecord, decoded: backend.Decoded) -> None:
+        self.w.canvas.set_image(decoded.image, decoded.display, decoded.window, rgb32=decoded.rgb32)
+        self.w.canvas.hide_message()  # the film is here: no "Loading…" over it
         decoded.rgb32 = None  # handed over: the cache keeps only the 8-bit display
-        self.presets.fill(decoded)
-        self._update_annotations()
-        self.update_enabled()
+        self.w.presets.fill(decoded)
+        self.update_annotations()
+        self.w.update_enabled()
         if image.prediction is not None:
-            self._refresh_findings(auto_select=True)
+            self.refresh_findings(auto_select=True)
 
-    def _refresh_findings(self, auto_select: bool = False) -> None:
+    def refresh_findings(self, auto_select: bool = False) -> None:
         """Fill the findings panel for the displayed image from its state."""
-        entry = self.worklist.entry(self.displayed_image)
-        self.update_enabled()
+        entry = self.w.worklist.entry(self.displayed_image)
+        self.w.update_enabled()
         if entry is None:
-            self.findings.clear(NO_STUDY)
+            self.w.findings.clear(NO_STUDY)
             return
         study, image = entry.study, entry.image
-        prediction = image.prediction
+        prediction, findings = image.prediction, self.w.findings
         if image.state == State.ERROR:
-            self.findings.clear(f"This file could not be opened: {scrub(image.message, study, self.hide_identifiers)}")
+            findings.clear(f"This file could not be opened: {scrub(image.message, study, self.w.hide_identifiers)}")
         elif image.state == State.NOT_ANALYSED and image.message == CANCELLED:
-            self.findings.clear("Not analysed: the analysis was cancelled. Analysis ▸ Re-analyse study runs it.")
+            self.w.findings.clear("Not analysed: the analysis was cancelled. Analysis ▸ Re-analyse study runs it.")
         elif image.state == State.NOT_ANALYSED:
-            self.findings.clear(f"Not analysed — no model is available.\n{self._model_error}\n{backend.NO_MODEL_HINT}")
+            findings.clear(f"Not analysed — no model is available.\n{self.w.model_error}\n{backend.NO_MODEL_HINT}")
         elif image.state == State.ANALYSING:
-            self.findings.clear("Analysing…" if self.pipeline.model_loaded else "Loading the model…")
+            self.w.findings.clear("Analysing…" if self.w.pipeline.model_loaded else "Loading the model…")
         elif image.state == State.QUEUED or prediction is None:
-            self.findings.clear("Queued for analysis…")
+            self.w.findings.clear("Queued for analysis…")
         elif image.state == State.REJECTED:
-            self.findings.show_rejection(list(prediction.gate.reasons) or ["rejected by the input check"])
+            self.w.findings.show_rejection(list(prediction.gate.reasons) or ["rejected by the input check"])
         else:
-            not_covered = list(getattr(self.engine, "not_covered", []) or [])
-            self.findings.show_prediction(prediction, not_covered, self._auroc_by_label())
+            not_covered = list(getattr(self.w.engine, "not_covered", []) or [])
+            self.w.findings.show_prediction(prediction, not_covered, self.auroc_by_label())
         if prediction is None or image.state != State.DONE:
-            self.canvas.clear_overlay()
-            self.canvas.set_analysed_region(None)
+            self.w.canvas.clear_overlay()
+            self.w.canvas.set_analysed_region(None)
             return
-        self._show_analysed_region(prediction)
+        self.show_analysed_region(prediction)
         label = self.selected_label
         if label is None and auto_select:
             top = image.top_finding()
@@ -153,124 +139,114 @@ class DisplayMixin:
         if label is not None:
             self.show_finding(label)
         else:
-            self.canvas.clear_overlay()
-        self.findings_shown.emit(image.key)
+            self.w.canvas.clear_overlay()
+        self.w.findings_shown.emit(image.key)
 
-    def _auroc_by_label(self) -> dict[str, float]:
+    def auroc_by_label(self) -> dict[str, float]:
         out = {}
-        for label, entry in backend.validation_table(getattr(self.engine, "card", None)).items():
+        for label, entry in backend.validation_table(getattr(self.w.engine, "card", None)).items():
             value = backend.metric(entry, "auroc", "AUROC", "auc")
             if isinstance(value, int | float):
                 out[label] = float(value)
         return out
 
-    def _show_analysed_region(self, prediction: Any) -> None:
+    def show_analysed_region(self, prediction: Any) -> None:
         box = prediction.letterbox
-        if not (box.pad_x or box.pad_y) or not self.canvas.has_image():
-            self.canvas.set_analysed_region(None)
+        if not (box.pad_x or box.pad_y) or not self.w.canvas.has_image():
+            self.w.canvas.set_analysed_region(None)
             return
         x0, y0, cw, ch = box.content
         rect = ((x0 - box.pad_x) / box.scale, (y0 - box.pad_y) / box.scale, cw / box.scale, ch / box.scale)
-        self.canvas.set_analysed_region(rect, f"analysed region · letterboxed to {box.size}×{box.size} px")
+        self.w.canvas.set_analysed_region(rect, f"analysed region · letterboxed to {box.size}×{box.size} px")
 
     def show_finding(self, label: str) -> None:
         """Show a finding's heat map, or say why there is none."""
-        image = self.current_image()
+        image = self.w.current_image()
         if image is None or image.prediction is None:
             return
         finding = image.prediction.finding(label) if hasattr(image.prediction, "finding") else None
         if finding is None:
             return
         self.selected_label = label
-        self.findings.set_selected(label)
-        overlay = self.overlays.get(image.key, label)
+        self.w.findings.set_selected(label)
+        overlay = self.w.overlays.get(image.key, label)
         if overlay is None:
             heat = backend.heat_map(image.prediction, label, colormap.OVERLAY_SIDE)
-            overlay = None if heat is None else self.overlays.put(image.key, label, colormap.overlay_bgra(heat))
+            overlay = None if heat is None else self.w.overlays.put(image.key, label, colormap.overlay_bgra(heat))
         if overlay is None:
-            self.canvas.clear_overlay()
-            self.canvas.show_message(
+            self.w.canvas.clear_overlay()
+            self.w.canvas.show_message(
                 f"{label}: {percent(finding.probability)}, below its operating point "
                 f"({percent(finding.threshold)}) — no map is drawn for findings below their cutoff."
             )
         else:
-            self.canvas.set_overlay(overlay, label, finding.cam_peak)
-            self.canvas.set_overlay_visible(self.act_heatmap.isChecked())
-        self.message(
+            self.w.canvas.set_overlay(overlay, label, finding.cam_peak)
+            self.w.canvas.set_overlay_visible(self.w.table["heatmap"].isChecked())
+        self.w.message(
             f"{label}: probability {finding.probability:.3f}, operating point {finding.threshold:.3f}"
             + (" — above it" if finding.positive else " — below it")
         )
 
     def set_heatmap_visible(self, visible: bool) -> None:
-        if self.act_heatmap.isChecked() != visible:
-            self.act_heatmap.setChecked(visible)
+        if self.w.table["heatmap"].isChecked() != visible:
+            self.w.table["heatmap"].setChecked(visible)
             return
-        self.findings.heatmap_check.blockSignals(True)
-        self.findings.heatmap_check.setChecked(visible)
-        self.findings.heatmap_check.blockSignals(False)
-        self.canvas.set_overlay_visible(visible)
-
-    def _on_opacity(self, opacity: float) -> None:
-        self.canvas.set_overlay_opacity(opacity)
-        self.settings.opacity = opacity
-
-    def reset_view(self) -> None:
-        self.canvas.reset_view()
-
-    def apply_preset(self, index: int) -> None:
-        self.presets.apply(index)
+        self.w.findings.heatmap_check.blockSignals(True)
+        self.w.findings.heatmap_check.setChecked(visible)
+        self.w.findings.heatmap_check.blockSignals(False)
+        self.w.canvas.set_overlay_visible(visible)
 
     # --- identifiers ---
 
     def set_hide_identifiers(self, hide: bool) -> None:
-        if self.act_hide_ids.isChecked() != hide:
-            self.act_hide_ids.setChecked(hide)  # re-enters through toggled
+        if self.w.table["hide_ids"].isChecked() != hide:
+            self.w.table["hide_ids"].setChecked(hide)  # re-enters through toggled
             return
-        self.browser.set_hide_identifiers(hide)
-        self._apply_identifier_mode()
+        self.w.browser.set_hide_identifiers(hide)
+        self.apply_identifier_mode()
 
-    def _on_hide_toggled_in_browser(self, hide: bool) -> None:
-        if self.act_hide_ids.isChecked() != hide:
-            self.act_hide_ids.setChecked(hide)
-        self._apply_identifier_mode()
+    def on_hide_toggled_in_browser(self, hide: bool) -> None:
+        if self.w.table["hide_ids"].isChecked() != hide:
+            self.w.table["hide_ids"].setChecked(hide)
+        self.apply_identifier_mode()
 
-    def _apply_identifier_mode(self) -> None:
-        hide = self.hide_identifiers
-        self.settings.hide_identifiers = hide
-        self._update_title()
-        self._update_annotations()
-        study, image = self.current_study(), self.current_image()
+    def apply_identifier_mode(self) -> None:
+        hide = self.w.hide_identifiers
+        self.w.settings.hide_identifiers = hide
+        self.update_title()
+        self.update_annotations()
+        study, image = self.w.current_study(), self.w.current_image()
         if study is not None:
-            self._status_for_study(study)
+            self.status_for_study(study)
         else:
-            self.statusBar().clearMessage()
-        if self.canvas.message() and image is not None and image.state == State.ERROR and study is not None:
-            self.canvas.show_message(f"This file could not be opened.\n{scrub(image.message, study, hide)}")
+            self.w.statusBar().clearMessage()
+        if self.w.canvas.message() and image is not None and image.state == State.ERROR and study is not None:
+            self.w.canvas.show_message(f"This file could not be opened.\n{scrub(image.message, study, hide)}")
         if study is not None and image is not None:
-            self._fill_image_combo(study, image)
+            self.fill_image_combo(study, image)
         if self.displayed_image:
-            self._refresh_findings()
-        if self._info_dialog is not None and self._info_dialog.isVisible():
-            self._info_dialog.close()
-            self.show_study_info()
+            self.refresh_findings()
+        if self.w.info_dialog is not None and self.w.info_dialog.isVisible():
+            self.w.info_dialog.close()
+            self.w.show_study_info()
 
-    def _update_title(self) -> None:
-        study = self.current_study()
+    def update_title(self) -> None:
+        study = self.w.current_study()
         if study is None:
-            self.setWindowTitle(f"cxrviewer — {NOTICE.lower()}")
+            self.w.setWindowTitle(f"cxrviewer — {NOTICE.lower()}")
             return
-        hide = self.hide_identifiers
-        parts = [study.title(hide, self.current_image())]
+        hide = self.w.hide_identifiers
+        parts = [study.title(hide, self.w.current_image())]
         if study.date_text(hide):
             parts.append(study.date_text(hide))
-        self.setWindowTitle(f"{' · '.join(parts)} — cxrviewer")
+        self.w.setWindowTitle(f"{' · '.join(parts)} — cxrviewer")
 
-    def _update_annotations(self) -> None:
-        study, image = self.current_study(), self.current_image()
-        if study is None or image is None or not self.canvas.has_image():
+    def update_annotations(self) -> None:
+        study, image = self.w.current_study(), self.w.current_image()
+        if study is None or image is None or not self.w.canvas.has_image():
             return
-        hide = self.hide_identifiers
-        shown = self.canvas.image
+        hide = self.w.hide_identifiers
+        shown = self.w.canvas.image
         meta = shown.meta
         left = [study.title(hide, image)]
         if not hide and study.patient_id:
@@ -286,14 +262,14 @@ class DisplayMixin:
         if meta.pixel_spacing:
             right.append(f"{meta.pixel_spacing[1]:.3f} mm/px")
         right += list(meta.notes)
-        self.canvas.set_annotations(left, right)
+        self.w.canvas.set_annotations(left, right)
 
-    def _status_for_study(self, study: StudyRecord) -> None:
-        hide = self.hide_identifiers
+    def status_for_study(self, study: StudyRecord) -> None:
+        hide = self.w.hide_identifiers
         top = study.top_finding()
         text = f"{study.title(hide)}: {study.state.value}"
         if top is not None and top[0].positive:
             text += f" — top finding {top[0].label} {percent(top[0].probability)}"
         elif study.message:
             text += f" — {scrub(study.message, study, hide)}"
-        self.message(text)
+        self.w.message(text)

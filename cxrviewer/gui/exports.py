@@ -11,8 +11,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication, QFileDialog, QMessageBox
 
 from cxrviewer.gui import backend
-from cxrviewer.gui.records import State
-from cxrviewer.gui.study_browser import scrub
+from cxrviewer.gui.records import State, scrub
 
 if TYPE_CHECKING:
     from cxrviewer.gui.main_window import MainWindow

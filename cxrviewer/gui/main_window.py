@@ -11,7 +11,7 @@ the window, wires the parts together, enables actions and opens the dialogs.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,7 @@ from cxrviewer.gui.actions import (
     IMAGE,
     MAX_PRESETS,
     MODEL,
+    MOUSE_HELP,
     PACS_REMOTE,
     REJECTED,
     STUDIES,
@@ -45,12 +46,12 @@ from cxrviewer.gui.actions import (
     preset_condition,
 )
 from cxrviewer.gui.caches import ImageCache, OverlayCache
-from cxrviewer.gui.dialogs import AboutDialog, ModelCardDialog, StudyInfoDialog
-from cxrviewer.gui.display import DisplayMixin
+from cxrviewer.gui.dialogs import AboutDialog, ModelCardDialog, StudyInfoDialog, shortcuts_box
+from cxrviewer.gui.display import Display
 from cxrviewer.gui.exports import StudyExporter, exports_available
 from cxrviewer.gui.findings_panel import FindingsPanel
 from cxrviewer.gui.image_view import CanvasTool, ImageCanvas
-from cxrviewer.gui.intake import IntakeMixin
+from cxrviewer.gui.intake import Intake
 from cxrviewer.gui.pacs_link import PacsLink
 from cxrviewer.gui.records import ImageRecord, State, StudyRecord
 from cxrviewer.gui.settings import AppSettings
@@ -64,7 +65,7 @@ from cxrviewer.gui.worklist import Entry, Worklist
 log = logging.getLogger(__name__)
 
 
-class MainWindow(IntakeMixin, DisplayMixin, QMainWindow):
+class MainWindow(QMainWindow):
     """cxrviewer's main window. All slots run in the GUI thread; work goes through `Pipeline`."""
 
     study_updated = Signal(str)  # study key: its state or results changed
@@ -88,15 +89,12 @@ class MainWindow(IntakeMixin, DisplayMixin, QMainWindow):
         self.overlays = OverlayCache()
         self.exporter = StudyExporter(self)
         self.pacs_link = PacsLink(self)
-        self.displayed_study = ""
-        self.displayed_image = ""
-        self.selected_label: str | None = None
-        self._model_error = ""
+        self.display = Display(self)  # the displayed study and image
+        self.intake = Intake(self)  # opening files, pipeline results
+        self.model_error = ""  # why no model is available ("" when one is)
+        self.info_dialog: StudyInfoDialog | None = None
         self._shown_once = False
         self._closing = False
-        self._info_dialog: StudyInfoDialog | None = None
-        self._pending_select = False
-        self._scan_generation = 0
 
         self._build_widgets()
         self.table = ActionTable(self)
@@ -113,7 +111,7 @@ class MainWindow(IntakeMixin, DisplayMixin, QMainWindow):
             setattr(self, name, getattr(self.status, name))
         self._connect()
         self._restore_settings()
-        self._update_title()
+        self.display.update_title()
         self.update_enabled()
 
     # --- build ---
@@ -173,34 +171,35 @@ class MainWindow(IntakeMixin, DisplayMixin, QMainWindow):
 
     def _connect(self) -> None:
         p, w = self.pipeline, self.worklist
-        p.scanned.connect(self._on_scanned)
-        p.started.connect(self._when_listed(w.started, self._after_change))
-        p.loaded.connect(self._when_listed(lambda key, decoded: w.entry(key), self._on_loaded))
+        i, d = self.intake, self.display
+        p.scanned.connect(i.on_scanned)
+        p.started.connect(self._when_listed(w.started, i.after_change))
+        p.loaded.connect(self._when_listed(lambda key, decoded: w.entry(key), i.on_loaded))
         p.overlay_ready.connect(self.overlays.put)
-        p.analysed.connect(self._when_listed(w.analysed, self._after_result))
-        p.failed.connect(self._when_listed(w.failed, self._after_failure))
-        p.unanalysed.connect(self._when_listed(w.unanalysed, self._after_result))
-        p.cancelled.connect(self._when_listed(self._cancel_if_not_pending, self._after_cancel))
-        p.model_ready.connect(self._on_model_ready)
-        p.model_failed.connect(self._on_model_failed)
+        p.analysed.connect(self._when_listed(w.analysed, i.after_result))
+        p.failed.connect(self._when_listed(w.failed, i.after_failure))
+        p.unanalysed.connect(self._when_listed(w.unanalysed, i.after_result))
+        p.cancelled.connect(self._when_listed(i.cancel_if_not_pending, i.after_cancel))
+        p.model_ready.connect(i.on_model_ready)
+        p.model_failed.connect(i.on_model_failed)
         p.progress.connect(self.status.show_progress)
         p.idle.connect(self.status.progress.hide)
-        self.browser.current_changed.connect(self.show_study)
+        self.browser.current_changed.connect(d.show_study)
         self.browser.context_menu_requested.connect(self.study_context_menu)
-        self.browser.hide_identifiers_toggled.connect(self._on_hide_toggled_in_browser)
+        self.browser.hide_identifiers_toggled.connect(d.on_hide_toggled_in_browser)
         self.canvas.cursor_info.connect(self.status.show_cursor)
         self.canvas.view_changed.connect(self.update_enabled)
         self.canvas.tool_changed.connect(self._on_tool_changed)
-        self.canvas.measurementChanged.connect(lambda text: text and self.message(text, 15000))
-        self.findings.finding_selected.connect(self.show_finding)
+        self.canvas.measurementChanged.connect(self._on_measurement)
+        self.findings.finding_selected.connect(d.show_finding)
         self.findings.analyse_anyway.connect(self.analyse_anyway)
         self.findings.model_card_requested.connect(self.show_model_card)
-        self.findings.heatmap_toggled.connect(self.act_heatmap.setChecked)
+        self.findings.heatmap_toggled.connect(self.table["heatmap"].setChecked)
         self.findings.opacity_changed.connect(self._on_opacity)
-        self.image_combo.currentIndexChanged.connect(self._on_image_combo)
-        self.welcome.open_files.clicked.connect(self.open_files_dialog)
-        self.welcome.open_folder.clicked.connect(self.open_folder_dialog)
-        self.welcome.demo.clicked.connect(self.open_demo)
+        self.image_combo.currentIndexChanged.connect(d.on_image_combo)
+        self.welcome.open_files.clicked.connect(i.open_files_dialog)
+        self.welcome.open_folder.clicked.connect(i.open_folder_dialog)
+        self.welcome.demo.clicked.connect(i.open_demo)
 
     def _restore_settings(self) -> None:
         geometry, state = self.settings.geometry()
@@ -214,7 +213,7 @@ class MainWindow(IntakeMixin, DisplayMixin, QMainWindow):
             self.browser.set_sort_mode(self.settings.sort_mode)
         self.browser.sort_combo.currentTextChanged.connect(lambda mode: setattr(self.settings, "sort_mode", mode))
         if self.settings.hide_identifiers:
-            self.set_hide_identifiers(True)
+            self.display.set_hide_identifiers(True)
 
     def save_settings(self) -> None:
         self.settings.save_geometry(self.saveGeometry(), self.splitter.saveState())
@@ -285,6 +284,18 @@ class MainWindow(IntakeMixin, DisplayMixin, QMainWindow):
     def hide_identifiers(self) -> bool:
         return self.browser.hide_identifiers
 
+    @property
+    def displayed_study(self) -> str:
+        return self.display.displayed_study
+
+    @property
+    def displayed_image(self) -> str:
+        return self.display.displayed_image
+
+    @property
+    def selected_label(self) -> str | None:
+        return self.display.selected_label
+
     def current_study(self) -> StudyRecord | None:
         return self.worklist.study(self.displayed_study)
 
@@ -295,6 +306,25 @@ class MainWindow(IntakeMixin, DisplayMixin, QMainWindow):
     def message(self, text: str, ms: int = 8000) -> None:
         self.statusBar().showMessage(text, ms)
 
+    def open_paths(self, paths: Sequence[Path | str], remember: bool = True) -> int:
+        return self.intake.open_paths(paths, remember)
+
+    def open_demo(self) -> None:
+        self.intake.open_demo()
+
+    def show_study(self, key: str) -> None:
+        self.display.show_study(key)
+
+    def set_hide_identifiers(self, hide: bool) -> None:
+        self.display.set_hide_identifiers(hide)
+
+    def apply_preset(self, index: int) -> None:
+        self.presets.apply(index)
+
+    def _on_opacity(self, opacity: float) -> None:
+        self.canvas.set_overlay_opacity(opacity)
+        self.settings.opacity = opacity
+
     def set_canvas_tool(self, tool: CanvasTool, checked: bool = True) -> None:
         """Tools ▸ pan / ruler / cardiothoracic ratio (exclusive actions: only the checked one acts)."""
         if checked:
@@ -302,6 +332,10 @@ class MainWindow(IntakeMixin, DisplayMixin, QMainWindow):
             hint = self.canvas.tool_hint()
             if hint:
                 self.message(hint, 10000)
+
+    def _on_measurement(self, text: str) -> None:
+        if text:
+            self.message(text, 15000)
 
     def _on_tool_changed(self, tool: CanvasTool) -> None:
         action = self.table[f"tool_{tool.value}"]
@@ -338,7 +372,9 @@ class MainWindow(IntakeMixin, DisplayMixin, QMainWindow):
 
     def reanalyse_current(self) -> None:
         study = self.current_study()
-        for image in study.images if study is not None else []:
+        if study is None:
+            return
+        for image in study.images:
             if image.state not in (State.QUEUED, State.ANALYSING):
                 self._requeue(study, image, force=image.forced)
 
@@ -349,8 +385,8 @@ class MainWindow(IntakeMixin, DisplayMixin, QMainWindow):
         self.pipeline.enqueue(image.key, image.path, force=force, image=cached.image if cached else None, front=True)
         self.browser.model.changed(study.key)
         if image.key == self.displayed_image:
-            self.selected_label = None
-            self._refresh_findings()
+            self.display.selected_label = None
+            self.display.refresh_findings()
 
     def cancel_queued(self) -> None:
         self.pipeline.cancel_all(analyses_only=True)
@@ -369,13 +405,13 @@ class MainWindow(IntakeMixin, DisplayMixin, QMainWindow):
             self.images.pop(image.key)
         self.browser.model.remove(key)
         if key == self.displayed_study:
-            self.show_study(self.browser.current_key())
+            self.display.show_study(self.browser.current_key())
 
     def clear_studies(self) -> None:
-        self._scan_generation += 1  # rows of a drop still being added are not wanted any more
+        self.intake.forget_scans()
         for key in list(self.studies):
             self.remove_study(key)
-        self.show_study("")
+        self.display.show_study("")
 
     # --- exports and PACS (see `exports`, `pacs_link`) ---
 
@@ -407,7 +443,7 @@ class MainWindow(IntakeMixin, DisplayMixin, QMainWindow):
     def show_model_card(self) -> ModelCardDialog | None:
         if self.engine is None:
             QMessageBox.information(
-                self, "Model card", f"No model is loaded.\n{self._model_error}\n{backend.NO_MODEL_HINT}"
+                self, "Model card", f"No model is loaded.\n{self.model_error}\n{backend.NO_MODEL_HINT}"
             )
             return None
         return self._open_dialog(ModelCardDialog(self.engine, self))
@@ -421,29 +457,17 @@ class MainWindow(IntakeMixin, DisplayMixin, QMainWindow):
             return None
         decoded = self.images.peek(image.key)
         dialog = StudyInfoDialog(study, decoded.image if decoded else None, self.hide_identifiers, self)
-        dialog.destroyed.connect(lambda *_: setattr(self, "_info_dialog", None))
-        self._info_dialog = dialog
+        dialog.destroyed.connect(lambda *_: setattr(self, "info_dialog", None))
+        self.info_dialog = dialog
         return self._open_dialog(dialog)
 
     def shortcut_rows(self) -> list[tuple[str, str]]:
         """What Help ▸ Keyboard shortcuts lists: the actions' keys, the displayed image's presets, the mouse."""
-        rows = self.table.shortcut_rows() + self.presets.help_rows()
-        if not self.presets.presets:
-            rows.append(("Window/level presets", "1, 2, … (listed once an image is open)"))
-        return rows + [
-            ("Zoom at the cursor", "mouse wheel"),
-            ("Pan", "left or middle drag"),
-            ("Window/level", "right drag: ←/→ width, ↑/↓ level"),
-            ("Fit", "double click"),
-        ]
+        presets = self.presets.help_rows() or [("Window/level presets", "1, 2, … (listed once an image is open)")]
+        return self.table.shortcut_rows() + presets + list(MOUSE_HELP)
 
     def show_shortcuts(self) -> QMessageBox:
-        rows = "".join(f"<tr><td>{t}</td><td style='padding-left:18px'><b>{k}</b></td></tr>"
-                       for t, k in self.shortcut_rows())
-        box = QMessageBox(self)
-        box.setWindowTitle("Keyboard shortcuts")
-        box.setText(f"<table>{rows}</table>")
-        return self._open_dialog(box)
+        return self._open_dialog(shortcuts_box(self.shortcut_rows(), self))
 
     def study_context_menu(self, key: str, pos: QPoint) -> QMenu | None:
         study = self.worklist.study(key)
@@ -456,7 +480,7 @@ class MainWindow(IntakeMixin, DisplayMixin, QMainWindow):
         menu = QMenu(self)
         self.table.fill_menu(menu, CONTEXT_MENU, keep=lambda action_id: applies.get(action_id, True))
         copy = QMenu.addAction(menu, "Copy file path")
-        menu.insertAction(self.act_remove, copy)
+        menu.insertAction(self.table["remove"], copy)
         copy.setEnabled(not self.hide_identifiers)
         path = str((self.current_image() or study.images[0]).path)
         copy.triggered.connect(lambda: QGuiApplication.clipboard().setText(path))

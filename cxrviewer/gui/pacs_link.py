@@ -13,8 +13,7 @@ from typing import TYPE_CHECKING, Any
 from PySide6.QtCore import Qt
 
 from cxrviewer.gui import backend
-from cxrviewer.gui.records import State, StudyRecord
-from cxrviewer.gui.study_browser import scrub
+from cxrviewer.gui.records import State, StudyRecord, scrub
 from cxrviewer.gui.worklist import Worklist
 
 if TYPE_CHECKING:

@@ -33,7 +33,7 @@ from PySide6.QtWidgets import (
 
 from cxrviewer.gui import assets
 from cxrviewer.gui.image_view import gray_qimage
-from cxrviewer.gui.records import State, StudyRecord, percent
+from cxrviewer.gui.records import State, StudyRecord, finding_text, scrub, state_text
 
 KEY_ROLE = Qt.ItemDataRole.UserRole + 1
 RECORD_ROLE = Qt.ItemDataRole.UserRole + 2
@@ -54,67 +54,6 @@ STATE_COLOURS = {
 MOST_ABNORMAL = "Most abnormal"  # worklist order: most abnormal first
 SORT_MODES = ("Order opened", MOST_ABNORMAL, "Patient", "Study date")
 SORT_COMBO_CHROME = 52  # px beside the text: style padding (8 + 8) and the drop-down arrow
-
-
-def state_text(record: StudyRecord) -> str:
-    """The row's state chip: "analysing 2/4" while in progress, "done 2/4" when only some images gave a result."""
-    state, total = record.state, len(record.images)
-    if state in (State.QUEUED, State.ANALYSING) and total > 1:
-        done = sum(1 for i in record.images if i.state not in (State.QUEUED, State.ANALYSING))
-        return f"{state.value} {done}/{total}"
-    if state == State.DONE and total > 1:
-        done = sum(1 for i in record.images if i.state == State.DONE)
-        if done < total:
-            return f"{state.value} {done}/{total}"
-    return state.value
-
-
-def problem_text(record: StudyRecord) -> str:
-    """What went wrong inside a study with more than one image ("2 of 4 rejected, 1 of 4 failed"), or ""."""
-    total = len(record.images)
-    if total < 2:
-        return ""
-    parts = []
-    for state, word in ((State.ERROR, "failed"), (State.REJECTED, "rejected"), (State.NOT_ANALYSED, "not analysed")):
-        count = sum(1 for img in record.images if img.state == state)
-        if 0 < count < total:
-            parts.append(f"{count} of {total} {word}")
-    return ", ".join(parts)
-
-
-def finding_text(record: StudyRecord, hide_identifiers: bool) -> tuple[str, bool]:
-    """(text of the third line, emphasised?) for a row."""
-    state = record.state
-    if state in (State.ERROR, State.REJECTED, State.NOT_ANALYSED):
-        message = record.message
-        for img in record.images:  # the row already names the file: show the reason
-            prefix = f"{img.path.name}: "
-            if message.startswith(prefix):
-                message = message[len(prefix):]
-        return scrub(message, record, hide_identifiers), False
-    problems = problem_text(record)
-    top = record.top_finding()
-    if top is not None and top[0].positive:
-        finding = top[0]
-        return " · ".join(p for p in (f"{finding.label} {percent(finding.probability)}", problems) if p), True
-    if state == State.DONE:
-        return " · ".join(p for p in (problems, "no finding above its operating point") if p), False
-    return problems, False
-
-
-def scrub(message: str, record: StudyRecord, hide_identifiers: bool) -> str:
-    """A message without the study's identifiers or file names when identifiers are hidden."""
-    if not hide_identifiers:
-        return message
-    out = message
-    for img in record.images:
-        for name in (str(img.path), img.path.name):
-            out = out.replace(name, "[file]")
-    if record.source_name:
-        out = out.replace(record.source_name, "[file]")
-    for ident in record.identifiers():
-        out = out.replace(ident, "[hidden]")
-    return out
 
 
 class StudyListModel(QAbstractListModel):

@@ -202,7 +202,7 @@ def test_refreshing_findings_leaves_no_stray_windows(qtbot, analysed) -> None:  
     QApplication.instance().installEventFilter(spy)
     try:
         for _ in range(3):  # several refreshes within one event-loop pass, as when results arrive together
-            window._refresh_findings(auto_select=True)
+            window.display.refresh_findings(auto_select=True)
         qtbot.wait(100)
     finally:
         QApplication.instance().removeEventFilter(spy)
