@@ -155,7 +155,7 @@ CONTEXT_MENU: tuple[Any, ...] = ("info", "reanalyse", "anyway", SEP, EXPORT_MENU
 #: Mouse gestures listed after the keys by Help ▸ Keyboard shortcuts.
 MOUSE_HELP = (
     ("Zoom at the cursor", "mouse wheel"),
-    ("Pan", "left or middle drag (with the pan tool)"),
+    ("Pan", "middle drag, or left drag with the pan tool"),
     ("Window/level", "right drag: ←/→ width, ↑/↓ level"),
     ("Fit", "double click"),
 )

@@ -98,7 +98,7 @@ class MainWindow(QMainWindow):
 
         self._build_widgets()
         self.table = ActionTable(self)
-        for action_id, action in self.table.actions.items():
+        for action_id, action in self.table.actions.items():  # window.act_<id>, for scripts and tests
             setattr(self, f"act_{action_id}", action)
         self.table.build_menu_bar(self.menuBar())
         self.presets = PresetBox(self.canvas, self.table.menus["presets"], self)
