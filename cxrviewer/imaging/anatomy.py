@@ -33,6 +33,9 @@ _TREND = 32.0  # sigma (working pixels) of the large-scale trend removed before 
 _SETTLED = 0.04
 MARGIN = (0.04, 0.02, 0.12)  # thorax box margin: sides, top, bottom (fractions of the lungs' box)
 _JUMP = 2.5
+_DROP = 0.12  # a held lung whose base drops by more than this (fraction of the size) in one step leaked
+_KEEP = 0.06  # ... but never below this share of the image
+_BASES = 0.2  # the two lungs' bases differ by at most this much (fraction of the size)
 _EDGE = 0.015  # regions this close (fraction of the size) to the film border count as touching it
 WORK = 256  # the content is squashed to WORK x WORK working pixels (aspect not kept)
 _PERCENTILES = tuple(range(8, 66, 3))  # dark-threshold ladder, percentiles of the smoothed film
@@ -178,25 +181,45 @@ def _plausible(c: _Cand, n: int) -> bool:
     )
 
 
-def _climb(per_t: list[_Cand | None], n: int) -> _Cand | None:
+def _climb(per_t: list[_Cand | None], n: int) -> list[_Cand]:
     """Walk up the threshold ladder; once a lung-sized candidate is held, stop at the first threshold
-    where it turns implausible, jumps in size or is replaced by another region (a leak)."""
-    chosen: _Cand | None = None
+    where it turns implausible, jumps in size, drops suddenly downwards (a leak below the diaphragm)
+    or is replaced by another region. Returns the path of held candidates, the last one the lung."""
+    path: list[_Cand] = []
     for c in per_t:
+        chosen = path[-1] if path else None
         settled = chosen is not None and chosen.area >= _SETTLED * n * n
         if c is None or not _plausible(c, n):
             if settled:
                 break
             continue
         if chosen is None:
-            chosen = c
+            path.append(c)
             continue
         continuous = _overlaps(chosen, c)
-        if settled and (c.area > _JUMP * chosen.area or not continuous):
+        if settled and (c.area > _JUMP * chosen.area or not continuous or _bottom(c) - _bottom(chosen) > _DROP * n):
             break
         if continuous or c.area > chosen.area:
-            chosen = c
-    return chosen
+            if not continuous:
+                path.clear()
+            path.append(c)
+    return path
+
+
+def _bottom(c: _Cand) -> int:
+    return c.box[1] + c.box[3]
+
+
+def _pair(paths: dict[str, list[_Cand]], n: int) -> dict[str, _Cand]:
+    """The two lungs' bases lie at similar heights: a lung reaching far below the other has leaked into
+    the abdomen; step it back down its ladder path until its base is within _BASES of the other's."""
+    right, left = paths["r"][-1], paths["l"][-1]
+    for side, other in (("r", left), ("l", right)):
+        path = paths[side]
+        limit = _bottom(other) + _BASES * n
+        while len(path) > 1 and _bottom(path[-1]) > limit and path[-2].area >= _KEEP * n * n:
+            path.pop()
+    return {side: paths[side][-1] for side in ("r", "l")}
 
 
 def _overlaps(a: _Cand, b: _Cand) -> bool:
@@ -224,18 +247,18 @@ def find_lung_fields(image01: np.ndarray) -> LungFields:
     ladder = _ladder(smooth, mid)
     per_side = {side: [c[side] for _, c in ladder] for side in ("r", "l")}
 
-    lungs = {side: _climb(per_side[side], n) for side in ("r", "l")}
-    if lungs["r"] is None or lungs["l"] is None:
-        missing = " and ".join(name for side, name in (("r", "right"), ("l", "left")) if lungs[side] is None)
+    paths = {side: _climb(per_side[side], n) for side in ("r", "l")}
+    if not paths["r"] or not paths["l"]:
+        missing = " and ".join(name for side, name in (("r", "right"), ("l", "left")) if not paths[side])
         return _fallback(shape, f"no {missing} lung field found")
+    lungs = _pair(paths, n)
 
     masks = []
     for side in ("r", "l"):
         c = lungs[side]
         assert c is not None
         m = (c.label_img == c.label).astype(np.uint8)
-        m = cv2.morphologyEx(m, cv2.MORPH_CLOSE, _KERNEL)
-        m = _fill_holes(m)
+        m = _smooth_lung(m)
         masks.append(m)
     right, left = masks
     ar, al = right.sum() / n**2, left.sum() / n**2
@@ -275,6 +298,8 @@ def find_lung_fields(image01: np.ndarray) -> LungFields:
 
 
 _KERNEL = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (7, 7))
+_SMOOTH_CLOSE = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (25, 25))
+_SMOOTH_OPEN = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (7, 7))
 _RIBS = cv2.getStructuringElement(cv2.MORPH_RECT, (3, 9))
 
 
@@ -295,6 +320,19 @@ def _debug_ladder(image01: np.ndarray) -> tuple[np.ndarray, int, list[tuple[np.n
     assert smooth is not None
     mid = _midline(smooth)
     return smooth, mid, _ladder(smooth, mid)
+
+
+def _smooth_lung(m: np.ndarray) -> np.ndarray:
+    """Lung outline clean-up: bridge the rib notches, fill holes, cut thin tails; keep the largest part."""
+    pad = _SMOOTH_CLOSE.shape[0]
+    m = cv2.copyMakeBorder(m, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=0)
+    m = cv2.morphologyEx(m, cv2.MORPH_CLOSE, _SMOOTH_CLOSE)
+    m = _fill_holes(m)
+    opened = cv2.morphologyEx(m, cv2.MORPH_OPEN, _SMOOTH_OPEN)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(opened, connectivity=4)
+    if count > 1:
+        m = (labels == 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))).astype(np.uint8)
+    return np.ascontiguousarray(m[pad:-pad, pad:-pad])
 
 
 def _fill_holes(mask: np.ndarray) -> np.ndarray:
