@@ -175,7 +175,8 @@ def state_text(record: StudyRecord) -> str:
 
 
 def problem_text(record: StudyRecord) -> str:
-    """What went wrong inside a study with more than one image ("2 of 4 rejected, 1 of 4 failed"), or ""."""
+    """What went wrong inside a study with more than one image ("2 rejected, 1 failed"; the state chip gives
+    the total: "done 1/4"), or ""."""
     total = len(record.images)
     if total < 2:
         return ""
@@ -183,7 +184,7 @@ def problem_text(record: StudyRecord) -> str:
     for state, word in ((State.ERROR, "failed"), (State.REJECTED, "rejected"), (State.NOT_ANALYSED, "not analysed")):
         count = sum(1 for img in record.images if img.state == state)
         if 0 < count < total:
-            parts.append(f"{count} of {total} {word}")
+            parts.append(f"{count} {word}")
     return ", ".join(parts)
 
 
