@@ -139,16 +139,20 @@ def _to_json(value: Any) -> JSON:
 
 @dataclass(frozen=True, kw_only=True)
 class _Record:
-    """Base of the card's dataclasses: generic, strict JSON parsing and writing."""
+    """Base of the card's dataclasses: generic, strict JSON parsing and writing.
 
-    #: Write fields that are None as JSON null (metrics) instead of leaving them out (optional entries).
-    _WRITE_NULLS: ClassVar[bool] = False
+    Writing gives back what was read: an optional entry that was absent stays absent and one that was null
+    stays null (`_present` remembers which keys the JSON had), so adding a field never changes how an older
+    card is written.
+    """
+
+    _present: frozenset[str] = field(default=frozenset(), repr=False, compare=False)
 
     @classmethod
     def from_json(cls, doc: JSON, what: str) -> Self:
         if not isinstance(doc, dict):
             raise CardError(f"{what} must be a JSON object")
-        fields = {f.name: f for f in dataclasses.fields(cls)}
+        fields = _card_fields(cls)
         missing = [name for name, f in fields.items() if name not in doc and f.default is dataclasses.MISSING
                    and f.default_factory is dataclasses.MISSING]
         if missing:
@@ -156,7 +160,7 @@ class _Record:
         unknown = [str(k) for k in doc if k not in fields]
         if unknown:
             raise CardError(f"{what} has unknown keys {', '.join(sorted(unknown))}")
-        values = {}
+        values: dict[str, Any] = {"_present": frozenset(str(k) for k in doc)}
         for key, value in doc.items():
             if value is None and _optional(fields[key]):
                 continue  # null where an optional entry may be absent
@@ -165,14 +169,18 @@ class _Record:
 
     def to_json(self) -> dict[str, JSON]:
         out: dict[str, JSON] = {}
-        for f in dataclasses.fields(self):
+        for f in _card_fields(type(self)).values():
             value = getattr(self, f.name)
-            if value is None and not self._WRITE_NULLS:
-                continue
-            if _optional(f) and isinstance(value, tuple | Mapping) and not value:
-                continue
+            empty = value is None or (_optional(f) and isinstance(value, tuple | Mapping) and not value)
+            if empty and f.name not in self._present:
+                continue  # an optional entry the card did not have
             out[f.name] = _to_json(value)
         return out
+
+
+def _card_fields(cls: type[_Record]) -> dict[str, dataclasses.Field[Any]]:
+    """The fields that are card entries (not `_present`), by name, in declaration order."""
+    return {f.name: f for f in dataclasses.fields(cls) if "parse" in f.metadata}
 
 
 def _optional(f: dataclasses.Field[Any]) -> bool:
@@ -241,8 +249,6 @@ def _datasets(value: JSON, what: str) -> tuple[DatasetInfo, ...]:
 @dataclass(frozen=True, kw_only=True)
 class LabelMetrics(_Record):
     """One label's validation metrics at its operating point (None where a metric could not be computed)."""
-
-    _WRITE_NULLS: ClassVar[bool] = True
 
     n_pos: int | None = _field(_opt(_int), None)
     n_neg: int | None = _field(_opt(_int), None)
