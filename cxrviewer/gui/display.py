@@ -144,7 +144,7 @@ class Display:
 
     def auroc_by_label(self) -> dict[str, float]:
         out = {}
-        for label, entry in backend.validation_table(getattr(self.w.engine, "card", None)).items():
+        for label, entry in backend.validation_table(self.w.model_card()).items():
             value = backend.metric(entry, "auroc", "AUROC", "auc")
             if isinstance(value, int | float):
                 out[label] = float(value)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QPoint, Qt, QTimer, Signal
 from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent, QGuiApplication
@@ -61,6 +61,9 @@ from cxrviewer.gui.welcome import WelcomePage
 from cxrviewer.gui.wl_presets import PresetBox
 from cxrviewer.gui.workers import Pipeline
 from cxrviewer.gui.worklist import Entry, Worklist
+
+if TYPE_CHECKING:
+    from cxrviewer.model.card import ModelCard
 
 log = logging.getLogger(__name__)
 
@@ -277,8 +280,9 @@ class MainWindow(QMainWindow):
     def engine(self) -> Any:
         return self.pipeline.engine
 
-    def model_card(self) -> Any:
-        return getattr(self.engine, "card", None) or {}
+    def model_card(self) -> ModelCard | None:
+        """The loaded model's card (None without a model)."""
+        return getattr(self.engine, "card", None)
 
     @property
     def hide_identifiers(self) -> bool:
@@ -449,7 +453,7 @@ class MainWindow(QMainWindow):
         return self._open_dialog(ModelCardDialog(self.engine, self))
 
     def show_about(self) -> AboutDialog:
-        return self._open_dialog(AboutDialog(getattr(self.engine, "card", None), self))
+        return self._open_dialog(AboutDialog(self.model_card(), self))
 
     def show_study_info(self) -> StudyInfoDialog | None:
         study, image = self.current_study(), self.current_image()

@@ -50,6 +50,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from cxrviewer.model.card import ModelCard
 from cxrviewer.net.config import MIB, ConfigError, Limits, NodeConfig, RemoteNode, default_data_dir
 from cxrviewer.net.errors import NetError
 from cxrviewer.net.node import Analysed, Node
@@ -400,7 +401,7 @@ class PacsController(QObject):
             self.send_failed.emit(done.message)
 
     # -- sending ------------------------------------------------------------------------------------
-    def send_study(self, images: Any, predictions: Any, card: Any) -> None:
+    def send_study(self, images: Any, predictions: Any, card: ModelCard | None) -> None:
         """Write DICOM SR + Secondary Capture for a study into the outbox, then deliver them (background)."""
         from cxrviewer.report.export import is_dicom
 

@@ -25,6 +25,7 @@ from typing import Any
 
 from cxrviewer.imaging import ImageLoadError
 from cxrviewer.imaging.guarded import GuardedLoader
+from cxrviewer.model.card import ModelCard
 from cxrviewer.net.config import NodeConfig
 from cxrviewer.net.outbox import DeliveryReport, Outbox
 from cxrviewer.net.scp import Received, StorageSCP
@@ -170,7 +171,7 @@ class Node:
             return Analysed(path, "error", str(exc))
         return Analysed(path, prediction.status, message, tuple(files))
 
-    def queue_results(self, images: Any, predictions: Any, card: Any, label: str = "") -> None:
+    def queue_results(self, images: Any, predictions: Any, card: ModelCard | None, label: str = "") -> None:
         """Write DICOM SR + Secondary Capture of an analysed study into a new outbox batch (on the analysis
         thread), then deliver; the outcome is reported through ``on_analysed`` (status "ok" or "error")."""
         items = list(images) if isinstance(images, list | tuple) else [images]
