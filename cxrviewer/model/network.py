@@ -10,27 +10,49 @@ import torch
 import torchvision
 from torch import nn
 
+from cxrviewer.model.efficientnet_lite import EfficientNetLiteFeatures
+
 ARCHITECTURES = ("resnet18", "resnet18_os16", "resnet34", "resnet50", "densenet121", "efficientnet_b0",
-                 "mobilenet_v3_large")
+                 "mobilenet_v3_large", "efficientnet_lite0", "efficientnet_lite0_os16", "efficientnet_lite2",
+                 "efficientnet_lite2_os16")
+#: torchvision's ImageNet input scaling (per RGB channel), used to fold a 3-channel stem into our 1 channel.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-def _one_channel_conv(conv: nn.Conv2d) -> nn.Conv2d:
-    return nn.Conv2d(
-        1,
-        conv.out_channels,
-        kernel_size=conv.kernel_size,
-        stride=conv.stride,
-        padding=conv.padding,
-        bias=conv.bias is not None,
-    )
+def _one_channel_conv(conv: nn.Conv2d, pretrained: bool = False) -> nn.Conv2d:
+    """The stem for 1-channel input; with `pretrained`, the RGB kernels folded into one.
+
+    Our input is (x - MEAN) / STD on a [0, 1] grey image; torchvision's was (x - mean_c) / std_c per channel,
+    so the grey kernel is sum_c w_c * STD / std_c (the constant offset is absorbed by the following norm).
+    """
+    from cxrviewer.model.preprocess import STD
+
+    one = nn.Conv2d(1, conv.out_channels, kernel_size=conv.kernel_size, stride=conv.stride, padding=conv.padding,
+                    bias=conv.bias is not None)
+    if pretrained:
+        scale = torch.tensor([STD / s for s in IMAGENET_STD], dtype=conv.weight.dtype)[None, :, None, None]
+        with torch.no_grad():
+            one.weight.copy_((conv.weight * scale).sum(1, keepdim=True))
+            if conv.bias is not None:
+                one.bias.copy_(conv.bias)
+    return one
 
 
-def _backbone(arch: str) -> tuple[nn.Module, int]:
-    """Feature extractor (image -> last feature map) and its channel count. weights=None: no downloads."""
+def _backbone(arch: str, base_net: nn.Module | None = None) -> tuple[nn.Module, int]:
+    """Feature extractor (image -> last feature map) and its channel count. weights=None: no downloads.
+
+    `base_net`: a torchvision model of the same family with weights already loaded (ImageNet initialisation
+    from a file on disk); its RGB stem is folded into one channel."""
+    pre = base_net is not None
+    if arch.startswith("efficientnet_lite"):
+        variant, _, os_tag = arch.removeprefix("efficientnet_").partition("_")
+        feats = EfficientNetLiteFeatures(variant, 16 if os_tag == "os16" else 32)
+        return feats, feats.out_channels
     if arch.startswith("resnet"):
         base, _, variant = arch.partition("_")
-        net = getattr(torchvision.models, base)(weights=None)
-        net.conv1 = _one_channel_conv(net.conv1)
+        net = base_net if pre else getattr(torchvision.models, base)(weights=None)
+        net.conv1 = _one_channel_conv(net.conv1, pre)
         if variant == "os16":  # last stage at stride 16: a 2x finer feature map for sharper CAMs
             block = net.layer4[0]
             (block.conv2 if base in {"resnet50"} else block.conv1).stride = (1, 1)
@@ -38,12 +60,12 @@ def _backbone(arch: str) -> tuple[nn.Module, int]:
         layers = [net.conv1, net.bn1, net.relu, net.maxpool, net.layer1, net.layer2, net.layer3, net.layer4]
         return nn.Sequential(*layers), net.fc.in_features
     if arch == "densenet121":
-        net = torchvision.models.densenet121(weights=None)
-        net.features.conv0 = _one_channel_conv(net.features.conv0)
+        net = base_net if pre else torchvision.models.densenet121(weights=None)
+        net.features.conv0 = _one_channel_conv(net.features.conv0, pre)
         return nn.Sequential(net.features, nn.ReLU(inplace=False)), net.classifier.in_features
     if arch in {"efficientnet_b0", "mobilenet_v3_large"}:
-        net = getattr(torchvision.models, arch)(weights=None)
-        net.features[0][0] = _one_channel_conv(net.features[0][0])
+        net = base_net if pre else getattr(torchvision.models, arch)(weights=None)
+        net.features[0][0] = _one_channel_conv(net.features[0][0], pre)
         channels = net.features[-1][0].out_channels
         return net.features, channels
     raise ValueError(f"unknown architecture {arch!r}; known: {', '.join(ARCHITECTURES)}")
@@ -52,10 +74,10 @@ def _backbone(arch: str) -> tuple[nn.Module, int]:
 class CXRNet(nn.Module):
     """Backbone -> feature map -> global average pool -> linear (one logit per label)."""
 
-    def __init__(self, arch: str, num_labels: int, dropout: float = 0.0) -> None:
+    def __init__(self, arch: str, num_labels: int, dropout: float = 0.0, base_net: nn.Module | None = None) -> None:
         super().__init__()
         self.arch = arch
-        self.features, channels = _backbone(arch)
+        self.features, channels = _backbone(arch, base_net)
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.classifier = nn.Linear(channels, num_labels)
 
