@@ -7,10 +7,13 @@ Output (JSON, the contract in DESIGN.md)::
                   "image_size": [width, height], "view": "frontal" | "lateral" | "unknown",
                   "findings": [{"label", "probability", "threshold", "positive", "cam_peak": [x, y] | null}]}]}
 
-``findings`` lists every label of the model, highest probability first, for "ok" results; it is empty for
-"rejected" (the gate's reasons are in ``message``; ``--force`` runs the model anyway) and "error" results
-(``image_size`` null, ``view`` "unknown"). ``cam_peak`` is in original image pixels. The entries are built
-by `cxrviewer.report.json_report`, shared with the viewer's JSON export.
+Probabilities and thresholds are calibrated when the model card carries a calibration. A finding may also carry
+``"triage": true`` (above the label's high-sensitivity triage point but below its finding point: "check for",
+not a finding) and ``"note"`` (why a label above its cutoff is not asserted: "No Finding" is never positive beside
+a flagged finding). ``findings`` lists every label of the model, highest probability first, for "ok" results;
+it is empty for "rejected" (the gate's reasons are in ``message``; ``--force`` runs the model anyway) and
+"error" results (``image_size`` null, ``view`` "unknown"). ``cam_peak`` is in original image pixels. The
+entries are built by `cxrviewer.report.json_report`, shared with the viewer's JSON export.
 
 CSV (``--format csv``): one row per finding (path, status, message, width, height, view, label, probability,
 threshold, positive, cam_x, cam_y); a result without findings gives one row with those fields empty.

@@ -215,7 +215,8 @@ def heat_map(prediction: Any, label: str, max_side: int = 768) -> np.ndarray | N
 
     finding = prediction.finding(label)
     labels = list(getattr(prediction, "labels", []) or [])
-    if finding is None or not finding.positive or label not in labels or prediction.cams_logit.size == 0:
+    shown = finding is not None and (finding.positive or getattr(finding, "triage", False))
+    if not shown or label not in labels or prediction.cams_logit.size == 0:
         return None
     width, height = prediction.image_size
     scale = min(1.0, max_side / max(width, height))

@@ -29,6 +29,7 @@ from cxrviewer.gui.records import percent
 POSITIVE = QColor(255, 138, 61)  # above the operating point
 NORMAL_POSITIVE = QColor(86, 190, 130)  # "No Finding" above its operating point
 NEGATIVE = QColor(92, 132, 170)
+TRIAGE = QColor(232, 196, 64)  # above a high-sensitivity triage point, below the finding point
 TRACK = QColor(43, 48, 56)
 TEXT = QColor(226, 229, 234)
 MUTED = QColor(120, 126, 136)
@@ -65,7 +66,12 @@ class FindingRow(QWidget):
             )
             if auroc is not None:
                 tip += f"\nValidation AUROC {auroc:.3f}."
-            if finding.positive:
+            if getattr(finding, "triage", False):
+                tip += (f"\nTriage: above the high-sensitivity triage point for {label} (it catches most cases "
+                        "and raises many false alarms): check the film. Not a finding.")
+            if getattr(finding, "note", None):
+                tip += f"\n{str(finding.note).capitalize()}."
+            if finding.positive or getattr(finding, "triage", False):
                 tip += "\nClick to show where the model looked."
             else:
                 tip += "\nBelow the operating point: no heat map is drawn."
@@ -87,7 +93,12 @@ class FindingRow(QWidget):
     def text(self) -> str:
         if self.finding is None:
             return f"{self.label}: not assessed by this model"
-        return f"{self.label}: {percent(self.finding.probability)}" + (" (positive)" if self.positive else "")
+        suffix = " (positive)" if self.positive else ""
+        if getattr(self.finding, "triage", False):
+            suffix = " (triage: check)"
+        elif getattr(self.finding, "note", None):
+            suffix = " (not asserted)"
+        return f"{self.label}: {percent(self.finding.probability)}{suffix}"
 
     def sizeHint(self) -> QSize:  # noqa: N802
         return QSize(240, 42 if self.assessed else 26)
@@ -137,7 +148,9 @@ class FindingRow(QWidget):
             p.end()
             return
         f = self.finding
+        triage = bool(getattr(f, "triage", False))
         colour = (NORMAL_POSITIVE if self.label == "No Finding" else POSITIVE) if f.positive else NEGATIVE
+        colour = TRIAGE if triage else colour
         font.setBold(f.positive)
         p.setFont(font)
         fm = p.fontMetrics()
@@ -146,11 +159,12 @@ class FindingRow(QWidget):
         p.drawText(
             text_rect,
             Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
-            fm.elidedText(self.label, Qt.TextElideMode.ElideRight, int(text_rect.width() - 50)),
+            fm.elidedText(self.label, Qt.TextElideMode.ElideRight, int(text_rect.width() - 50 - (60 if triage else 0))),
         )
-        p.setPen(colour if f.positive else QColor(196, 200, 207))
+        p.setPen(colour if f.positive or triage else QColor(196, 200, 207))
+        tag = " · check" if triage else (" · not asserted" if getattr(f, "note", None) else "")
         p.drawText(
-            text_rect, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter, percent(f.probability)
+            text_rect, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter, percent(f.probability) + tag
         )
         bar = QRectF(r.left() + 10, text_rect.bottom() + 5, r.width() - 20, 7)
         p.setPen(Qt.PenStyle.NoPen)

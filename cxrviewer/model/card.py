@@ -259,6 +259,21 @@ class LabelMetrics(_Record):
     specificity: float | None = _field(_opt(_float), None)
     misclassification: float | None = _field(_opt(_float), None)
     ece: float | None = _field(_opt(_float), None)
+    #: Expected calibration error of the network's own probabilities, before the card's calibration.
+    ece_uncalibrated: float | None = _field(_opt(_float), None)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Calibration(_Record):
+    """Per-label Platt scaling of the network's logit: p = sigmoid(scale * logit + bias)."""
+
+    scale: float = _field(_float)
+    bias: float = _field(_float)
+    method: str = _field(_str, "platt")
+
+    def __post_init__(self) -> None:
+        if not self.scale > 0:
+            raise CardError("a calibration scale must be positive (it keeps the ranking of images)")
 
 
 _label_metrics = _record_map(_record(LabelMetrics))
@@ -300,6 +315,14 @@ class ModelCard(_Record):
     labels: tuple[str, ...] = _field(_str_tuple)
     thresholds: Mapping[str, float] = _field(_probabilities)
     high_sensitivity_thresholds: Mapping[str, float] | None = _field(_probabilities, None)
+    #: Labels flagged for triage (a high-sensitivity point shown as "check", never as a finding).
+    triage_thresholds: Mapping[str, float] | None = _field(_probabilities, None)
+    #: Probabilities and thresholds are calibrated with these (labels absent: the network's own sigmoid).
+    calibration: Mapping[str, Calibration] | None = _field(_record_map(_record(Calibration)), None)
+    #: How the operating points were chosen and what they cost on validation films (JSON, read by people).
+    operating_policy: Mapping[str, JSON] | None = _field(_json_object, None)
+    #: Test-time augmentation views (`cxrviewer.model.tta.VIEWS`) whose logits are averaged.
+    tta: tuple[str, ...] = _field(_str_tuple, ())
     validation: Validation | None = _field(_record(Validation), None)
     cam: CamInfo | None = _field(_record(CamInfo), None)
     datasets: tuple[DatasetInfo, ...] = _field(_datasets, ())
@@ -332,6 +355,15 @@ class ModelCard(_Record):
             raise CardError("thresholds must give one operating point per label")
         if not 32 <= self.input_size <= 2048:
             raise CardError("input_size must be an integer between 32 and 2048")
+        for name, mapping in (("triage_thresholds", self.triage_thresholds), ("calibration", self.calibration)):
+            stray = set(mapping or {}) - set(labels)
+            if stray:
+                raise CardError(f"{name} name labels the model does not have: {', '.join(sorted(stray))}")
+        from cxrviewer.model.tta import VIEWS
+
+        unknown_views = [v for v in self.tta if v not in VIEWS]
+        if unknown_views:
+            raise CardError(f"unknown test-time augmentation views {', '.join(unknown_views)}")
 
     @classmethod
     def from_json(cls, doc: JSON, what: str = "model card") -> Self:

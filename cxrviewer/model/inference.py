@@ -39,6 +39,7 @@ from cxrviewer.model import gate as gating
 from cxrviewer.model.cam import cam_peak, cam_to_original
 from cxrviewer.model.gate import FeatureGate, GateResult, GateStatus
 from cxrviewer.model.preprocess import MEAN, STD, Letterbox, preprocess
+from cxrviewer.model.tta import tta_views, view_batch
 from cxrviewer.model.weights import ModelBundle, ModelCard, ModelError, bundled_card_path, load_bundle
 
 __all__ = ["Engine", "Finding", "GateResult", "Prediction", "ModelError"]
@@ -55,13 +56,33 @@ FEATURE_WARNING = ("unusual image: it differs from the films the model was train
 
 @dataclass
 class Finding:
-    """One label's result. ``cam_peak`` is (x, y) in original pixels, None below the cutoff."""
+    """One label's result. ``cam_peak`` is (x, y) in original pixels, None below the cutoff.
+
+    ``probability`` is calibrated when the card carries a calibration. ``triage`` marks a label above its
+    high-sensitivity triage point but below its finding point ("check for ..."), never a finding. ``note``
+    says why a label is not asserted although its probability is above its cutoff (No Finding beside a
+    flagged finding)."""
 
     label: str
     probability: float
     threshold: float
     positive: bool
     cam_peak: tuple[float, float] | None
+    triage: bool = False
+    note: str | None = None
+
+
+NO_FINDING = "No Finding"
+NO_FINDING_NOTE = "not asserted: another finding is flagged"
+
+
+def consistent_findings(findings: list[Finding]) -> list[Finding]:
+    """"No Finding" cannot be positive while another finding is: it is then shown as not asserted."""
+    others = any(f.positive for f in findings if f.label != NO_FINDING)
+    for f in findings:
+        if f.label == NO_FINDING and f.positive and others:
+            f.positive, f.note, f.cam_peak = False, NO_FINDING_NOTE, None
+    return findings
 
 
 @dataclass
@@ -96,7 +117,8 @@ class Prediction:
         used to export every map; the viewer never draws those).
         """
         found = self.finding(label)
-        if found is None or (not found.positive and not below_cutoff) or label not in self.labels:
+        shown = found is not None and (found.positive or found.triage)
+        if found is None or (not shown and not below_cutoff) or label not in self.labels:
             return None
         if label not in self._cache:
             self._cache[label] = cam_to_original(self.cams_logit[self.labels.index(label)], self.letterbox)
@@ -151,6 +173,11 @@ class Engine:
                 raise ModelError(f"{where}: the card has no high-sensitivity operating point for every label")
             thresholds = alt
         self.thresholds: dict[str, float] = {lab: float(thresholds[lab]) for lab in self.labels}
+        self.triage: dict[str, float] = dict(self.card.triage_thresholds or {}) if operating_point == "default" else {}
+        calibration = self.card.calibration or {}
+        self._scale = np.array([calibration[lab].scale if lab in calibration else 1.0 for lab in self.labels])
+        self._bias = np.array([calibration[lab].bias if lab in calibration else 0.0 for lab in self.labels])
+        self.views = tta_views(self.card.tta)
         self.feature_gate: FeatureGate | None = None
         if self.card.gate is not None:
             try:
@@ -192,12 +219,15 @@ class Engine:
         x, box = preprocess(image01, self.input_size)
         t1 = time.perf_counter()
         with self._lock, torch.inference_mode():
-            tensor = torch.from_numpy(x)[None].contiguous(memory_format=torch.channels_last)
-            logits, fmap = self.network.forward_features(tensor)
+            tensor = torch.from_numpy(x)[None]
+            if len(self.views) > 1:  # the identity view first: its map gives the CAMs and the gate features
+                tensor = view_batch(tensor, self.views)
+            logits, fmap = self.network.forward_features(tensor.contiguous(memory_format=torch.channels_last))
             t2 = time.perf_counter()
-            cams = self.network.cams(fmap)[0].float().numpy()
-            pooled = gating.pooled_features(fmap)[0]
-        probs = torch.sigmoid(logits[0].float()).numpy().astype(np.float64)
+            cams = self.network.cams(fmap[:1])[0].float().numpy()
+            pooled = gating.pooled_features(fmap[:1])[0]
+        logit = logits.float().mean(0).numpy().astype(np.float64)
+        probs = 1.0 / (1.0 + np.exp(-(self._scale * logit + self._bias)))
         t3 = time.perf_counter()
         return probs, cams, pooled, box, {"preprocess": t1 - t0, "forward": t2 - t1, "cams": t3 - t2}
 
@@ -254,7 +284,10 @@ class Engine:
         for i, label in enumerate(self.labels):
             p, thr = float(probs[i]), self.thresholds[label]
             positive = p >= thr
-            findings.append(Finding(label, p, thr, positive, cam_peak(cams[i], box) if positive else None))
+            triage = not positive and label in self.triage and p >= self.triage[label]
+            peak = cam_peak(cams[i], box) if positive or triage else None
+            findings.append(Finding(label, p, thr, positive, peak, triage=triage))
+        consistent_findings(findings)
         findings.sort(key=lambda f: -f.probability)
         timings["cams"] += time.perf_counter() - t2
         return Prediction(findings, gate, (w, h), view, box, cams, list(self.labels), timings)

@@ -60,9 +60,16 @@ def _probability(value: Any) -> float:
 
 
 def finding_entry(finding: Any) -> dict[str, Any]:
-    return {"label": str(finding.label), "probability": _probability(finding.probability),
-            "threshold": round(float(finding.threshold), 6), "positive": bool(finding.positive),
-            "cam_peak": _peak(getattr(finding, "cam_peak", None))}
+    """One finding; ``triage`` (above a high-sensitivity triage point, not a finding) and ``note`` (why a
+    label above its cutoff is not asserted) appear only when set."""
+    entry = {"label": str(finding.label), "probability": _probability(finding.probability),
+             "threshold": round(float(finding.threshold), 6), "positive": bool(finding.positive),
+             "cam_peak": _peak(getattr(finding, "cam_peak", None))}
+    if getattr(finding, "triage", False):
+        entry["triage"] = True
+    if getattr(finding, "note", None):
+        entry["note"] = str(finding.note)
+    return entry
 
 
 def result_entry(path: str | Path, prediction: PredictionLike) -> dict[str, Any]:

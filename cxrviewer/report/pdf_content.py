@@ -137,8 +137,18 @@ def model_summary(card: ModelCard | None) -> ModelSummary:
 
 
 def finding_rows(prediction: PredictionLike) -> list[FindingRow]:
-    return [FindingRow(f.label, f"{float(f.probability):.1%}", f"{float(f.threshold):.1%}",
-                       "present" if f.positive else "absent", bool(f.positive)) for f in ranked(prediction)]
+    return [FindingRow(f.label, f"{float(f.probability):.1%}", f"{float(f.threshold):.1%}", _state(f),
+                       bool(f.positive)) for f in ranked(prediction)]
+
+
+def _state(finding: Any) -> str:
+    if finding.positive:
+        return "present"
+    if getattr(finding, "triage", False):
+        return "triage: check"
+    if getattr(finding, "note", None):
+        return "not asserted"
+    return "absent"
 
 
 def build_page(*, header: list[tuple[str, str]], figure: np.ndarray | None, map_label: str | None,
