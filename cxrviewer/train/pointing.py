@@ -7,7 +7,9 @@ centre of the same label over the other boxes (leave-one-out).
 from __future__ import annotations
 
 import csv
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -17,7 +19,7 @@ from cxrviewer.imaging.display import model_input
 from cxrviewer.labels import NIH_TO_LABEL
 from cxrviewer.model.cam import cam_peak
 from cxrviewer.model.network import CXRNet
-from cxrviewer.model.preprocess import preprocess
+from cxrviewer.model.preprocess import Letterbox, preprocess
 
 
 def read_boxes(bbox_csv: Path, root: Path | None = None, only: set[str] | None = None) -> list[dict]:
@@ -41,19 +43,26 @@ def _inside(b: dict, x: float, y: float) -> bool:
     return b["x"] <= x <= b["x"] + b["w"] and b["y"] <= y <= b["y"] + b["h"]
 
 
+def file_input(path: Path, input_size: int) -> tuple[np.ndarray, Letterbox]:
+    """Model input (1, S, S) and its letterbox for an image file, through the app's own path."""
+    return preprocess(model_input(load_image(path)), input_size)
+
+
 @torch.inference_mode()
-def pointing_game(net: CXRNet, labels: list[str], input_size: int, boxes: list[dict]) -> dict:
-    """Hit rates per label and overall for the CAM peak and for the two fixed priors."""
+def pointing_game(net: CXRNet, labels: list[str], input_size: int, boxes: list[dict],
+                  inputs: Callable[[Any, int], tuple[np.ndarray, Letterbox]] = file_input) -> dict:
+    """Hit rates per label and overall for the CAM peak and for the two fixed priors.
+
+    `inputs(key, size)` gives the model input and letterbox of a box's image (key: the box's "path")."""
     net.eval()
     per: dict[str, dict[str, int]] = {}
-    cache: dict[Path, tuple] = {}
+    cache: dict[Any, tuple] = {}
     usable = [b for b in boxes if b["label"] in labels]
     for b in usable:
         if b["path"] not in cache:
-            img = load_image(b["path"])
-            x, box = preprocess(model_input(img), input_size)
+            x, box = inputs(b["path"], input_size)
             _, fmap = net.forward_features(torch.from_numpy(x)[None])
-            cache[b["path"]] = (net.cams(fmap)[0].numpy(), box, (img.width, img.height))
+            cache[b["path"]] = (net.cams(fmap)[0].numpy(), box, (box.orig_width, box.orig_height))
         cams, box, (w, h) = cache[b["path"]]
         px, py = cam_peak(cams[labels.index(b["label"])], box)
         others = [o for o in usable if o is not b and o["label"] == b["label"]]
