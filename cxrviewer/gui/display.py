@@ -130,8 +130,10 @@ class Display:
         if prediction is None or image.state != State.DONE:
             self.w.canvas.clear_overlay()
             self.w.canvas.set_analysed_region(None)
+            self.w.canvas.set_lung_outline(None)
             return
         self.show_analysed_region(prediction)
+        self.w.canvas.set_lung_outline(getattr(prediction, "lung_outline", None))
         label = self.selected_label
         if label is None and auto_select:
             top = image.top_finding()
@@ -186,6 +188,9 @@ class Display:
             f"{label}: probability {finding.probability:.3f}, operating point {finding.threshold:.3f}"
             + (" — above it" if finding.positive else " — below it")
         )
+
+    def set_lung_outline_visible(self, visible: bool) -> None:
+        self.w.canvas.set_lung_outline_visible(visible)
 
     def set_heatmap_visible(self, visible: bool) -> None:
         if self.w.table["heatmap"].isChecked() != visible:

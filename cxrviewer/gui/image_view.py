@@ -17,15 +17,18 @@ from typing import Any
 import numpy as np
 from PySide6.QtCore import QEvent, QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import (
+    QColor,
     QFont,
     QImage,
     QKeyEvent,
     QMouseEvent,
     QPainter,
+    QPainterPath,
+    QPen,
     QPixmap,
     QResizeEvent,
 )
-from PySide6.QtWidgets import QGraphicsPixmapItem, QGraphicsScene, QLabel, QWidget
+from PySide6.QtWidgets import QGraphicsPathItem, QGraphicsPixmapItem, QGraphicsScene, QLabel, QWidget
 
 from cxrviewer.gui import backend
 from cxrviewer.gui.canvas_geometry import FIT_MARGIN, ZoomableView
@@ -71,6 +74,14 @@ class ImageCanvas(ZoomableView):
             self._heat.outline_item,
             self._heat.peak_item,
         )
+        self._lungs_item = QGraphicsPathItem()
+        pen = QPen(QColor(96, 210, 140, 220), 1.6)
+        pen.setCosmetic(True)
+        self._lungs_item.setPen(pen)
+        self._lungs_item.setZValue(4)
+        self._lungs_item.hide()
+        self._lungs_wanted = False
+        self._scene.addItem(self._lungs_item)
         self.banner = QLabel(self.viewport())
         self.banner.setObjectName("canvasBanner")
         self.banner.setWordWrap(True)
@@ -105,6 +116,7 @@ class ImageCanvas(ZoomableView):
         Measurements are cleared unless the same image is shown again with `keep_view`."""
         if not (keep_view and image is self._image):
             self.clear_measurements()
+            self.set_lung_outline(None)
             self._input.measure.set_image(image, display.shape[1], display.shape[0])
         self._image = image
         self._base_display = display
@@ -134,6 +146,7 @@ class ImageCanvas(ZoomableView):
         self._pixmap_words = self._ready_rgb32 = None
         self.clear_overlay()
         self.clear_measurements()
+        self.set_lung_outline(None)
         self._input.magnifier.hide()
         self.annotations = {"top_left": [], "top_right": []}
         self.viewport().update()
@@ -281,6 +294,29 @@ class ImageCanvas(ZoomableView):
 
     def analysed_region(self) -> QRectF | None:
         return self._heat.region()
+
+    # --- lung outline -------------------------------------------------------------------------------------
+
+    def set_lung_outline(self, contours: list[np.ndarray] | None) -> None:
+        """The lung fields' outline (N x 2 (x, y) contours in image pixels), drawn when switched on."""
+        path = QPainterPath()
+        for contour in contours or []:
+            pts = np.asarray(contour, dtype=np.float64).reshape(-1, 2) + 0.5  # pixel centres
+            if len(pts) < 3:
+                continue
+            path.moveTo(pts[0, 0], pts[0, 1])
+            for x, y in pts[1:]:
+                path.lineTo(x, y)
+            path.closeSubpath()
+        self._lungs_item.setPath(path)
+        self._lungs_item.setVisible(self._lungs_wanted and not path.isEmpty())
+
+    def set_lung_outline_visible(self, visible: bool) -> None:
+        self._lungs_wanted = visible
+        self._lungs_item.setVisible(visible and not self._lungs_item.path().isEmpty())
+
+    def lung_outline_shown(self) -> bool:
+        return self._lungs_item.isVisible()
 
     # --- messages -----------------------------------------------------------------------------------------
 

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from cxrviewer import labels as vocabulary
+from cxrviewer.imaging.anatomy import find_lung_fields
 from cxrviewer.imaging.display import model_input
 from cxrviewer.imaging.image import Image
 from cxrviewer.model import gate as gating
@@ -101,6 +102,8 @@ class Prediction:
     cams_logit: np.ndarray  # (L, h, w) low-res CAMs in logit units, label order = `labels`
     labels: list[str] = field(default_factory=list)  # model label order (rows of cams_logit)
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
+    #: Lung-field outlines (N x 2 int32 (x, y) contours in original pixels; empty when not found).
+    lung_outline: list[np.ndarray] = field(default_factory=list)
     _cache: dict[str, np.ndarray] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -290,7 +293,10 @@ class Engine:
         consistent_findings(findings)
         findings.sort(key=lambda f: -f.probability)
         timings["cams"] += time.perf_counter() - t2
-        return Prediction(findings, gate, (w, h), view, box, cams, list(self.labels), timings)
+        t3 = time.perf_counter()
+        outline = find_lung_fields(image01).outline()
+        timings["lungs"] = time.perf_counter() - t3
+        return Prediction(findings, gate, (w, h), view, box, cams, list(self.labels), timings, lung_outline=outline)
 
     # --- public -------------------------------------------------------------------------------------------
 
