@@ -6,7 +6,7 @@ from typing import Any
 
 from cxrviewer.train.metrics import fmt
 
-TRAINING_KEYS = ("arch", "input_size", "epochs", "batch_size", "lr", "weight_decay", "folds", "seed",
+TRAINING_KEYS = ("arch", "init", "input_size", "epochs", "batch_size", "lr", "weight_decay", "folds", "seed",
                  "max_train_per_dataset", "box_loss", "box_weight")
 
 
@@ -48,6 +48,57 @@ def _cv_cell(cv: dict[str, Any] | None, label: str) -> str:
     return f"{r['mean']:.3f} ± {r['std']:.3f} ({r['folds']})"
 
 
+def _start(card: dict[str, Any]) -> str:
+    """Where the backbone's weights started, with package, version and licence where they came from one."""
+    init = card.get("training", {}).get("init") or {}
+    if init.get("package"):
+        extra = f" {init['transfer']}." if init.get("transfer") else ""
+        return (f"fine-tuned from ImageNet weights shipped inside the registry package `{init['package']}` "
+                f"{init.get('version', '')} (licence {init.get('licence', 'unknown')}; {init.get('source', '')}; "
+                f"file `{init.get('file', '')}`, SHA-256 `{init.get('sha256', '')}`; nothing is downloaded at run "
+                f"time).{extra}")
+    if init.get("init") == "file":
+        return f"fine-tuned from the weights file `{init.get('file')}` (SHA-256 `{init.get('sha256')}`)."
+    return "trained from scratch (no ImageNet or other downloaded weights)."
+
+
+def _policy_text(card: dict[str, Any]) -> str:
+    pol = card.get("operating_policy")
+    if not pol:
+        return ("Operating point: Youden J on those images; Pneumothorax uses a high-sensitivity point (≥ 0.95 "
+                "sensitivity on validation).")
+    triage = "; ".join(f"{lab}: {text}" for lab, text in pol.get("triage", {}).items())
+    return (f"Probabilities are calibrated ({pol.get('calibration', '')}); ECE before → after calibration is in the "
+            f"table. Operating points: {pol['rule']} → specificity target {fmt(pol['specificity_target'])}, which "
+            f"flags {fmt(pol['flags_per_normal_film'])} findings per normal validation film and "
+            f"{fmt(pol['flags_per_abnormal_film'])} per abnormal one ({pol['normal_films']} / {pol['abnormal_films']}"
+            f" films). Triage: {triage or 'none'}. \"No Finding\" is never shown positive beside a flagged finding. "
+            f"A rule-out mode uses ≥ {fmt(pol.get('rule_out_sensitivity'))} sensitivity points for every label.")
+
+
+def _curves(card: dict[str, Any]) -> list[str]:
+    """Learning curves: validation score (mean AUROC over dataset x label pairs) per epoch and fold."""
+    training = card.get("training", {})
+    folds = training.get("cv_learning_curves") or {}
+    rows = {name: curve for name, curve in folds.items() if curve}
+    final = training.get("learning_curve") or []
+    if not rows and not final:
+        return []
+    lines = ["", "## Learning curves", "",
+             "Validation score per epoch (mean AUROC over dataset × label pairs of the fold's held-out patients; "
+             "the selected epoch is the best one), and the training loss of the shipped all-data run.", ""]
+    epochs = max([len(c) for c in rows.values()] + [len(final)])
+    lines.append("| run | " + " | ".join(str(e + 1) for e in range(epochs)) + " |")
+    lines.append("|---|" + "---|" * epochs)
+    for name, curve in rows.items():
+        lines.append(f"| {name} val | " + " | ".join(fmt(r.get("val_score")) for r in curve)
+                     + " |" * (epochs - len(curve) + 1))
+    if final:
+        lines.append("| all-data loss | " + " | ".join(fmt(r.get("train_loss")) for r in final)
+                     + " |" * (epochs - len(final) + 1))
+    return lines
+
+
 def model_readme(card: dict[str, Any], reproduce: str) -> str:
     """Markdown for models/README.md; every number comes from the card."""
     v = card.get("validation", {})
@@ -63,8 +114,8 @@ def model_readme(card: dict[str, Any], reproduce: str) -> str:
         "parts or other modalities: the app's input gate rejects those it recognises.",
         "",
         "## Model",
-        f"- Architecture: {card['architecture']} trained from scratch (no ImageNet or other downloaded weights), "
-        f"1-channel input, {card['input_size']} x {card['input_size']} letterbox (aspect kept, zero padding), "
+        f"- Architecture: {card['architecture']}, {_start(card)} 1-channel input, {card['input_size']} x "
+        f"{card['input_size']} letterbox (aspect kept, zero padding), "
         f"intensity (x - {card['preprocessing']['mean']}) / {card['preprocessing']['std']} on the [0, 1] model input.",
         "- Head: global average pooling + one linear layer, so class-activation maps are exact: the spatial mean "
         "of a label's map (logit units) equals its logit; the viewer shows sigmoid(map) on a fixed [0, 1] scale.",
@@ -100,17 +151,19 @@ def model_readme(card: dict[str, Any], reproduce: str) -> str:
         "",
         f"The table is computed on the **{v.get('per_label_dataset', 'all')}** validation images only (adult "
         "films; pediatric Kermany films are reported separately below, never pooled, because pooling two sources "
-        "inflates AUROC). Operating point: Youden J on those images; Pneumothorax uses a high-sensitivity point "
-        "(≥ 0.95 sensitivity on validation). CV column: mean ± std of AUROC across the cross-validation folds "
-        "finished (number of folds).",
+        "inflates AUROC). " + _policy_text(card) + " CV column: mean ± std of AUROC across the cross-validation "
+        "folds finished (number of folds).",
         "",
-        "| label | AUROC | AUPRC | positives | negatives | threshold | sensitivity | specificity | ECE | CV AUROC |",
+        "| label | AUROC | AUPRC | positives | negatives | threshold | sensitivity | specificity | ECE (raw → "
+        "calibrated) | CV AUROC |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for lab, r in v.get("per_label", {}).items():
+        ece = f"{fmt(r.get('ece_uncalibrated'))} → {fmt(r['ece'])}" if r.get("ece_uncalibrated") is not None \
+            else fmt(r["ece"])
         lines.append(f"| {lab} | {fmt(r['auroc'])} | {fmt(r['auprc'])} | {r['n_pos']} | {r['n_neg']} | "
                      f"{fmt(r['threshold'])} | {fmt(r['sensitivity'])} | {fmt(r['specificity'])} | "
-                     f"{fmt(r['ece'])} | {_cv_cell(cv, lab)} |")
+                     f"{ece} | {_cv_cell(cv, lab)} |")
     lines.append("")
     for ds, reps in v.get("per_dataset", {}).items():
         vals = [r["auroc"] for r in reps.values() if r["auroc"] is not None]
@@ -135,21 +188,24 @@ def model_readme(card: dict[str, Any], reproduce: str) -> str:
                   "| label | boxes | CAM hits | centre prior | mean-box prior |", "|---|---|---|---|---|"]
         for lab, r in pg["per_label"].items():
             lines.append(f"| {lab} | {r['n']} | {r['cam']} | {r['centre']} | {r['mean_box']} |")
+    lines += _curves(card)
     selection = card.get("training", {}).get("selection")
     if selection:
         lines += ["", "## How this model was chosen", "", selection]
     lines += [
         "",
         "## Known limitations",
-        "- Small data: about 2,200 NIH and 2,400 Kermany images, trained from scratch on 2 CPU cores; expect "
-        "clearly lower accuracy than models trained on the full public datasets (CheXNet: mean AUROC 0.84 on 112k "
-        "images with ImageNet initialisation).",
+        "- Small data: about 2,200 NIH and 1,400–2,400 Kermany images; expect clearly lower accuracy than models "
+        "trained on the full public datasets (CheXNet: mean AUROC 0.84 on 112k images with ImageNet "
+        "initialisation).",
         "- NIH labels were mined from reports by NLP (~90 % accurate); Infiltration → Lung Opacity and Mass/Nodule "
         "→ Lung Lesion are approximate mappings.",
         "- Kermany images are pediatric (1–5 years), AP, and were only available as 224 px squashed JPEG copies; "
         "the pneumonia/normal signal is partly learned from them, and pediatric vs adult appearance is a "
         "confounder. Performance on adult pneumonia is the NIH figure above.",
-        "- Thresholds were chosen on the same validation patients the metrics are reported on (optimistic).",
+        "- Calibration and thresholds were fitted on the same validation patients the metrics are reported on "
+        "(optimistic); calibration follows the NIH sample's enriched prevalence (about half the films have a "
+        "finding), not a clinic's.",
         "- Class-activation maps are coarse (the last feature map is "
         f"{_grid(card)} x {_grid(card)} cells); they point to a region, not a boundary. " + _cam_verdict(pg),
         "",
