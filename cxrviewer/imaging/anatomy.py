@@ -35,6 +35,15 @@ MARGIN = (0.04, 0.02, 0.12)  # thorax box margin: sides, top, bottom (fractions 
 _JUMP = 2.5
 _DROP = 0.12  # a held lung whose base drops by more than this (fraction of the size) in one step leaked
 _KEEP = 0.06  # ... but never below this share of the image
+_CY = (0.15, 0.7)  # a lung's centroid lies between these heights (fractions of the size)
+_CX = 0.08  # ... and at least this far from the side edges
+_ASPECT = 5.0  # ... and is at most this many times taller than wide
+_EXPECT_Y, _SPREAD = 0.42, 0.15  # prior on a lung's centre: height, spread (fractions of the size)
+_MIRROR_MIN = 0.07  # a lung this large (share of the image) may stand in, mirrored, for a missing one
+_MIN_STRUCTURE = 0.05  # least grey-level std of the 16 x 16 summary of a film
+_MIN_TALL = 1.1  # a lung field is taller than wide (1st percentile on the shared films: 1.19)
+_MIN_SOLID = 0.5  # ... and nearly convex: area / hull area (1st percentile: 0.64)
+_OVERLAP = 0.5  # the two lungs overlap in height by at least this share of the shorter one
 _BASES = 0.2  # the two lungs' bases differ by at most this much (fraction of the size)
 _EDGE = 0.015  # regions this close (fraction of the size) to the film border count as touching it
 WORK = 256  # the content is squashed to WORK x WORK working pixels (aspect not kept)
@@ -114,6 +123,10 @@ def _prepare(img: np.ndarray) -> tuple[np.ndarray | None, tuple[int, int, int, i
     content = img[y0:y1, x0:x1]
     interp = cv2.INTER_AREA if max(cw, ch) > WORK else cv2.INTER_LINEAR
     work = cv2.resize(np.ascontiguousarray(content), (WORK, WORK), interpolation=interp)
+    # a film has large-scale structure (lungs, mediastinum, abdomen, background): on a 16 x 16 summary its
+    # grey levels still spread (std >= 0.097 on every shared film); blank images and noise do not
+    if float(cv2.resize(work, (16, 16), interpolation=cv2.INTER_AREA).std()) < _MIN_STRUCTURE:
+        return None, "no large-scale structure (blank or noise)"
     smooth = cv2.GaussianBlur(work, (0, 0), 1.5)
     # grey opening with a short vertical bar: removes the ribs (thin, roughly horizontal bright bands
     # across the lung) and keeps the chest wall, mediastinum and diaphragm
@@ -151,23 +164,27 @@ def _candidates(dark: np.ndarray, mid: int) -> dict[str, _Cand | None]:
     n = dark.shape[0]
     count, labels, stats, cents = cv2.connectedComponentsWithStats(dark, connectivity=4)
     best: dict[str, _Cand | None] = {"r": None, "l": None}
-    for i in range(1, count):
-        x, y, w, h, area = (int(v) for v in stats[i])
-        if area < 0.01 * n * n:
-            continue
-        if x <= _EDGE * n or y <= _EDGE * n or x + w >= (1 - _EDGE) * n or y + h >= (1 - _EDGE) * n:
-            continue  # air outside the body or collimation
-        cx, cy = cents[i]
-        if not (0.12 * n < cy < 0.75 * n) or h < 0.18 * n:
-            continue
-        side = "r" if cx < mid else "l"
-        if side == "r" and not (0.04 * n < cx < mid - 0.04 * n):
-            continue
-        if side == "l" and not (mid + 0.04 * n < cx < 0.96 * n):
-            continue
-        cur = best[side]
-        if cur is None or area > cur.area:
-            best[side] = _Cand(labels, i, area, (x, y, w, h))
+    if count < 2:
+        return best
+    x, y, w, h, area = (stats[1:, k] for k in range(5))
+    cx, cy = cents[1:, 0], cents[1:, 1]
+    edge = _EDGE * n
+    ok = (
+        (area >= 0.01 * n * n)
+        & (x > edge) & (y > edge) & (x + w < n - edge) & (y + h < n - edge)  # else air outside the body
+        & (cy > _CY[0] * n) & (cy < _CY[1] * n) & (h >= 0.18 * n)
+        & (w >= 0.06 * n) & (h <= _ASPECT * w)  # not a thin strip (air between arm and chest)
+    )
+    right = ok & (cx > _CX * n) & (cx < mid - 0.04 * n)
+    left = ok & (cx > mid + 0.04 * n) & (cx < (1 - _CX) * n)
+    # the largest region, discounted away from where a lung's centre usually is (midway between the
+    # mediastinum and the side of the film, a little above the middle)
+    prior = np.exp(-0.5 * ((cy / n - _EXPECT_Y) / _SPREAD) ** 2)
+    for side, sel, ex in (("r", right, mid / 2), ("l", left, (mid + n) / 2)):
+        if sel.any():
+            score = area * prior * np.exp(-0.5 * ((cx - ex) / (_SPREAD * n)) ** 2)
+            i = int(np.argmax(np.where(sel, score, -1)))
+            best[side] = _Cand(labels, i + 1, int(area[i]), (int(x[i]), int(y[i]), int(w[i]), int(h[i])))
     return best
 
 
@@ -247,27 +264,40 @@ def find_lung_fields(image01: np.ndarray) -> LungFields:
     ladder = _ladder(smooth, mid)
     per_side = {side: [c[side] for _, c in ladder] for side in ("r", "l")}
 
-    paths = {side: _climb(per_side[side], n) for side in ("r", "l")}
-    if not paths["r"] or not paths["l"]:
-        missing = " and ".join(name for side, name in (("r", "right"), ("l", "left")) if not paths[side])
-        return _fallback(shape, f"no {missing} lung field found")
-    lungs = _pair(paths, n)
+    paths = {side: _climb(per_side[side], _COARSE) for side in ("r", "l")}
+    names = {"r": "right", "l": "left"}
+    missing = [side for side in ("r", "l") if not paths[side]]
+    if len(missing) == 2:
+        return _fallback(shape, "no lung field found")
+    lungs = _pair(paths, _COARSE) if not missing else {side: paths[side][-1] for side in paths if paths[side]}
 
-    masks = []
-    for side in ("r", "l"):
-        c = lungs[side]
-        assert c is not None
-        m = (c.label_img == c.label).astype(np.uint8)
-        m = _smooth_lung(m)
-        masks.append(m)
-    right, left = masks
+    masks: dict[str, np.ndarray] = {}
+    for side, c in lungs.items():
+        m = (c.label_img == c.label).astype(np.float32)
+        m = (cv2.resize(m, (n, n), interpolation=cv2.INTER_LINEAR) >= 0.5).astype(np.uint8)
+        masks[side] = _smooth_lung(m)
+    for side, m in masks.items():
+        reason = _lung_shape(m)
+        if reason:
+            return _fallback(shape, f"{names[side]} lung field {reason}")
+    note = ""
+    if missing:
+        # one hemithorax shows no aerated lung (whiteout, large effusion, collapse): if the other lung is
+        # convincing, its mirror image about the mediastinum stands in for the missing field
+        (side,) = missing
+        other = "l" if side == "r" else "r"
+        if masks[other].sum() < _MIRROR_MIN * n * n:
+            return _fallback(shape, f"no {names[side]} lung field found")
+        masks[side] = _mirror(masks[other], mid)
+        note = f"{names[side]} lung field not visible: mirrored from the {names[other]}"
+    right, left = masks["r"], masks["l"]
     ar, al = right.sum() / n**2, left.sum() / n**2
     if not (_MIN_LUNG <= ar <= _MAX_LUNG and _MIN_LUNG <= al <= _MAX_LUNG):
         return _fallback(shape, f"implausible lung sizes ({ar:.0%}, {al:.0%} of the image)")
     ry = np.flatnonzero(right.any(axis=1))
     ly = np.flatnonzero(left.any(axis=1))
     overlap = min(ry[-1], ly[-1]) - max(ry[0], ly[0])
-    if overlap < 0.5 * min(ry[-1] - ry[0], ly[-1] - ly[0]):
+    if overlap < _OVERLAP * min(ry[-1] - ry[0], ly[-1] - ly[0]):
         return _fallback(shape, "lung fields at different heights")
     both = right | left
     ys = np.flatnonzero(both.any(axis=1))
@@ -294,21 +324,25 @@ def find_lung_fields(image01: np.ndarray) -> LungFields:
     full[y0:y1, x0:x1] = up
     if not full.any():
         return _fallback(shape, "lung fields vanished when scaled to the image")
-    return LungFields(full, box, True, "")
+    return LungFields(full, box, True, note)
 
 
-_KERNEL = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (7, 7))
+_COARSE = 128  # size of the threshold ladder's copy
+_KERNEL = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))  # opening of the dark masks (coarse pixels)
 _SMOOTH_CLOSE = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (25, 25))
 _SMOOTH_OPEN = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (7, 7))
 _RIBS = cv2.getStructuringElement(cv2.MORPH_RECT, (3, 9))
 
 
 def _ladder(smooth: np.ndarray, mid: int) -> list[tuple[np.ndarray, dict[str, _Cand | None]]]:
-    """Per threshold of the ladder: the opened dark mask and the lung candidate on each side."""
+    """Per threshold of the ladder (on a _COARSE x _COARSE copy, for speed): the opened dark mask and the
+    lung candidate on each side."""
+    coarse = cv2.resize(smooth, (_COARSE, _COARSE), interpolation=cv2.INTER_AREA)
+    mid = mid * _COARSE // smooth.shape[0]
     out = []
-    for t in np.percentile(smooth, _PERCENTILES):
-        dark = (smooth < t).astype(np.uint8)
-        dark[:, max(mid - 1, 0) : mid + 2] = 0
+    for t in np.percentile(coarse, _PERCENTILES):
+        dark = (coarse < t).astype(np.uint8)
+        dark[:, max(mid - 1, 0) : mid + 1] = 0
         dark = cv2.morphologyEx(dark, cv2.MORPH_OPEN, _KERNEL)
         out.append((dark, _candidates(dark, mid)))
     return out
@@ -320,6 +354,31 @@ def _debug_ladder(image01: np.ndarray) -> tuple[np.ndarray, int, list[tuple[np.n
     assert smooth is not None
     mid = _midline(smooth)
     return smooth, mid, _ladder(smooth, mid)
+
+
+def _lung_shape(m: np.ndarray) -> str:
+    """Why a (working-size) lung mask is not lung-shaped, or "" when it is."""
+    pts = cv2.findNonZero(m)
+    if pts is None:
+        return "empty"
+    x, y, w, h = cv2.boundingRect(pts)
+    if h < _MIN_TALL * w:
+        return f"wider than tall ({w} x {h})"
+    hull = cv2.contourArea(cv2.convexHull(pts))
+    solidity = float(m.sum()) / max(hull, 1.0)
+    if solidity < _MIN_SOLID:
+        return f"not compact (solidity {solidity:.2f})"
+    return ""
+
+
+def _mirror(mask: np.ndarray, mid: int) -> np.ndarray:
+    """The mask reflected about column `mid` (what falls outside the image is dropped)."""
+    n = mask.shape[1]
+    src = 2 * mid - np.arange(n)
+    valid = (src >= 0) & (src < n)
+    out = np.zeros_like(mask)
+    out[:, valid] = mask[:, src[valid]]
+    return out
 
 
 def _smooth_lung(m: np.ndarray) -> np.ndarray:
