@@ -55,8 +55,8 @@ def _header_presets(image_or_meta: Any) -> list[WindowPreset]:
     out: list[WindowPreset] = []
     voi = getattr(image_or_meta, "display_lut", None)
     source = str(getattr(voi, "source", ""))
-    if source.startswith("header") and getattr(voi, "window", None) is not None:
-        first = voi.window  # the VOI LUT's linear equivalent, or the first header window
+    first = getattr(voi, "window", None)  # the VOI LUT's linear equivalent, or the first header window
+    if source.startswith("header") and first is not None:
         out.append(WindowPreset(float(first.center), float(first.width), FILE_DEFAULT))
         header = header[1:] if source == "header window" else header
     elif header and voi is None:  # a bare ImageMeta

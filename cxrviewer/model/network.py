@@ -6,6 +6,8 @@ Because the head is pooling + linear, class-activation maps for every label are 
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torchvision
 from torch import nn
@@ -28,13 +30,14 @@ def _one_channel_conv(conv: nn.Conv2d, pretrained: bool = False) -> nn.Conv2d:
     """
     from cxrviewer.model.preprocess import STD
 
-    one = nn.Conv2d(1, conv.out_channels, kernel_size=conv.kernel_size, stride=conv.stride, padding=conv.padding,
-                    bias=conv.bias is not None)
+    k, st, pad = conv.kernel_size, conv.stride, conv.padding
+    one = nn.Conv2d(1, conv.out_channels, kernel_size=(k[0], k[1]), stride=(st[0], st[1]),
+                    padding=pad if isinstance(pad, str) else (pad[0], pad[1]), bias=conv.bias is not None)
     if pretrained:
         scale = torch.tensor([STD / s for s in IMAGENET_STD], dtype=conv.weight.dtype)[None, :, None, None]
         with torch.no_grad():
             one.weight.copy_((conv.weight * scale).sum(1, keepdim=True))
-            if conv.bias is not None:
+            if conv.bias is not None and one.bias is not None:
                 one.bias.copy_(conv.bias)
     return one
 
@@ -45,6 +48,7 @@ def _backbone(arch: str, base_net: nn.Module | None = None) -> tuple[nn.Module, 
     `base_net`: a torchvision model of the same family with weights already loaded (ImageNet initialisation
     from a file on disk); its RGB stem is folded into one channel."""
     pre = base_net is not None
+    net: Any
     if arch.startswith("efficientnet_lite"):
         variant, _, os_tag = arch.removeprefix("efficientnet_").partition("_")
         feats = EfficientNetLiteFeatures(variant, 16 if os_tag == "os16" else 32)
