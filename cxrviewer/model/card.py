@@ -412,6 +412,16 @@ class ModelCard(_Record):
         """"name version"."""
         return " ".join(x for x in (self.name.strip(), self.version.strip()) if x)
 
+    def calibrate(self, logits: Any) -> Any:
+        """Probabilities from the network's logits (..., labels in card order): the card's per-label Platt
+        scaling where it has one, the plain sigmoid elsewhere. Works on numpy arrays."""
+        import numpy as np
+
+        cal = self.calibration or {}
+        scale = np.array([cal[lab].scale if lab in cal else 1.0 for lab in self.labels])
+        bias = np.array([cal[lab].bias if lab in cal else 0.0 for lab in self.labels])
+        return 1.0 / (1.0 + np.exp(-(scale * np.asarray(logits, dtype=np.float64) + bias)))
+
     def label_metrics(self, label: str) -> LabelMetrics | None:
         """Headline validation metrics of one label (primary data set), when recorded."""
         return self.validation.per_label.get(label) if self.validation else None

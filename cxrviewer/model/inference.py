@@ -177,9 +177,6 @@ class Engine:
             thresholds = alt
         self.thresholds: dict[str, float] = {lab: float(thresholds[lab]) for lab in self.labels}
         self.triage: dict[str, float] = dict(self.card.triage_thresholds or {}) if operating_point == "default" else {}
-        calibration = self.card.calibration or {}
-        self._scale = np.array([calibration[lab].scale if lab in calibration else 1.0 for lab in self.labels])
-        self._bias = np.array([calibration[lab].bias if lab in calibration else 0.0 for lab in self.labels])
         self.views = tta_views(self.card.tta)
         self.feature_gate: FeatureGate | None = None
         if self.card.gate is not None:
@@ -230,7 +227,7 @@ class Engine:
             cams = self.network.cams(fmap[:1])[0].float().numpy()
             pooled = gating.pooled_features(fmap[:1])[0]
         logit = logits.float().mean(0).numpy().astype(np.float64)
-        probs = 1.0 / (1.0 + np.exp(-(self._scale * logit + self._bias)))
+        probs = self.card.calibrate(logit)
         t3 = time.perf_counter()
         return probs, cams, pooled, box, {"preprocess": t1 - t0, "forward": t2 - t1, "cams": t3 - t2}
 

@@ -15,6 +15,7 @@ from cxrviewer.imaging import load_image
 from cxrviewer.imaging.display import model_input
 from cxrviewer.imaging.errors import ImageLoadError
 from cxrviewer.model.preprocess import preprocess
+from cxrviewer.model.tta import tta_logits, tta_views
 from cxrviewer.model.weights import ModelBundle
 from cxrviewer.train.export import validation_record, write_json
 from cxrviewer.train.metrics import fmt, mean_auroc
@@ -26,15 +27,17 @@ log = logging.getLogger(__name__)
 @torch.inference_mode()
 def predict_samples(bundle: ModelBundle, samples: list[Sample], batch: int = 16,
                     progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """Probabilities (N, L) through the app's own preprocessing, and which samples could be read."""
-    net, size = bundle.network, bundle.input_size
+    """Probabilities (N, L) through the app's own preprocessing, test-time views and calibration (as the viewer
+    computes them), and which samples could be read."""
+    net, size, views = bundle.network, bundle.input_size, tta_views(bundle.card.tta)
     probs = np.full((len(samples), len(bundle.labels)), np.nan, np.float32)
     ok = np.zeros(len(samples), bool)
     xs, idx = [], []
 
     def flush() -> None:
         if xs:
-            probs[idx] = torch.sigmoid(net(torch.from_numpy(np.stack(xs)))).numpy()
+            logits = tta_logits(net, torch.from_numpy(np.stack(xs)), views).float().numpy()
+            probs[idx] = bundle.card.calibrate(logits)
             xs.clear()
             idx.clear()
 
