@@ -83,3 +83,18 @@ def test_consistency_rule_alone() -> None:
     assert not findings[0].positive and findings[0].note == NO_FINDING_NOTE and findings[0].cam_peak is None
     alone = [Finding("No Finding", 0.9, 0.5, True, None), Finding("Edema", 0.1, 0.3, False, None)]
     assert consistent_findings(alone)[0].positive
+
+
+def test_trainer_evaluation_scores_what_the_viewer_shows(engine: Engine, shared_data: Path) -> None:
+    """`cxrviewer-train evaluate` computes the same calibrated probabilities as the viewer's engine."""
+    from cxrviewer.train.evaluate import predict_samples
+    from cxrviewer.train.samples import Sample
+
+    paths = sorted((shared_data / "nih" / "demo").glob("*.png"))[:3]
+    samples = [Sample(p, "p", "frontal", np.zeros(1, np.float32), np.zeros(1, np.float32), "nih") for p in paths]
+    probs, ok = predict_samples(engine.bundle, samples, progress=False)
+    assert ok.all()
+    for row, path in zip(probs, paths, strict=True):
+        pred = engine.predict(load_image(path))
+        expected = [pred.finding(lab).probability for lab in engine.labels]
+        assert np.allclose(row, expected, atol=1e-4)
