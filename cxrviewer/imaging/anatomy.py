@@ -175,11 +175,12 @@ class _Cand:
     box: tuple[int, int, int, int]  # x, y, w, h
 
 
-def _candidates(dark: np.ndarray, mid: int) -> dict[str, _Cand | None]:
-    """Largest plausible dark region on each side of the midline (not touching the film border)."""
+def _candidates(dark: np.ndarray, mid: int) -> dict[str, list[_Cand]]:
+    """The plausible dark regions on each side of the midline (not touching the film border), best first:
+    the largest, discounted away from where a lung's centre usually is."""
     n = dark.shape[0]
     count, labels, stats, cents = cv2.connectedComponentsWithStats(dark, connectivity=4)
-    best: dict[str, _Cand | None] = {"r": None, "l": None}
+    best: dict[str, list[_Cand]] = {"r": [], "l": []}
     if count < 2:
         return best
     x, y, w, h, area = (stats[1:, k] for k in range(5))
@@ -197,10 +198,9 @@ def _candidates(dark: np.ndarray, mid: int) -> dict[str, _Cand | None]:
     # mediastinum and the side of the film, a little above the middle)
     prior = np.exp(-0.5 * ((cy / n - _EXPECT_Y) / _SPREAD) ** 2)
     for side, sel, ex in (("r", right, mid / 2), ("l", left, (mid + n) / 2)):
-        if sel.any():
-            score = area * prior * np.exp(-0.5 * ((cx - ex) / (_SPREAD * n)) ** 2)
-            i = int(np.argmax(np.where(sel, score, -1)))
-            best[side] = _Cand(labels, i + 1, int(area[i]), (int(x[i]), int(y[i]), int(w[i]), int(h[i])))
+        score = np.where(sel, area * prior * np.exp(-0.5 * ((cx - ex) / (_SPREAD * n)) ** 2), -1.0)
+        order = [int(i) for i in np.argsort(-score)[:_MAX_CANDS] if score[i] > 0]
+        best[side] = [_Cand(labels, i + 1, int(area[i]), (int(x[i]), int(y[i]), int(w[i]), int(h[i]))) for i in order]
     return best
 
 
@@ -214,14 +214,18 @@ def _plausible(c: _Cand, n: int) -> bool:
     )
 
 
-def _climb(per_t: list[_Cand | None], n: int) -> list[_Cand]:
-    """Walk up the threshold ladder; once a lung-sized candidate is held, stop at the first threshold
-    where it turns implausible, jumps in size, drops suddenly downwards (a leak below the diaphragm)
-    or is replaced by another region. Returns the path of held candidates, the last one the lung."""
+def _climb(per_t: list[list[_Cand]], n: int) -> list[_Cand]:
+    """Walk up the threshold ladder, following the held candidate's continuation (the region that
+    contains it) where there is one, else the best region. Once a lung-sized candidate is held, stop at
+    the first threshold where it turns implausible, jumps in size, drops suddenly downwards (a leak below
+    the diaphragm) or vanishes. Returns the path of held candidates, the last one the lung."""
     path: list[_Cand] = []
-    for c in per_t:
+    for cands in per_t:
         chosen = path[-1] if path else None
         settled = chosen is not None and chosen.area >= _SETTLED * n * n
+        c = cands[0] if cands else None
+        if chosen is not None:
+            c = next((d for d in cands if _overlaps(chosen, d)), c)
         if c is None or not _plausible(c, n):
             if settled:
                 break
@@ -343,6 +347,7 @@ def find_lung_fields(image01: np.ndarray) -> LungFields:
     return LungFields(full, box, True, note)
 
 
+_MAX_CANDS = 4  # regions per side and threshold considered
 _COARSE = 128  # size of the threshold ladder's copy
 _KERNEL = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))  # opening of the dark masks (coarse pixels)
 _SMOOTH_CLOSE = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (25, 25))
@@ -350,7 +355,7 @@ _SMOOTH_OPEN = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (7, 7))
 _RIBS = cv2.getStructuringElement(cv2.MORPH_RECT, (3, 9))
 
 
-def _ladder(smooth: np.ndarray, mid: int) -> list[tuple[np.ndarray, dict[str, _Cand | None]]]:
+def _ladder(smooth: np.ndarray, mid: int) -> list[tuple[np.ndarray, dict[str, list[_Cand]]]]:
     """Per threshold of the ladder (on a _COARSE x _COARSE copy, for speed): the opened dark mask and the
     lung candidate on each side."""
     coarse = cv2.resize(smooth, (_COARSE, _COARSE), interpolation=cv2.INTER_AREA)
@@ -364,7 +369,7 @@ def _ladder(smooth: np.ndarray, mid: int) -> list[tuple[np.ndarray, dict[str, _C
     return out
 
 
-def _debug_ladder(image01: np.ndarray) -> tuple[np.ndarray, int, list[tuple[np.ndarray, dict[str, _Cand | None]]]]:
+def _debug_ladder(image01: np.ndarray) -> tuple[np.ndarray, int, list[tuple[np.ndarray, dict[str, list[_Cand]]]]]:
     """For tuning by eye: the working image, its midline and the threshold ladder."""
     smooth, _ = _prepare(np.asarray(image01, dtype=np.float32))
     assert smooth is not None
