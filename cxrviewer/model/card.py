@@ -341,9 +341,9 @@ class ModelCard(_Record):
     format: ClassVar[str] = CARD_FORMAT
 
     def __post_init__(self) -> None:
-        from cxrviewer.model.network import ARCHITECTURES  # torch loads here, not for a reader of the type
+        from cxrviewer.model.network import is_known_architecture  # torch loads here, not for a reader of the type
 
-        if self.architecture not in ARCHITECTURES:
+        if not is_known_architecture(self.architecture):
             raise CardError(f"unknown architecture {self.architecture!r}")
         labels = self.labels
         if not labels or len(set(labels)) != len(labels):

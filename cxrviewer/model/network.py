@@ -42,11 +42,43 @@ def _one_channel_conv(conv: nn.Conv2d, pretrained: bool = False) -> nn.Conv2d:
     return one
 
 
+#: An ensemble architecture is a base architecture and a member count: "efficientnet_lite0_os16x2".
+ENSEMBLE_MAX = 8
+
+
+def split_ensemble(arch: str) -> tuple[str, int]:
+    """(base architecture, members): ("resnet18", 1) for a plain one, ("efficientnet_lite0_os16", 2) for ...x2."""
+    base, sep, count = arch.rpartition("x")
+    if sep and count.isdigit() and base in ARCHITECTURES and 2 <= int(count) <= ENSEMBLE_MAX:
+        return base, int(count)
+    return arch, 1
+
+
+def is_known_architecture(arch: str) -> bool:
+    return split_ensemble(arch)[0] in ARCHITECTURES
+
+
+class EnsembleFeatures(nn.Module):
+    """Members' feature maps side by side (same grid): with a linear head over the concatenation, the ensemble's
+    logits and class-activation maps are exactly the mean of the members' (see `merge_networks`)."""
+
+    def __init__(self, members: list[nn.Module]) -> None:
+        super().__init__()
+        self.members = nn.ModuleList(members)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([m(x) for m in self.members], dim=1)
+
+
 def _backbone(arch: str, base_net: nn.Module | None = None) -> tuple[nn.Module, int]:
     """Feature extractor (image -> last feature map) and its channel count. weights=None: no downloads.
 
     `base_net`: a torchvision model of the same family with weights already loaded (ImageNet initialisation
     from a file on disk); its RGB stem is folded into one channel."""
+    base_arch, members = split_ensemble(arch)
+    if members > 1:
+        parts = [_backbone(base_arch) for _ in range(members)]
+        return EnsembleFeatures([p[0] for p in parts]), sum(p[1] for p in parts)
     pre = base_net is not None
     net: Any
     if arch.startswith("efficientnet_lite"):
@@ -104,7 +136,26 @@ class CXRNet(nn.Module):
 
 
 def build_network(arch: str, num_labels: int, dropout: float = 0.0) -> CXRNet:
-    """Create an untrained network of a known architecture."""
-    if arch not in ARCHITECTURES:
-        raise ValueError(f"unknown architecture {arch!r}; known: {', '.join(ARCHITECTURES)}")
+    """Create an untrained network of a known architecture (or an ensemble of one, "...xN")."""
+    if not is_known_architecture(arch):
+        raise ValueError(f"unknown architecture {arch!r}; known: {', '.join(ARCHITECTURES)} (or ...x2 to "
+                         f"...x{ENSEMBLE_MAX} for an ensemble)")
     return CXRNet(arch, num_labels, dropout)
+
+
+@torch.no_grad()
+def merge_networks(nets: list[CXRNet]) -> CXRNet:
+    """One network whose logits and CAMs are the mean of `nets` (same architecture and labels): the members'
+    backbones side by side and one head [W1 / n, ..., Wn / n] with the mean bias. One file, one forward call."""
+    archs = {n.arch for n in nets}
+    labels = {n.classifier.out_features for n in nets}
+    if len(nets) < 2 or len(archs) != 1 or len(labels) != 1 or split_ensemble(nets[0].arch)[1] != 1:
+        raise ValueError("an ensemble needs two or more plain networks of one architecture and label count")
+    merged = build_network(f"{nets[0].arch}x{len(nets)}", nets[0].classifier.out_features)
+    features = merged.features
+    assert isinstance(features, EnsembleFeatures)
+    for member, net in zip(features.members, nets, strict=True):
+        member.load_state_dict(net.features.state_dict())
+    merged.classifier.weight.copy_(torch.cat([n.classifier.weight for n in nets], dim=1) / len(nets))
+    merged.classifier.bias.copy_(torch.stack([n.classifier.bias for n in nets]).mean(0))
+    return merged.eval()

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from cxrviewer.model.network import merge_networks
 from cxrviewer.model.preprocess import normalize
 from cxrviewer.model.weights import ModelError, load_bundle
 from cxrviewer.train.boxes import BOX_LOSSES
@@ -289,16 +290,20 @@ def cmd_bundle(a: argparse.Namespace) -> int:
 
     Either one fold's model (`--fold`, validated on its own held-out patients), or a model trained on all
     data (`--run`, folds=1) whose operating points and metrics come from the out-of-fold predictions of
-    the cross-validation models (every image predicted by a model that never saw its patient).
+    the cross-validation models (every image predicted by a model that never saw its patient). With several
+    `--cv`/`--run` pairs (e.g. seeds of one recipe) the bundle is their ensemble (`merge_networks`: mean logits
+    and CAMs in one network), validated on the mean out-of-fold logits of the cross-validation runs.
     """
-    root = Path(a.cv)
+    if len(a.cv) > 1 or (a.run and len(a.run) > 1):
+        return _bundle_ensemble(a)
+    root = Path(a.cv[0])
     folds = sorted(root.glob("fold*/done.json"))
     if not folds:
         raise ValueError(f"{root}: no finished fold (fold*/done.json) to bundle")
     done = {int(f.parent.name[4:]): json.loads(f.read_text()) for f in folds}
     summary = summarise_folds(list(done.values()))  # the folds finished so far
     if a.run:
-        run = Path(a.run)
+        run = Path(a.run[0])
         cfg = TrainConfig(**json.loads((run / "config.json").read_text()))
         net, ck = load_best(run)
         labels = ck["labels"]
@@ -333,6 +338,12 @@ def cmd_bundle(a: argparse.Namespace) -> int:
     card = build_card(a.name or f"cxr-{cfg.arch}-{cfg.input_size}", cfg.arch, cfg.input_size, labels,
                       ops.thresholds, ops.high_sensitivity, validation, _dataset_names(cfg), training,
                       operating_fields(ops))
+    return _write_bundle(a, net, card, cfg, run, validation, root)
+
+
+def _write_bundle(a: argparse.Namespace, net: torch.nn.Module, card: dict, cfg: TrainConfig, run: Path,
+                  validation: dict, root: Path) -> int:
+    """Fit the gate on the run's training images, write weights + card (+ README), replacing older bundles."""
     paths = json.loads((run / "split.json").read_text())["train"]
     out = Path(a.out)
     for old in out.parent.glob("*.safetensors"):  # replace rather than accumulate bundles
@@ -347,6 +358,67 @@ def cmd_bundle(a: argparse.Namespace) -> int:
     _print_validation(validation)
     print(f"bundled {run} -> {out}")
     return 0
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    q = np.clip(p, 1e-6, 1 - 1e-6)
+    return np.log(q / (1 - q))
+
+
+def _oof(samples: dict[str, Sample], root: Path, labels: list[str]) -> dict[str, np.ndarray]:
+    """Out-of-fold probabilities of a cross-validation run, by image path."""
+    out: dict[str, np.ndarray] = {}
+    for fold in sorted(root.glob("fold*/done.json")):
+        paths = json.loads((fold.parent / "split.json").read_text())["val"]
+        probs = _val_arrays(samples, fold.parent, labels)[3]
+        out.update(zip(paths, probs, strict=True))
+    return out
+
+
+def _bundle_ensemble(a: argparse.Namespace) -> int:
+    """Bundle several all-data runs as one ensemble network, validated on their CV runs' mean OOF logits."""
+    roots, runs = [Path(c) for c in a.cv], [Path(r) for r in a.run or []]
+    if len(runs) != len(roots):
+        raise ValueError("an ensemble bundle needs one --run (all-data network) per --cv run")
+    loaded = [load_best(r) for r in runs]
+    labels = loaded[0][1]["labels"]
+    if any(ck["labels"] != labels for _, ck in loaded):
+        raise ValueError("the ensemble's runs were trained on different labels")
+    net = merge_networks([n for n, _ in loaded])
+    cfg = TrainConfig(**json.loads((runs[0] / "config.json").read_text()))
+    first_fold = TrainConfig(**json.loads(next(iter(sorted(roots[0].glob("fold*/config.json")))).read_text()))
+    samples = _samples_by_path(first_fold)
+    oofs = [_oof(samples, r, labels) for r in roots]
+    paths = [p for p in oofs[0] if all(p in o for o in oofs[1:])]
+    logit = np.mean([np.stack([_logit(o[q]) for q in paths]) for o in oofs], axis=0)  # mean over members
+    p = 1.0 / (1.0 + np.exp(-logit))
+    cols = [LABEL_INDEX[lab] for lab in labels]
+    y = np.stack([samples[q].target for q in paths])[:, cols]
+    m = np.stack([samples[q].mask for q in paths])[:, cols]
+    ds = np.array([samples[q].dataset for q in paths])
+    ops, validation = calibrated_validation(y, p, m, ds, labels)
+    members = []
+    for root, run in zip(roots, runs, strict=True):
+        done = [json.loads(f.read_text()) for f in sorted(root.glob("fold*/done.json"))]
+        members.append({"run": str(run), "cv": str(root), "config": json.loads((run / "config.json").read_text()),
+                        **_history(run), "cross_validation": summarise_folds(done)["mean_over_folds"]})
+    first_done = [json.loads(f.read_text()) for f in sorted(roots[0].glob("fold*/done.json"))]
+    summary = summarise_folds(first_done)
+    validation["split"] = (f"an ensemble of {len(runs)} networks trained on all images; metrics and operating points "
+                           f"from the mean out-of-fold logits of their {len(roots)} cross-validation runs "
+                           "(every film predicted only by models that never saw its patient)")
+    validation["pointing_game"] = summary.get("pointing_game")
+    validation["cross_validation"] = summary
+    training = {"command": " ".join(sys.argv), "config": json.loads((runs[0] / "config.json").read_text()),
+                "all_data": True, **_history(runs[0]),
+                "cv_learning_curves": {f"fold{k}": _history(roots[0] / f"fold{k}").get("learning_curve", [])
+                                       for k in range(len(first_done))}}
+    if a.selection:
+        training["selection"] = a.selection
+    card = build_card(a.name or f"cxr-{net.arch}-{cfg.input_size}", net.arch, cfg.input_size, labels,
+                      ops.thresholds, ops.high_sensitivity, validation, _dataset_names(cfg), training,
+                      {**operating_fields(ops), "ensemble_of": members})
+    return _write_bundle(a, net, card, cfg, runs[0], validation, roots[0])
 
 
 def cfg_folds(root: Path) -> int:
@@ -424,9 +496,11 @@ def main(argv: list[str] | None = None) -> int:
     cv = sub.add_parser("cv", help="patient-level k-fold cross-validation")
     _add_train_args(cv)
     bun = sub.add_parser("bundle", help="export a cross-validated fold model as the app's bundle")
-    bun.add_argument("--cv", required=True, help="folder of a finished `cv` run")
+    bun.add_argument("--cv", required=True, action="append",
+                     help="folder of a finished `cv` run; repeat (with one --run each) to bundle an ensemble")
     bun.add_argument("--fold", default="best", help="fold number or 'best' (highest validation score)")
-    bun.add_argument("--run", help="a run trained on all data (fit --folds 1) to bundle instead of a fold model")
+    bun.add_argument("--run", action="append",
+                     help="a run trained on all data (fit --folds 1) to bundle instead of a fold model")
     bun.add_argument("--out", required=True, help="card path, e.g. models/cxr-resnet18.json")
     bun.add_argument("--name", default=None)
     bun.add_argument("--readme", help="also write the model README (markdown) here, e.g. models/README.md")

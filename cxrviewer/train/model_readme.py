@@ -35,7 +35,9 @@ def _cam_verdict(pg: dict[str, Any] | None) -> str:
 
 def _grid(card: dict[str, Any]) -> int:
     """Side of the CAM grid: input size / output stride of the architecture."""
-    stride = 16 if card["architecture"].endswith("_os16") else 32
+    from cxrviewer.model.network import split_ensemble
+
+    stride = 16 if split_ensemble(card["architecture"])[0].endswith("_os16") else 32
     return card["input_size"] // stride
 
 
@@ -60,6 +62,16 @@ def _start(card: dict[str, Any]) -> str:
     if init.get("init") == "file":
         return f"fine-tuned from the weights file `{init.get('file')}` (SHA-256 `{init.get('sha256')}`)."
     return "trained from scratch (no ImageNet or other downloaded weights)."
+
+
+def _members(card: dict[str, Any]) -> str:
+    """For an ensemble: how many networks, their seeds and epochs (empty for a single network)."""
+    members = card.get("ensemble_of") or []
+    if not members:
+        return ""
+    parts = [f"seed {m['config'].get('seed')}, {m['config'].get('epochs')} epochs" for m in members]
+    return (f"an ensemble of {len(members)} networks of the same recipe ({'; '.join(parts)}) joined into one "
+            "network whose logits and maps are their mean; each ")
 
 
 def _policy_text(card: dict[str, Any]) -> str:
@@ -114,8 +126,8 @@ def model_readme(card: dict[str, Any], reproduce: str) -> str:
         "parts or other modalities: the app's input gate rejects those it recognises.",
         "",
         "## Model",
-        f"- Architecture: {card['architecture']}, {_start(card)} 1-channel input, {card['input_size']} x "
-        f"{card['input_size']} letterbox (aspect kept, zero padding), "
+        f"- Architecture: {card['architecture']}, {_members(card)}{_start(card)} 1-channel input, "
+        f"{card['input_size']} x {card['input_size']} letterbox (aspect kept, zero padding), "
         f"intensity (x - {card['preprocessing']['mean']}) / {card['preprocessing']['std']} on the [0, 1] model input.",
         "- Head: global average pooling + one linear layer, so class-activation maps are exact: the spatial mean "
         "of a label's map (logit units) equals its logit; the viewer shows sigmoid(map) on a fixed [0, 1] scale.",

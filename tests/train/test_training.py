@@ -153,6 +153,33 @@ def test_cross_validation_and_bundles(trained: Path, tmp_path: Path) -> None:
     assert n_val.n_pos + n_val.n_neg == sum(len(v) for v in vals)  # out-of-fold: both folds pooled
 
 
+def test_ensemble_bundle_is_the_mean_of_its_members(trained: Path, tmp_path: Path) -> None:
+    """Two seeds bundled as one network: logits and CAMs are the members' mean; validation on mean OOF logits."""
+    from cxrviewer.model.network import split_ensemble
+    from cxrviewer.train.export import load_best
+
+    spec = (trained / "spec.txt").read_text()
+    common = ["--dataset", spec, "--cache-dir", str(trained / "cache"), "--input-size", "64", "--batch-size", "32",
+              "--workers", "0", "--epochs", "1", "--quiet", "--labels", "No Finding,Pneumonia"]
+    for seed in ("0", "1"):
+        assert train_main(["cv", *common, "--folds", "2", "--seed", seed, "--out", str(tmp_path / f"cv{seed}")]) == 0
+        assert train_main(["fit", *common, "--folds", "1", "--seed", seed, "--out", str(tmp_path / f"all{seed}")]) == 0
+    out = tmp_path / "e" / "m.json"
+    assert train_main(["bundle", "--cv", str(tmp_path / "cv0"), "--cv", str(tmp_path / "cv1"), "--run",
+                       str(tmp_path / "all0"), "--run", str(tmp_path / "all1"), "--out", str(out)]) == 0
+    bundle = load_bundle(out)
+    assert split_ensemble(bundle.card.architecture)[1] == 2 and len(bundle.card.ensemble_of) == 2
+    members = [load_best(tmp_path / f"all{seed}")[0] for seed in ("0", "1")]
+    x = torch.randn(2, 1, 64, 64)
+    with torch.inference_mode():
+        logits, cams = bundle.network(x, with_cams=True)
+        parts = [m(x, with_cams=True) for m in members]
+    assert torch.allclose(logits, (parts[0][0] + parts[1][0]) / 2, atol=2e-2)  # fp16 weights in the bundle
+    assert torch.allclose(cams, (parts[0][1] + parts[1][1]) / 2, atol=5e-2)
+    rep = bundle.card.validation.per_label["Pneumonia"]
+    assert rep.n_pos + rep.n_neg == 320  # every image is out-of-fold in both cross-validation runs
+
+
 def test_evaluate_reports_metrics_and_plots(trained: Path, tmp_path: Path) -> None:
     spec = (trained / "spec.txt").read_text()
     out = tmp_path / "eval"
