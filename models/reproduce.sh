@@ -13,8 +13,12 @@ cxrviewer-train pack --dataset "nih,csv=$D/nih/Data_Entry_2017_subset.csv,images
 LABELS="No Finding,Cardiomegaly,Lung Opacity,Lung Lesion,Edema,Consolidation,Pneumonia,Atelectasis,Pneumothorax,Pleural Effusion,Pleural Other"
 RECIPE=(--packed runs/data256.npz --arch efficientnet_lite0_os16 --init imagenet --input-size 256 --batch-size 32
         --lr 5e-4 --patience 6 --labels "$LABELS" --box-supervision --box-loss cells --box-weight 0.3 --quiet)
-cxrviewer-train cv "${RECIPE[@]}" --epochs 20 --folds 3 --max-train kermany=1000 --out runs/gpu/cv_lite0
-cxrviewer-train fit "${RECIPE[@]}" --epochs 20 --folds 1 --out runs/gpu/all_lite0
-cxrviewer-train bundle --cv runs/gpu/cv_lite0 --run runs/gpu/all_lite0 --out models/cxr-lite0os16-256.json \
-  --name cxr-lite0os16-256-imagenet-box-nih-kermany --readme models/README.md \
+for SEED in 0 1; do   # two seeds of one recipe (each seed has its own patient-level split)
+  cxrviewer-train cv "${RECIPE[@]}" --epochs 20 --folds 3 --seed $SEED --max-train kermany=1000 --out runs/gpu/cv_lite0s$SEED
+done
+cxrviewer-train fit "${RECIPE[@]}" --epochs 20 --folds 1 --seed 0 --out runs/gpu/all_lite0s0
+cxrviewer-train fit "${RECIPE[@]}" --epochs 5 --folds 1 --seed 1 --max-train kermany=1000 --workers 0 --out runs/cpu/all_lite0s1
+cxrviewer-train bundle --cv runs/gpu/cv_lite0s0 --cv runs/gpu/cv_lite0s1 --run runs/gpu/all_lite0s0 \
+  --run runs/cpu/all_lite0s1 --out models/cxr-lite0os16x2-256.json \
+  --name cxr-lite0os16x2-256-imagenet-box-nih-kermany --readme models/README.md \
   --reproduce "$(cat models/reproduce.sh)" --selection "$(cat models/selection.md)"

@@ -164,7 +164,8 @@ def model_readme(card: dict[str, Any], reproduce: str) -> str:
         f"The table is computed on the **{v.get('per_label_dataset', 'all')}** validation images only (adult "
         "films; pediatric Kermany films are reported separately below, never pooled, because pooling two sources "
         "inflates AUROC). " + _policy_text(card) + " CV column: mean ± std of AUROC across the cross-validation "
-        "folds finished (number of folds).",
+        "folds finished (number of folds)" + (" of the first member's cross-validation run; the other columns "
+                                              "are the ensemble's" if card.get("ensemble_of") else "") + ".",
         "",
         "| label | AUROC | AUPRC | positives | negatives | threshold | sensitivity | specificity | ECE (raw → "
         "calibrated) | CV AUROC |",
@@ -182,9 +183,12 @@ def model_readme(card: dict[str, Any], reproduce: str) -> str:
         mean = sum(vals) / len(vals) if vals else None
         detail = ", ".join(f"{k} {fmt(r['auroc'])}" for k, r in reps.items() if r["auroc"] is not None)
         lines.append(f"- **{ds}** images only: mean AUROC {fmt(mean)} over {len(vals)} labels ({detail}).")
-    if cv:
-        for ds, agg in cv.get("mean_over_folds", {}).get("mean_auroc_per_dataset", {}).items():
-            lines.append(f"- Cross-validation, {ds}: mean AUROC {fmt(agg['mean'])} ± {fmt(agg['std'])} "
+    runs = [(f" member {i + 1} (seed {m['config'].get('seed')})", m["cross_validation"])
+            for i, m in enumerate(card.get("ensemble_of") or [])]
+    runs = runs or ([("", cv.get("mean_over_folds", {}))] if cv else [])
+    for who, over in runs:
+        for ds, agg in over.get("mean_auroc_per_dataset", {}).items():
+            lines.append(f"- Cross-validation{who}, {ds}: mean AUROC {fmt(agg['mean'])} ± {fmt(agg['std'])} "
                          f"over {agg['folds']} fold(s).")
     pg = v.get("pointing_game")
     if pg:
