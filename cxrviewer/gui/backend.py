@@ -270,9 +270,8 @@ def load_engine(source: ModelSource) -> Any:
     from cxrviewer.model.inference import Engine
 
     threads = inference_threads()
-    engine = (
-        Engine.from_card(source.path, threads=threads) if source.path is not None else Engine.bundled(threads=threads)
-    )
+    kwargs = {"threads": threads, "lung_outline": True}  # View ▸ Lung outline draws them
+    engine = Engine.from_card(source.path, **kwargs) if source.path is not None else Engine.bundled(**kwargs)
     try:
         engine.warmup()
     except Exception:  # warm-up is an optimisation; a real prediction reports real problems

@@ -49,11 +49,15 @@ def boxes_by_image(bbox_csv: Path, root: Path | None, paths: list[Path], labels:
             continue
         if i not in sizes:
             sizes[i] = Letterbox.fit(*image_size(paths[i]), size)
-        lb = sizes[i]
-        x0, y0 = b["x"] * lb.scale + lb.pad_x, b["y"] * lb.scale + lb.pad_y
-        row = [float(labels.index(b["label"])), x0, y0, x0 + b["w"] * lb.scale, y0 + b["h"] * lb.scale]
+        row = model_box(sizes[i], labels.index(b["label"]), b["x"], b["y"], b["w"], b["h"])
         found.setdefault(i, []).append(row)
     return {i: np.asarray(rows[:MAX_BOXES], np.float32) for i, rows in found.items()}
+
+
+def model_box(lb: Letterbox, column: int, x: float, y: float, w: float, h: float) -> list[float]:
+    """[label column, x0, y0, x1, y1] in model-input pixels of a box given in original pixels (x, y, w, h)."""
+    x0, y0 = x * lb.scale + lb.pad_x, y * lb.scale + lb.pad_y
+    return [float(column), x0, y0, x0 + w * lb.scale, y0 + h * lb.scale]
 
 
 def padded(boxes: np.ndarray | None, geometry: np.ndarray | None = None) -> np.ndarray:

@@ -40,7 +40,8 @@ class OperatingPoints:
     ece_before: dict[str, float | None]
 
 
-def _logit(p: np.ndarray) -> np.ndarray:
+def logit(p: np.ndarray) -> np.ndarray:
+    """log(p / (1 - p)), with p clipped to [1e-6, 1 - 1e-6]."""
     q = np.clip(p, 1e-6, 1 - 1e-6)
     return np.log(q / (1 - q))
 
@@ -49,16 +50,16 @@ def fit_platt(y: np.ndarray, p: np.ndarray) -> tuple[float, float]:
     """(scale, bias) of logistic regression on the logit; identity when it cannot be fitted sensibly."""
     if y.size < 10 or y.min() == y.max():
         return 1.0, 0.0
-    model = LogisticRegression(C=100.0).fit(_logit(p)[:, None], y)
+    model = LogisticRegression(C=100.0).fit(logit(p)[:, None], y)
     scale, bias = float(model.coef_[0, 0]), float(model.intercept_[0])
     return (scale, bias) if scale > 0.05 else (1.0, 0.0)
 
 
 def apply_platt(p: np.ndarray, scale: float, bias: float) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-(scale * _logit(p) + bias)))
+    return 1.0 / (1.0 + np.exp(-(scale * logit(p) + bias)))
 
 
-def _known(y: np.ndarray, m: np.ndarray, rows: np.ndarray, j: int) -> np.ndarray:
+def _known(m: np.ndarray, rows: np.ndarray, j: int) -> np.ndarray:
     return rows & (m[:, j] > 0)
 
 
@@ -67,7 +68,7 @@ def specificity_thresholds(y: np.ndarray, p: np.ndarray, m: np.ndarray, rows: np
     """Per label, the lowest threshold at which `target` of its known negatives stay below it."""
     thr = np.full(p.shape[1], 0.5)
     for j in range(p.shape[1]):
-        keep = _known(y, m, rows, j)
+        keep = _known(m, rows, j)
         neg = np.sort(p[keep & (y[:, j] < 0.5), j])
         if neg.size:
             k = min(neg.size - 1, int(np.ceil(target * neg.size)) - 1)
@@ -89,7 +90,7 @@ def choose_operating_points(y: np.ndarray, p: np.ndarray, m: np.ndarray, labels:
     ece_before: dict[str, float | None] = {}
     pc = p.copy()
     for j, lab in enumerate(labels):
-        keep = _known(y, m, primary, j)
+        keep = _known(m, primary, j)
         if not keep.any():
             keep = m[:, j] > 0
         yy = (y[keep, j] >= 0.5).astype(int)
@@ -110,7 +111,7 @@ def choose_operating_points(y: np.ndarray, p: np.ndarray, m: np.ndarray, labels:
     thresholds = {lab: float(thr[j]) for j, lab in enumerate(labels)}
     high, triage = {}, {}
     for j, lab in enumerate(labels):
-        keep = _known(y, m, primary, j)
+        keep = _known(m, primary, j)
         yy = (y[keep, j] >= 0.5).astype(int)
         if yy.size and yy.min() != yy.max():
             high[lab] = sensitivity_threshold(yy, pc[keep, j], RULE_OUT_SENSITIVITY)

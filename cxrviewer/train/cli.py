@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import sys
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,7 @@ from cxrviewer.model.network import merge_networks
 from cxrviewer.model.preprocess import normalize
 from cxrviewer.model.weights import ModelError, load_bundle
 from cxrviewer.train.boxes import BOX_LOSSES
+from cxrviewer.train.calibration import logit
 from cxrviewer.train.datasets import DatasetError, dataset_name
 from cxrviewer.train.export import (
     PRIMARY_DATASETS,
@@ -120,6 +122,11 @@ def _history(run: Path) -> dict:
         out["learning_curve"] = [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()
                                   if k in ("epoch", "train_loss", "val_score")} for r in rows]
     return out
+
+
+def _cv_curves(root: Path) -> dict[str, list]:
+    """Learning curves of a cross-validation run's finished folds."""
+    return {f.parent.name: _history(f.parent).get("learning_curve", []) for f in sorted(root.glob("fold*/done.json"))}
 
 
 def _dataset_names(cfg: TrainConfig) -> list[str]:
@@ -330,9 +337,7 @@ def cmd_bundle(a: argparse.Namespace) -> int:
     validation["pointing_game"] = pointing
     validation["cross_validation"] = summary
     training = {"command": " ".join(sys.argv), "config": json.loads((run / "config.json").read_text()),
-                "best_epoch": ck["epoch"], **origin, **_history(run),
-                "cv_learning_curves": {f"fold{k}": _history(root / f"fold{k}").get("learning_curve", [])
-                                       for k in sorted(done)}}
+                "best_epoch": ck["epoch"], **origin, **_history(run), "cv_learning_curves": _cv_curves(root)}
     if a.selection:
         training["selection"] = a.selection
     card = build_card(a.name or f"cxr-{cfg.arch}-{cfg.input_size}", cfg.arch, cfg.input_size, labels,
@@ -360,11 +365,6 @@ def _write_bundle(a: argparse.Namespace, net: torch.nn.Module, card: dict, cfg: 
     return 0
 
 
-def _logit(p: np.ndarray) -> np.ndarray:
-    q = np.clip(p, 1e-6, 1 - 1e-6)
-    return np.log(q / (1 - q))
-
-
 def _oof(samples: dict[str, Sample], root: Path, labels: list[str]) -> dict[str, np.ndarray]:
     """Out-of-fold probabilities of a cross-validation run, by image path."""
     out: dict[str, np.ndarray] = {}
@@ -390,29 +390,26 @@ def _bundle_ensemble(a: argparse.Namespace) -> int:
     samples = _samples_by_path(first_fold)
     oofs = [_oof(samples, r, labels) for r in roots]
     paths = [p for p in oofs[0] if all(p in o for o in oofs[1:])]
-    logit = np.mean([np.stack([_logit(o[q]) for q in paths]) for o in oofs], axis=0)  # mean over members
-    p = 1.0 / (1.0 + np.exp(-logit))
+    mean_logit = np.mean([np.stack([logit(o[q]) for q in paths]) for o in oofs], axis=0)  # over members
+    p = 1.0 / (1.0 + np.exp(-mean_logit))
     cols = [LABEL_INDEX[lab] for lab in labels]
     y = np.stack([samples[q].target for q in paths])[:, cols]
     m = np.stack([samples[q].mask for q in paths])[:, cols]
     ds = np.array([samples[q].dataset for q in paths])
     ops, validation = calibrated_validation(y, p, m, ds, labels)
-    members = []
-    for root, run in zip(roots, runs, strict=True):
-        done = [json.loads(f.read_text()) for f in sorted(root.glob("fold*/done.json"))]
-        members.append({"run": str(run), "cv": str(root), "config": json.loads((run / "config.json").read_text()),
-                        **_history(run), "cross_validation": summarise_folds(done)["mean_over_folds"]})
-    first_done = [json.loads(f.read_text()) for f in sorted(roots[0].glob("fold*/done.json"))]
-    summary = summarise_folds(first_done)
+    summaries = [summarise_folds([json.loads(f.read_text()) for f in sorted(root.glob("fold*/done.json"))])
+                 for root in roots]
+    members = [{"run": str(run), "cv": str(root), "config": json.loads((run / "config.json").read_text()),
+                **_history(run), "cross_validation": summ["mean_over_folds"]}
+               for root, run, summ in zip(roots, runs, summaries, strict=True)]
+    summary = summaries[0]
     validation["split"] = (f"an ensemble of {len(runs)} networks trained on all images; metrics and operating points "
                            f"from the mean out-of-fold logits of their {len(roots)} cross-validation runs "
                            "(every film predicted only by models that never saw its patient)")
     validation["pointing_game"] = summary.get("pointing_game")
     validation["cross_validation"] = summary
     training = {"command": " ".join(sys.argv), "config": json.loads((runs[0] / "config.json").read_text()),
-                "all_data": True, **_history(runs[0]),
-                "cv_learning_curves": {f"fold{k}": _history(roots[0] / f"fold{k}").get("learning_curve", [])
-                                       for k in range(len(first_done))}}
+                "all_data": True, **_history(runs[0]), "cv_learning_curves": _cv_curves(roots[0])}
     if a.selection:
         training["selection"] = a.selection
     card = build_card(a.name or f"cxr-{net.arch}-{cfg.input_size}", net.arch, cfg.input_size, labels,
@@ -443,10 +440,7 @@ def cmd_pack(a: argparse.Namespace) -> int:
         rng.shuffle(patients)
         keep: set[str] = set()
         count = 0
-        per_patient: dict[str, int] = {}
-        for s in samples:
-            if s.dataset == name:
-                per_patient[s.patient_id] = per_patient.get(s.patient_id, 0) + 1
+        per_patient = Counter(s.patient_id for s in samples if s.dataset == name)
         for pid in patients:
             if count + per_patient[pid] > int(cap):
                 continue

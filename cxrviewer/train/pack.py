@@ -8,6 +8,7 @@ train from it without the source files or a DICOM stack: copy one file to a GPU 
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import numpy as np
 
 from cxrviewer.labels import KNOWN_LABELS
 from cxrviewer.model.preprocess import Letterbox
-from cxrviewer.train.boxes import MAX_BOXES, image_size
+from cxrviewer.train.boxes import MAX_BOXES, image_size, model_box
 from cxrviewer.train.cache import build_cache
 from cxrviewer.train.pointing import read_boxes
 from cxrviewer.train.samples import LABEL_INDEX, Sample
@@ -57,10 +58,7 @@ class Pack:
             row, lab = int(r), KNOWN_LABELS[int(li)]
             if row not in keep or lab not in labels:
                 continue
-            lb = self.letterbox(row, size)
-            x0, y0 = x * lb.scale + lb.pad_x, y * lb.scale + lb.pad_y
-            found.setdefault(row, []).append([float(labels.index(lab)), x0, y0, x0 + w * lb.scale,
-                                              y0 + h * lb.scale])
+            found.setdefault(row, []).append(model_box(self.letterbox(row, size), labels.index(lab), x, y, w, h))
         return {i: np.asarray(v[:MAX_BOXES], np.float32) for i, v in found.items()}
 
     def box_dicts(self, rows: set[int] | None = None) -> list[dict]:
@@ -106,7 +104,16 @@ def write_pack(samples: list[Sample], size: int, cache_dir: Path, out: Path, bbo
 
 
 def read_pack(path: Path) -> Pack:
-    """Load and decode a pack (refuses other versions or a label vocabulary that differs)."""
+    """Load and decode a pack (refuses other versions or a label vocabulary that differs).
+
+    Decoded once per process and file version: training, pointing game, gate fitting and bundling read the same
+    pack (treat the returned arrays as read-only)."""
+    stat = Path(path).stat()
+    return _read_pack(str(Path(path).resolve()), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=1)
+def _read_pack(path: str, _mtime_ns: int, _size: int) -> Pack:
     with np.load(path, allow_pickle=False) as z:
         if int(z["version"]) != PACK_VERSION:
             raise ValueError(f"{path}: pack version {int(z['version'])}, expected {PACK_VERSION}")

@@ -98,3 +98,11 @@ def test_trainer_evaluation_scores_what_the_viewer_shows(engine: Engine, shared_
         pred = engine.predict(load_image(path))
         expected = [pred.finding(lab).probability for lab in engine.labels]
         assert np.allclose(row, expected, atol=1e-4)
+
+
+def test_lung_outline_only_when_asked(engine: Engine) -> None:
+    """The lung fields are found for the viewer only (cxrviewer-predict and the PACS node skip the work)."""
+    image = load_image(Path(__file__).parents[2] / "resources" / "demo" / "udacity_nih_test1.dcm")
+    assert engine.predict(image).lung_outline == []
+    viewer = Engine(engine.bundle, lung_outline=True)
+    assert len(viewer.predict(image).lung_outline) == 2
