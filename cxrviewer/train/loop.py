@@ -232,8 +232,8 @@ def train(cfg: TrainConfig) -> dict:
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
 
-    pack = read_pack(Path(cfg.packed)) if cfg.packed else None
-    samples = pack.samples if pack is not None else load_samples(cfg)
+    pack = read_pack(Path(cfg.packed)) if cfg.packed else None  # decoded once (cached)
+    samples = load_samples(cfg)
     targets = np.stack([s.target for s in samples])
     masks = np.stack([s.mask for s in samples])
     if cfg.folds > 1:
