@@ -211,7 +211,6 @@ def heat_map(prediction: Any, label: str, max_side: int = 768) -> np.ndarray | N
     map is kept per finding.
     """
     from cxrviewer.model.cam import local_probability
-    from cxrviewer.model.preprocess import Letterbox
 
     finding = prediction.finding(label)
     labels = list(getattr(prediction, "labels", []) or [])
@@ -220,7 +219,7 @@ def heat_map(prediction: Any, label: str, max_side: int = 768) -> np.ndarray | N
         return None
     width, height = prediction.image_size
     scale = min(1.0, max_side / max(width, height))
-    box = Letterbox.fit(max(1, round(width * scale)), max(1, round(height * scale)), prediction.letterbox.size)
+    box = prediction.letterbox.resized(max(1, round(width * scale)), max(1, round(height * scale)))
     return local_probability(box.map_to_original(prediction.cams_logit[labels.index(label)]))
 
 

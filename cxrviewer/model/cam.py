@@ -19,7 +19,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from cxrviewer.model.preprocess import Letterbox
+from cxrviewer.model.preprocess import Letterbox, place_in_region
 
 
 def local_probability(logit_map: np.ndarray) -> np.ndarray:
@@ -36,6 +36,8 @@ def cam_to_original(grid_logit: np.ndarray, box: Letterbox) -> np.ndarray:
     original pixels: the same geometry as `Letterbox.map_to_original`, about 20x faster on a 2k film, and
     within a fraction of a percent of it (the map is smooth at that scale).
     """
+    if box.cropped:  # the model saw only the crop region: no heat outside it
+        return place_in_region(cam_to_original(grid_logit, box.uncropped()), box, 0.0)
     x0, y0, cw, ch = box.content
     if box.orig_width * box.orig_height <= cw * ch:
         return local_probability(box.map_to_original(grid_logit))

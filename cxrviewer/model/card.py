@@ -211,6 +211,7 @@ class Preprocessing(_Record):
     std: float | None = _field(_float, None)
     channels: int | None = _field(_int, None)
     input: str | None = _field(_str, None)
+    crop: str | None = _field(_str, None)  # None: the whole image; "thorax": the lung-field localiser's box
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -39,7 +39,7 @@ from cxrviewer.imaging.image import Image
 from cxrviewer.model import gate as gating
 from cxrviewer.model.cam import cam_peak, cam_to_original
 from cxrviewer.model.gate import FeatureGate, GateResult, GateStatus
-from cxrviewer.model.preprocess import MEAN, STD, Letterbox, preprocess
+from cxrviewer.model.preprocess import CROPS, MEAN, STD, Letterbox, preprocess
 from cxrviewer.model.tta import tta_views, view_batch
 from cxrviewer.model.weights import ModelBundle, ModelCard, ModelError, bundled_card_path, load_bundle
 
@@ -145,6 +145,8 @@ def _check_preprocessing(card: ModelCard, where: str) -> None:
     rec = card.preprocessing
     expected = {"method": "letterbox", "mean": MEAN, "std": STD, "pad_value": 0.0}
     wrong = [k for k, v in expected.items() if getattr(rec, k) is not None and getattr(rec, k) != v]
+    if rec.crop not in CROPS:
+        wrong.append(f"crop {rec.crop!r}")
     if wrong or (rec.size or card.input_size) != card.input_size:
         raise ModelError(f"{where}: the card's preprocessing ({', '.join(wrong) or 'size'}) differs from "
                          "what this version implements; refusing to run a model on inputs it was not trained on")
@@ -169,6 +171,7 @@ class Engine:
         self.name: str = bundle.name
         self.sha256: str = bundle.sha256
         self.input_size: int = bundle.input_size
+        self.crop: str | None = bundle.crop
         self.not_covered: list[str] = vocabulary.not_covered(self.labels)
         self.operating_point = operating_point
         thresholds = self.card.thresholds
@@ -219,7 +222,7 @@ class Engine:
     def _forward(self, image01: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, Letterbox, dict]:
         """(probabilities (L,), cams in logit units (L, h, w), pooled features (C,), letterbox, timings)."""
         t0 = time.perf_counter()
-        x, box = preprocess(image01, self.input_size)
+        x, box = preprocess(image01, self.input_size, self.crop)
         t1 = time.perf_counter()
         with self._lock, torch.inference_mode():
             tensor = torch.from_numpy(x)[None]

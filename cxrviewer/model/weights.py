@@ -43,6 +43,11 @@ class ModelBundle:
         return self.card.input_size
 
     @property
+    def crop(self) -> str | None:
+        """The preprocessing crop mode the network was trained with (`cxrviewer.model.preprocess.CROPS`)."""
+        return self.card.preprocessing.crop
+
+    @property
     def name(self) -> str:
         return self.card.name
 

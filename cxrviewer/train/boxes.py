@@ -10,6 +10,7 @@ pointing game is measured on the held-out patients' boxes.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +37,7 @@ def image_size(path: Path) -> tuple[int, int]:
 
 
 def boxes_by_image(bbox_csv: Path, root: Path | None, paths: list[Path], labels: list[str],
-                   size: int) -> dict[int, np.ndarray]:
+                   size: int, letterbox_of: Callable[[int], Letterbox] | None = None) -> dict[int, np.ndarray]:
     """Index into `paths` -> (K, 5) float32 rows [label column, x0, y0, x1, y1] in model-input pixels.
 
     Boxes whose label is not trained, or whose image is not among `paths`, are dropped."""
@@ -48,7 +49,7 @@ def boxes_by_image(bbox_csv: Path, root: Path | None, paths: list[Path], labels:
         if i is None or b["label"] not in labels:
             continue
         if i not in sizes:
-            sizes[i] = Letterbox.fit(*image_size(paths[i]), size)
+            sizes[i] = letterbox_of(i) if letterbox_of else Letterbox.fit(*image_size(paths[i]), size)
         row = model_box(sizes[i], labels.index(b["label"]), b["x"], b["y"], b["w"], b["h"])
         found.setdefault(i, []).append(row)
     return {i: np.asarray(rows[:MAX_BOXES], np.float32) for i, rows in found.items()}
@@ -56,7 +57,8 @@ def boxes_by_image(bbox_csv: Path, root: Path | None, paths: list[Path], labels:
 
 def model_box(lb: Letterbox, column: int, x: float, y: float, w: float, h: float) -> list[float]:
     """[label column, x0, y0, x1, y1] in model-input pixels of a box given in original pixels (x, y, w, h)."""
-    x0, y0 = x * lb.scale + lb.pad_x, y * lb.scale + lb.pad_y
+    rx, ry, _, _ = lb.region
+    x0, y0 = (x - rx) * lb.scale + lb.pad_x, (y - ry) * lb.scale + lb.pad_y
     return [float(column), x0, y0, x0 + w * lb.scale, y0 + h * lb.scale]
 
 

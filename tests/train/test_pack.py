@@ -45,7 +45,7 @@ def test_pack_holds_the_apps_preprocessed_pixels_labels_and_boxes(packed, shared
     pack = read_pack(out)
     assert len(pack.samples) == 120 and all(pack.ok)
     for i in (0, 45, 100):  # lossless: exactly the app's letterboxed square
-        assert np.array_equal(pack.squares[i], encode_square(pack.samples[i].path, 64))
+        assert np.array_equal(pack.squares[i], encode_square(pack.samples[i].path, 64)[0])
     assert {s.dataset for s in pack.samples} == {"nih", "kermany"}
     assert len(pack.boxes) >= 30
     # boxes keep the CSV's original-pixel coordinates (NIH files are 256 px)
@@ -85,3 +85,46 @@ def test_pack_refuses_another_vocabulary(packed, tmp_path: Path) -> None:
     np.savez(bad, **data)
     with pytest.raises(ValueError, match="label vocabulary"):
         read_pack(bad)
+
+
+def test_thorax_pack_crops_like_the_app_and_moves_boxes_with_the_crop(packed, shared_data: Path,
+                                                                      tmp_path: Path) -> None:
+    """`pack --crop thorax`: the localiser's box per image, squares as the app makes them, a card that says so."""
+    from cxrviewer.imaging import load_image, model_input
+    from cxrviewer.imaging.anatomy import find_lung_fields
+    _, src = packed
+    out = tmp_path / "thorax.npz"
+    assert train_main(["pack", "--dataset", f"nih,csv={src / 'nih.csv'},images={shared_data / 'nih' / 'images'}",
+                       "--bbox", str(shared_data / "nih" / "bbox.csv"), "--bbox-root", str(shared_data),
+                       "--input-size", "64", "--cache-dir", str(tmp_path / "cache"), "--quiet", "--crop", "thorax",
+                       "--out", str(out)]) == 0
+    pack = read_pack(out)
+    assert pack.crop == "thorax"
+    row = int(pack.boxes[0][0])
+    x0, y0, x1, y1 = find_lung_fields(model_input(load_image(pack.samples[row].path))).box
+    lb = pack.letterbox(row, 64)
+    assert lb.region == (x0, y0, x1 - x0, y1 - y0) and lb.cropped
+    assert np.array_equal(pack.squares[row], encode_square(pack.samples[row].path, 64, "thorax")[0])
+    _, li, x, y, w, h = pack.boxes[0]
+    tb = pack.training_boxes(np.array([row]), [KNOWN_LABELS[int(li)]], 64)
+    assert np.allclose(tb[row][0, 1:3], [(x - x0) * lb.scale + lb.pad_x, (y - y0) * lb.scale + lb.pad_y], atol=1e-4)
+    run = tmp_path / "run"
+    assert train_main(["fit", "--packed", str(out), "--out", str(run), "--input-size", "64", "--batch-size", "16",
+                       "--epochs", "1", "--folds", "1", "--workers", "0", "--quiet", "--labels",
+                       "No Finding,Atelectasis", "--arch", "resnet18_os16"]) == 0
+    card = json.loads((run / "model.json").read_text())
+    assert card["preprocessing"]["crop"] == "thorax" and "thorax crop" in card["description"]
+
+
+def test_cv_runs_only_the_folds_it_is_given(packed, tmp_path: Path) -> None:
+    """`cv --only-folds`: folds can run in parallel processes; each process summarises what is finished."""
+    out, _ = packed
+    root = tmp_path / "cv"
+    common = ["cv", "--packed", str(out), "--out", str(root), "--input-size", "64", "--batch-size", "16",
+              "--epochs", "1", "--folds", "3", "--workers", "0", "--quiet", "--labels", "No Finding,Atelectasis",
+              "--arch", "resnet18_os16"]
+    assert train_main([*common, "--only-folds", "1"]) == 0
+    assert (root / "fold1" / "done.json").is_file() and not (root / "fold0").exists()
+    assert json.loads((root / "cv_summary.json").read_text())["folds"] == 1
+    assert train_main([*common, "--only-folds", "0,2"]) == 0
+    assert json.loads((root / "cv_summary.json").read_text())["folds"] == 3
