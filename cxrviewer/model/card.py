@@ -221,6 +221,7 @@ class CamInfo(_Record):
     method: str | None = _field(_str, None)
     units: str | None = _field(_str, None)
     display: str | None = _field(_str, None)
+    smoothing_cells: float | None = _field(_float, None)  # Gaussian sigma on the map grid (model/cam.smooth_cams)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -37,7 +37,7 @@ from cxrviewer.imaging.anatomy import find_lung_fields
 from cxrviewer.imaging.display import model_input
 from cxrviewer.imaging.image import Image
 from cxrviewer.model import gate as gating
-from cxrviewer.model.cam import cam_peak, cam_to_original
+from cxrviewer.model.cam import cam_peak, cam_to_original, smooth_cams
 from cxrviewer.model.gate import FeatureGate, GateResult, GateStatus
 from cxrviewer.model.preprocess import CROPS, MEAN, STD, Letterbox, preprocess
 from cxrviewer.model.tta import tta_views, view_batch
@@ -172,6 +172,7 @@ class Engine:
         self.sha256: str = bundle.sha256
         self.input_size: int = bundle.input_size
         self.crop: str | None = bundle.crop
+        self.cam_smoothing: float | None = self.card.cam.smoothing_cells if self.card.cam else None
         self.not_covered: list[str] = vocabulary.not_covered(self.labels)
         self.operating_point = operating_point
         thresholds = self.card.thresholds
@@ -230,7 +231,7 @@ class Engine:
                 tensor = view_batch(tensor, self.views)
             logits, fmap = self.network.forward_features(tensor.contiguous(memory_format=torch.channels_last))
             t2 = time.perf_counter()
-            cams = self.network.cams(fmap[:1])[0].float().numpy()
+            cams = smooth_cams(self.network.cams(fmap[:1])[0].float().numpy(), self.cam_smoothing)
             pooled = gating.pooled_features(fmap[:1])[0]
         logit = logits.float().mean(0).numpy().astype(np.float64)
         probs = self.card.calibrate(logit)

@@ -391,7 +391,9 @@ def _oof(samples: dict[str, Sample], root: Path, labels: list[str]) -> dict[str,
 
 
 def _bundle_ensemble(a: argparse.Namespace) -> int:
-    """Bundle several all-data runs as one ensemble network, validated on their CV runs' mean OOF logits."""
+    """Bundle several all-data runs as one ensemble network, validated on their CV runs' mean OOF logits (and,
+    where the folds saved held-out maps, the pointing game of their mean map)."""
+    from cxrviewer.train.heldout import ensemble_pointing
     roots, runs = [Path(c) for c in a.cv], [Path(r) for r in a.run or []]
     if len(runs) != len(roots):
         raise ValueError("an ensemble bundle needs one --run (all-data network) per --cv run")
@@ -421,7 +423,7 @@ def _bundle_ensemble(a: argparse.Namespace) -> int:
     validation["split"] = (f"an ensemble of {len(runs)} networks trained on all images; metrics and operating points "
                            f"from the mean out-of-fold logits of their {len(roots)} cross-validation runs "
                            "(every film predicted only by models that never saw its patient)")
-    validation["pointing_game"] = summary.get("pointing_game")
+    validation["pointing_game"] = ensemble_pointing(roots, labels) or summary.get("pointing_game")
     validation["cross_validation"] = summary
     training = {"command": " ".join(sys.argv), "config": json.loads((runs[0] / "config.json").read_text()),
                 "all_data": True, **_history(runs[0]), "cv_learning_curves": _cv_curves(roots[0])}

@@ -13,6 +13,7 @@ import torch
 
 from cxrviewer import __version__
 from cxrviewer.labels import not_covered
+from cxrviewer.model.cam import CAM_SMOOTHING
 from cxrviewer.model.network import build_network
 from cxrviewer.model.preprocess import preprocessing_record
 from cxrviewer.model.weights import save_bundle
@@ -141,7 +142,8 @@ def build_card(name: str, arch: str, input_size: int, labels: list[str], thresho
         "thresholds": {k: round(float(v), 6) for k, v in thresholds.items()},
         "high_sensitivity_thresholds": {k: round(float(v), 6) for k, v in high.items()},
         "validation": validation,
-        "cam": {"method": "cam", "units": "logit", "display": "sigmoid(cam) on a fixed [0, 1] scale"},
+        "cam": {"method": "cam", "units": "logit", "display": "sigmoid(cam) on a fixed [0, 1] scale",
+                "smoothing_cells": CAM_SMOOTHING},
         "datasets": [DATASET_INFO.get(d, {"name": d, "license": "unknown", "attribution": ""}) for d in datasets],
         "not_covered": not_covered(labels),
         "intended_use": "Research and education second opinion on frontal adult chest radiographs. "

@@ -54,7 +54,7 @@ def _start(card: dict[str, Any]) -> str:
     """Where the backbone's weights started, with package, version and licence where they came from one."""
     init = card.get("training", {}).get("init") or {}
     if init.get("package"):
-        extra = f" {init['transfer']}." if init.get("transfer") else ""
+        extra = f" {init['transfer'].rstrip('.')}." if init.get("transfer") else ""
         return (f"fine-tuned from ImageNet weights shipped inside the registry package `{init['package']}` "
                 f"{init.get('version', '')} (licence {init.get('licence', 'unknown')}; {init.get('source', '')}; "
                 f"file `{init.get('file', '')}`, SHA-256 `{init.get('sha256', '')}`; nothing is downloaded at run "
@@ -62,6 +62,14 @@ def _start(card: dict[str, Any]) -> str:
     if init.get("init") == "file":
         return f"fine-tuned from the weights file `{init.get('file')}` (SHA-256 `{init.get('sha256')}`)."
     return "trained from scratch (no ImageNet or other downloaded weights)."
+
+
+def _cam_display(card: dict[str, Any]) -> str:
+    """How the viewer draws the maps (smoothing from the card, fixed colour scale)."""
+    sigma = (card.get("cam") or {}).get("smoothing_cells")
+    smooth = (f"smooths each map on its grid (Gaussian, sigma {sigma} cells) before drawing it or taking its peak "
+              "and ") if sigma else ""
+    return f"the viewer {smooth}shows sigmoid(map) on a fixed [0, 1] scale."
 
 
 def _members(card: dict[str, Any]) -> str:
@@ -130,7 +138,7 @@ def model_readme(card: dict[str, Any], reproduce: str) -> str:
         f"{card['input_size']} x {card['input_size']} letterbox (aspect kept, zero padding), "
         f"intensity (x - {card['preprocessing']['mean']}) / {card['preprocessing']['std']} on the [0, 1] model input.",
         "- Head: global average pooling + one linear layer, so class-activation maps are exact: the spatial mean "
-        "of a label's map (logit units) equals its logit; the viewer shows sigmoid(map) on a fixed [0, 1] scale.",
+        "of a label's map (logit units) equals its logit; " + _cam_display(card),
         f"- Weights: `{card['weights']['file']}` ({card['weights'].get('dtype', 'float32')}), "
         f"SHA-256 `{card['weights']['sha256']}` (checked at every load).",
         f"- Trainer: cxrviewer-train {card.get('trainer_version', '')}, created {card.get('created', '')}.",
@@ -195,10 +203,11 @@ def model_readme(card: dict[str, Any], reproduce: str) -> str:
         hr = pg["hit_rate"]
         lines += ["", "## Localisation (pointing game)", "",
                   f"On {pg['total']['n']} NIH radiologist boxes of held-out images"
-                  + (" (cross-validation models, each on its own held-out patients)"
+                  + (f" ({pg['note']}; each map from models that never saw the patient)" if pg.get("note") else
+                     " (cross-validation models, each on its own held-out patients)"
                      if card.get("training", {}).get("all_data") else "")
-                  + ": the CAM peak of the boxed "
-                  f"finding falls inside the box in {fmt(hr['cam'])} of cases; fixed-location priors that ignore "
+                  + ": the peak of the boxed finding's map (smoothed as the viewer shows it) "
+                  f"falls inside the box in {fmt(hr['cam'])} of cases; fixed-location priors that ignore "
                   f"the image reach {fmt(hr['centre'])} (image centre) and {fmt(hr['mean_box'])} (mean box centre "
                   "of the label, leave-one-out).", "",
                   "| label | boxes | CAM hits | centre prior | mean-box prior |", "|---|---|---|---|---|"]

@@ -1,7 +1,7 @@
 """Pointing game: does a finding's CAM peak fall inside the radiologist's bounding box?
 
 Compared with two fixed-location priors that ignore the image: the image centre, and the mean box
-centre of the same label over the other boxes (leave-one-out).
+centre of the same label over the other boxes (leave-one-out). The maps are smoothed as the app shows them.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import torch
 from cxrviewer.imaging import load_image
 from cxrviewer.imaging.display import model_input
 from cxrviewer.labels import NIH_TO_LABEL
-from cxrviewer.model.cam import cam_peak
+from cxrviewer.model.cam import CAM_SMOOTHING, cam_peak, smooth_cams
 from cxrviewer.model.network import CXRNet
 from cxrviewer.model.preprocess import Letterbox, preprocess
 
@@ -50,21 +50,33 @@ def file_input(path: Path, input_size: int, crop: str | None = None) -> tuple[np
 
 @torch.inference_mode()
 def pointing_game(net: CXRNet, labels: list[str], input_size: int, boxes: list[dict],
-                  inputs: Callable[[Any, int], tuple[np.ndarray, Letterbox]] = file_input) -> dict:
+                  inputs: Callable[[Any, int], tuple[np.ndarray, Letterbox]] = file_input,
+                  smoothing: float | None = CAM_SMOOTHING) -> dict:
     """Hit rates per label and overall for the CAM peak and for the two fixed priors.
 
-    `inputs(key, size)` gives the model input and letterbox of a box's image (key: the box's "path")."""
+    `inputs(key, size)` gives the model input and letterbox of a box's image (key: the box's "path");
+    `smoothing`: the maps' smoothing as the app applies it (`cam.smooth_cams`)."""
     net.eval()
-    per: dict[str, dict[str, int]] = {}
-    cache: dict[Any, tuple] = {}
-    usable = [b for b in boxes if b["label"] in labels]
-    for b in usable:
-        if b["path"] not in cache:
+    maps: dict[Any, tuple[np.ndarray, Letterbox]] = {}
+    for b in boxes:
+        if b["label"] in labels and b["path"] not in maps:
             x, box = inputs(b["path"], input_size)
             _, fmap = net.forward_features(torch.from_numpy(x)[None])
-            cache[b["path"]] = (net.cams(fmap)[0].numpy(), box, (box.orig_width, box.orig_height))
-        cams, box, (w, h) = cache[b["path"]]
-        px, py = cam_peak(cams[labels.index(b["label"])], box)
+            maps[b["path"]] = (net.cams(fmap)[0].numpy(), box)
+    return score_maps(maps, labels, boxes, smoothing)
+
+
+def score_maps(maps: dict[Any, tuple[np.ndarray, Letterbox]], labels: list[str], boxes: list[dict],
+               smoothing: float | None = CAM_SMOOTHING) -> dict:
+    """The pointing game of given maps: key -> (raw CAMs (L, h, w) in logit units, letterbox); boxes of
+    images without maps, or of labels not in `labels`, are left out (also from the priors)."""
+    per: dict[str, dict[str, int]] = {}
+    usable = [b for b in boxes if b["label"] in labels and b["path"] in maps]
+    for b in usable:
+        cams, box = maps[b["path"]]
+        w, h = box.orig_width, box.orig_height
+        li = labels.index(b["label"])
+        px, py = cam_peak(smooth_cams(cams[li], smoothing), box)
         others = [o for o in usable if o is not b and o["label"] == b["label"]]
         if others:
             mx = float(np.mean([o["x"] + o["w"] / 2 for o in others]))

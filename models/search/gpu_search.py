@@ -1,6 +1,6 @@
 """The recipe searches behind the bundled model, as run on one GPU machine (H200, 16 cores) from pack files.
 
-    python models/search/gpu_search.py OUT_DIR [--budget SECONDS] [--workers N]   (jobs: _jobs_stop14)
+    python models/search/gpu_search.py OUT_DIR [--budget SECONDS] [--workers N] [--jobs stop14|stop14b]
 
 Every job (a cross-validation fold, `cxrviewer-train cv --only-folds K`, or an all-data fit) runs as its own
 process, all in parallel; then, for every fold model, held-out predictions under each test-time-augmentation
@@ -15,6 +15,7 @@ stop14: the thorax crop (`--crop thorax` pack) against the whole image (same see
 the Lite0 recipe, and all-data fits of seeds 1 and 2 and of the crop recipe. Packs: `--quality 60 --max-images
 kermany=1000` (both fit in the machine's 64 MiB with the ImageNet weights, whose unused ImageNet classifier
 was dropped); 14 epochs for CV (the Lite0 folds peaked at epochs 5-16), 12 for the all-data fits.
+stop14b: fold 2 of the stop-13 seed-0 and seed-1 runs again, to the end (q72 pack), with held-out maps.
 The ImageNet weights travel as a float16 copy of the package's file (INIT) because the machine receives at
 most 64 MiB and has no registry access.
 """
@@ -29,18 +30,19 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 from safetensors.torch import save_file
+
+from cxrviewer.train.heldout import write_heldout
 
 LABELS = ("No Finding,Cardiomegaly,Lung Opacity,Lung Lesion,Edema,Consolidation,Pneumonia,Atelectasis,"
           "Pneumothorax,Pleural Effusion,Pleural Other")
 COMMON = ["--input-size", "256", "--batch-size", "32", "--labels", LABELS, "--box-supervision", "--box-loss",
           "cells", "--box-weight", "0.3", "--quiet"]
 LITE0 = ["--arch", "efficientnet_lite0_os16", "--lr", "5e-4", "--patience", "6"]
-RUN2 = ".gpu/run2"
+RUN2 = os.environ.get("CXR_GPU_FILES", ".gpu/run2")  # the carried folder: packs, ImageNet weights, wheels
 INIT = f"{RUN2}/lite0_imagenet_fp16_nofc.safetensors"
-PACKS = {"whole": f"{RUN2}/p_none.npz", "thorax": f"{RUN2}/p_thorax.npz"}
+PACKS = {"whole": f"{RUN2}/p_none.npz", "thorax": f"{RUN2}/p_thorax.npz", "q72": f"{RUN2}/data256.npz"}
 
 
 def _jobs_stop14() -> dict[str, tuple[str, list[str]]]:
@@ -58,42 +60,20 @@ def _jobs_stop14() -> dict[str, tuple[str, list[str]]]:
     return jobs
 
 
+def _jobs_stop14b() -> dict[str, tuple[str, list[str]]]:
+    """Fold 2 of the seed-0 and seed-1 cross-validation runs again, whole (the first session's budget had cut
+    them at epochs 16 and 18 and their checkpoints never left the machine), so that every fold has held-out maps."""
+    return {f"{name}.f2": ("q72", ["cv", *LITE0, "--init", INIT, "--epochs", "20", "--seed", str(seed), "--folds", "3",
+                                   "--only-folds", "2", "--max-train", "kermany=1000", "--out", name])
+            for name, seed in (("cv_lite0", 0), ("cv_lite0s1", 1))}
+
+
+JOBS = {"stop14": _jobs_stop14, "stop14b": _jobs_stop14b}
+
+
 def _run(cmd: list[str], log: Path) -> subprocess.Popen:
     fh = open(log, "w")  # noqa: SIM115 - closed by the OS when the child ends
     return subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT)
-
-
-@torch.inference_mode()
-def held_out_outputs(run: Path, pack_path: Path, out: Path) -> None:
-    """TTA probabilities of the held-out images and CAMs of those with boxes, for one fold model."""
-    from cxrviewer.model.preprocess import normalize
-    from cxrviewer.model.tta import VIEWS, view_batch
-    from cxrviewer.train.export import load_best
-    from cxrviewer.train.pack import read_pack
-
-    net, ck = load_best(run)
-    dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    net = net.to(dev).eval()
-    pack = read_pack(pack_path)
-    rows = {str(s.path): i for i, s in enumerate(pack.samples)}
-    val = [rows[p] for p in json.loads((run / "split.json").read_text())["val"]]
-    squares = pack.squares_at(ck["input_size"])
-    views = list(VIEWS)
-    probs = np.zeros((len(views), len(val), len(ck["labels"])), np.float32)
-    boxed = sorted({int(r) for r in pack.boxes[:, 0]} & set(val))
-    cams = {}
-    for start in range(0, len(val), 128):
-        idx = val[start:start + 128]
-        x = torch.from_numpy(np.stack([normalize(squares[i].astype(np.float32) / 255.0)[None] for i in idx])).to(dev)
-        logits = net(view_batch(x, views)).float().view(len(views), len(idx), -1)
-        probs[:, start:start + len(idx)] = torch.sigmoid(logits).cpu().numpy()
-        _, fmap = net.forward_features(x)
-        maps = net.cams(fmap).float().cpu().numpy()
-        for j, i in enumerate(idx):
-            if i in boxed:
-                cams[i] = maps[j].astype(np.float16)
-    np.savez_compressed(out, views=np.array(views), val_rows=np.array(val), probs=probs,
-                        cam_rows=np.array(sorted(cams)), cams=np.stack([cams[i] for i in sorted(cams)]))
 
 
 def main() -> int:
@@ -101,6 +81,7 @@ def main() -> int:
     ap.add_argument("out")
     ap.add_argument("--budget", type=float, default=400.0, help="seconds; training is stopped past it")
     ap.add_argument("--workers", default="2", help="data-loading processes per job")
+    ap.add_argument("--jobs", choices=sorted(JOBS), default="stop14")
     a = ap.parse_args()
     t0 = time.time()
     out = Path(a.out)
@@ -108,7 +89,7 @@ def main() -> int:
     runs.mkdir(parents=True, exist_ok=True)
     base = [sys.executable, "-m", "cxrviewer.train.cli"]
     procs = {}
-    for name, (pack, args) in _jobs_stop14().items():
+    for name, (pack, args) in JOBS[a.jobs]().items():
         args = [*args[:-1], str(runs / args[-1])]  # --out under OUT_DIR/runs
         cmd = [*base, args[0], "--packed", PACKS[pack], *COMMON, "--workers", a.workers, *args[1:]]
         procs[name] = _run(cmd, out / f"{name}.log")
@@ -124,11 +105,11 @@ def main() -> int:
                 print(f"budget reached: {n} stopped", flush=True)
             break
     for cv in sorted(runs.glob("cv_*")):
-        pack = PACKS["thorax" if "thorax" in cv.name else "whole"]
+        pack = json.loads(next(iter(sorted(cv.glob("fold*/config.json")))).read_text())["packed"]
         for run in sorted(cv.glob("fold*")):
             if (run / "best.pt").is_file():
                 try:
-                    held_out_outputs(run, Path(pack), run / "heldout.npz")
+                    write_heldout(run, Path(pack))
                 except Exception as exc:  # noqa: BLE001 - keep what the other folds produced
                     print(f"held-out outputs {run}: {exc}", flush=True)
     for final in sorted(runs.glob("all_*/best.pt")):

@@ -128,3 +128,14 @@ def test_cv_runs_only_the_folds_it_is_given(packed, tmp_path: Path) -> None:
     assert json.loads((root / "cv_summary.json").read_text())["folds"] == 1
     assert train_main([*common, "--only-folds", "0,2"]) == 0
     assert json.loads((root / "cv_summary.json").read_text())["folds"] == 3
+    # Held-out maps saved per fold give the same pointing-game hits as the folds' own scoring, and a run
+    # averaged with itself scores as itself (the ensemble's mean map).
+    from cxrviewer.train.heldout import ensemble_pointing, write_heldout
+    for k in range(3):
+        write_heldout(root / f"fold{k}", out)
+    labels = ["No Finding", "Atelectasis"]
+    single = ensemble_pointing([root], labels)
+    folds = [json.loads((root / f"fold{k}" / "done.json").read_text())["pointing_game"] for k in range(3)]
+    assert single is not None and single["total"]["n"] == sum(f["total"]["n"] for f in folds if f) > 0
+    assert single["total"]["cam"] == sum(f["total"]["cam"] for f in folds if f)
+    assert ensemble_pointing([root, root], labels)["total"] == single["total"]
