@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from cxrviewer.imaging.anatomy import find_lung_fields
+
 #: Fixed intensity scaling: x_model = (x01 - MEAN) / STD. Recorded in every model card.
 MEAN = 0.5
 STD = 0.25
@@ -153,8 +155,6 @@ def crop_region(image01: np.ndarray, crop: str | None) -> tuple[int, int, int, i
         return None
     if crop != "thorax":
         raise ValueError(f"unknown crop mode {crop!r} (known: {', '.join(str(c) for c in CROPS)})")
-    from cxrviewer.imaging.anatomy import find_lung_fields
-
     x0, y0, x1, y1 = find_lung_fields(image01).box  # the whole image when no lungs are found
     return x0, y0, x1 - x0, y1 - y0
 

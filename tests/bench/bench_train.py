@@ -34,7 +34,7 @@ def main() -> None:
     a = ap.parse_args()
     a.workers = resolve_workers(a.workers, torch.device("cpu"))
     paths = sorted((SHARED / "nih" / "images").glob("*.png"))[: a.batch * (a.batches + 2)]
-    cache, _ = build_cache(paths, a.size, Path("cache"), progress=False)
+    cache = build_cache(paths, a.size, Path("cache"), progress=False).squares
     n, labels = len(paths), 11
     ds = CachedImages(cache, np.arange(n), np.zeros((n, labels)), np.ones((n, labels)), train=True)
     dl = DataLoader(ds, a.batch, shuffle=True, num_workers=a.workers, drop_last=True)
