@@ -153,13 +153,11 @@ class Display:
         return out
 
     def show_analysed_region(self, prediction: Any) -> None:
-        box = prediction.letterbox
-        if not (box.pad_x or box.pad_y) or not self.w.canvas.has_image():
+        shown = analysed_region(prediction.letterbox) if self.w.canvas.has_image() else None
+        if shown is None:
             self.w.canvas.set_analysed_region(None)
-            return
-        x0, y0, cw, ch = box.content
-        rect = ((x0 - box.pad_x) / box.scale, (y0 - box.pad_y) / box.scale, cw / box.scale, ch / box.scale)
-        self.w.canvas.set_analysed_region(rect, f"analysed region · letterboxed to {box.size}×{box.size} px")
+        else:
+            self.w.canvas.set_analysed_region(*shown)
 
     def show_finding(self, label: str) -> None:
         """Show a finding's heat map, or say why there is none."""
@@ -278,3 +276,15 @@ class Display:
         elif study.message:
             text += f" — {scrub(study.message, study, hide)}"
         self.w.message(text)
+
+
+def analysed_region(box: Any) -> tuple[tuple[float, float, float, float], str] | None:
+    """The outline worth drawing over the film for a prediction's letterbox, in original pixels, and its note:
+    the crop region a thorax-crop model read, or the whole film when letterboxing padded it; None when the
+    model read the whole film without padding (nothing to point out)."""
+    cropped = bool(getattr(box, "cropped", False))
+    if not (cropped or box.pad_x or box.pad_y):
+        return None
+    x, y, w, h = box.region
+    what = "analysed region (thorax crop)" if cropped else "analysed region"
+    return (float(x), float(y), float(w), float(h)), f"{what} · letterboxed to {box.size}×{box.size} px"

@@ -316,6 +316,7 @@ def cmd_bundle(a: argparse.Namespace) -> int:
     `--cv`/`--run` pairs (e.g. seeds of one recipe) the bundle is their ensemble (`merge_networks`: mean logits
     and CAMs in one network), validated on the mean out-of-fold logits of the cross-validation runs.
     """
+    from cxrviewer.train.heldout import ensemble_pointing
     if len(a.cv) > 1 or (a.run and len(a.run) > 1):
         return _bundle_ensemble(a)
     root = Path(a.cv[0])
@@ -335,7 +336,8 @@ def cmd_bundle(a: argparse.Namespace) -> int:
         y, m, ds, p = (np.concatenate([part[i] for part in parts]) for i in range(4))
         split = (f"trained on all images; metrics and operating points from out-of-fold predictions of the "
                  f"{len(done)} cross-validation models (patient-level folds {sorted(done)} of {cfg_folds(root)})")
-        pointing = summary.get("pointing_game")
+        # held-out maps (where the folds saved them) are scored as the card's viewer draws them (smoothed)
+        pointing = ensemble_pointing([root], labels) or summary.get("pointing_game")
         origin = {"all_data": True}
     else:
         fold = max(done, key=lambda k: _fold_score(done[k])) if a.fold == "best" else int(a.fold)

@@ -47,3 +47,16 @@ def test_heat_map_covers_only_the_thorax_the_model_saw(crop_prediction) -> None:
         inner = (slice(y // 2 + 2, (y + h) // 2 - 2), slice(x // 2 + 2, (x + w) // 2 - 2))
         assert np.abs(small[inner] - reference[inner]).max() < 0.02
         assert np.all(small[: y // 2 - 1] == 0.0)
+
+
+def test_outline_shows_the_crop_the_model_read(crop_prediction) -> None:  # noqa: ANN001
+    from cxrviewer.gui.display import analysed_region
+    from cxrviewer.model.preprocess import Letterbox
+
+    shown = analysed_region(crop_prediction.letterbox)
+    assert shown is not None
+    rect, note = shown
+    assert rect == tuple(float(v) for v in crop_prediction.letterbox.region) and "thorax crop" in note
+    assert analysed_region(Letterbox.fit(512, 512, 128)) is None  # square film, whole image: nothing to outline
+    (x, y, w, h), note = analysed_region(Letterbox.fit(800, 400, 128))
+    assert (x, y, w, h) == (0.0, 0.0, 800.0, 400.0) and "thorax" not in note
