@@ -43,7 +43,9 @@ def augment_with_geometry(img: np.ndarray, rng: np.random.Generator,
         q = int(rng.integers(cfg.jpeg_quality[0], cfg.jpeg_quality[1] + 1))
         ok, buf = cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, q])
         if ok:
-            out = cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE)
+            decoded = cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE)
+            assert decoded is not None, "OpenCV failed to decode a JPEG it has just encoded"
+            out = decoded
     if rng.random() < cfg.aspect_p:  # squeeze one axis, re-pad: margins as a non-square film would have
         f = rng.uniform(0.75, 0.95)
         axis = int(rng.integers(2))
@@ -63,7 +65,7 @@ def augment_with_geometry(img: np.ndarray, rng: np.random.Generator,
     if cfg.hflip_p and rng.random() < cfg.hflip_p:
         out = out[:, ::-1]
         geo = np.array([[-1.0, 0, size], [0, 1, 0], [0, 0, 1]]) @ geo
-    x = out.astype(np.float32) / 255.0
+    x: np.ndarray = out.astype(np.float32) / 255.0
     if rng.random() < cfg.blur_p:
         x = cv2.GaussianBlur(x, (0, 0), rng.uniform(0.3, 1.0))
     g = rng.uniform(*cfg.gamma)

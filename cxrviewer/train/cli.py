@@ -21,12 +21,13 @@ import os
 import sys
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
-from cxrviewer.model.network import merge_networks
-from cxrviewer.model.preprocess import normalize
+from cxrviewer.model.network import CXRNet, merge_networks
+from cxrviewer.model.preprocess import Letterbox, normalize
 from cxrviewer.model.weights import ModelError, load_bundle
 from cxrviewer.train.boxes import BOX_LOSSES
 from cxrviewer.train.calibration import logit
@@ -144,7 +145,8 @@ def _samples_by_path(cfg: TrainConfig) -> dict[str, Sample]:
     return {str(s.path): s for s in load_samples(cfg)}
 
 
-def _val_arrays(samples: dict[str, Sample], run: Path, labels: list[str]):
+def _val_arrays(samples: dict[str, Sample], run: Path,
+                labels: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Targets, masks, dataset names and saved probabilities of a run's validation images."""
     cols = [LABEL_INDEX[lab] for lab in labels]
     vs = [samples[p] for p in json.loads((run / "split.json").read_text())["val"]]
@@ -154,14 +156,15 @@ def _val_arrays(samples: dict[str, Sample], run: Path, labels: list[str]):
     return y, m, ds, np.load(run / "val_probs.npy")
 
 
-def _pointing(a: argparse.Namespace, net, labels, size, only: set[str] | None) -> dict | None:
+def _pointing(a: argparse.Namespace, net: CXRNet, labels: list[str], size: int,
+              only: set[str] | None) -> dict | None:
     from cxrviewer.train.pointing import file_input, pointing_game, read_boxes
     if a.packed:
         pack = read_pack(Path(a.packed))
         rows = {i for i, s in enumerate(pack.samples) if only is None or str(s.path) in only}
         squares = pack.squares_at(size)
 
-        def inputs(row: int, size: int):
+        def inputs(row: int, size: int) -> tuple[np.ndarray, Letterbox]:
             return normalize(squares[row].astype(np.float32) / 255.0)[None], pack.letterbox(row, size)
         boxes = pack.box_dicts(rows)
         return pointing_game(net, labels, size, boxes, inputs) if boxes else None
@@ -287,7 +290,7 @@ def summarise_folds(folds: list[dict]) -> dict:
                                     "n_neg": int(sum(f["per_dataset"][ds][lab]["n_neg"] for f in folds))}
     means = {ds: agg([float(np.mean([r["auroc"] for r in f["per_dataset"][ds].values() if r["auroc"] is not None]))
                       for f in folds]) for ds in per_dataset}
-    pg = [f.get("pointing_game") for f in folds if f.get("pointing_game")]
+    pg: list[dict[str, Any]] = [f["pointing_game"] for f in folds if f.get("pointing_game")]
     pointing = None
     if pg:
         tot = {k: sum(p["total"][k] for p in pg) for k in ("n", "cam", "centre", "mean_box")}
@@ -338,7 +341,7 @@ def cmd_bundle(a: argparse.Namespace) -> int:
                  f"{len(done)} cross-validation models (patient-level folds {sorted(done)} of {cfg_folds(root)})")
         # held-out maps (where the folds saved them) are scored as the card's viewer draws them (smoothed)
         pointing = ensemble_pointing([root], labels) or summary.get("pointing_game")
-        origin = {"all_data": True}
+        origin: dict[str, bool | int] = {"all_data": True}
     else:
         fold = max(done, key=lambda k: _fold_score(done[k])) if a.fold == "best" else int(a.fold)
         run = root / f"fold{fold}"
@@ -363,7 +366,7 @@ def cmd_bundle(a: argparse.Namespace) -> int:
     return _write_bundle(a, net, card, cfg, run, validation, root)
 
 
-def _write_bundle(a: argparse.Namespace, net: torch.nn.Module, card: dict, cfg: TrainConfig, run: Path,
+def _write_bundle(a: argparse.Namespace, net: CXRNet, card: dict, cfg: TrainConfig, run: Path,
                   validation: dict, root: Path) -> int:
     """Fit the gate on the run's training images, write weights + card (+ README), replacing older bundles."""
     paths = json.loads((run / "split.json").read_text())["train"]

@@ -137,8 +137,8 @@ def load_chexpert(csv_path: Path, root: Path, frontal_only: bool = True, hierarc
                 values[lab] = t if m else None
             else:
                 values[lab] = 1.0 if v > 0 else 0.0
-        m = re.search(r"(patient\d+)", row["Path"])
-        patient = m.group(1) if m else row.get("Patient ID", row["Path"])
+        match = re.search(r"(patient\d+)", row["Path"])
+        patient = match.group(1) if match else row.get("Patient ID", row["Path"])
         view = view_from_tags(row["Frontal/Lateral"], row.get("AP/PA"))
         sample = make_sample(root / row["Path"], f"chexpert:{patient}", view, values, "chexpert", hierarchy)
         _finish(report, sample, frontal_only)

@@ -32,7 +32,8 @@ def predict_samples(bundle: ModelBundle, samples: list[Sample], batch: int = 16,
     net, size, views = bundle.network, bundle.input_size, tta_views(bundle.card.tta)
     probs = np.full((len(samples), len(bundle.labels)), np.nan, np.float32)
     ok = np.zeros(len(samples), bool)
-    xs, idx = [], []
+    xs: list[np.ndarray] = []
+    idx: list[int] = []
 
     def flush() -> None:
         if xs:

@@ -14,7 +14,7 @@ import torch
 from cxrviewer import __version__
 from cxrviewer.labels import not_covered
 from cxrviewer.model.cam import CAM_SMOOTHING
-from cxrviewer.model.network import build_network
+from cxrviewer.model.network import CXRNet, build_network
 from cxrviewer.model.preprocess import preprocessing_record
 from cxrviewer.model.weights import save_bundle
 from cxrviewer.report.atomic import atomic_write_bytes
@@ -155,7 +155,7 @@ def build_card(name: str, arch: str, input_size: int, labels: list[str], thresho
     }
 
 
-def load_best(run_dir: Path) -> tuple[torch.nn.Module, dict[str, Any]]:
+def load_best(run_dir: Path) -> tuple[CXRNet, dict[str, Any]]:
     """The best checkpoint of a run as a network (eval mode) and its header."""
     ck = torch.load(run_dir / "best.pt", map_location="cpu", weights_only=True)
     net = build_network(ck["arch"], len(ck["labels"]))
@@ -163,15 +163,15 @@ def load_best(run_dir: Path) -> tuple[torch.nn.Module, dict[str, Any]]:
     return net.eval(), ck
 
 
-def export_bundle(net: torch.nn.Module, card: dict[str, Any], out_card: Path,
+def export_bundle(net: CXRNet, card: dict[str, Any], out_card: Path,
                   gate_images: list[np.ndarray] | None = None) -> Path:
     """Fit the input gate (when available) on training images and write the bundle."""
     if gate_images:
         try:
             from cxrviewer.model.gate import fit_gate
         except ImportError:  # pragma: no cover - gate module absent
-            fit_gate = None
-        if fit_gate is not None:
+            pass
+        else:
             card["gate"] = fit_gate(net, gate_images, card["input_size"])
     path = save_bundle(net, card, out_card, fp16=True)
     log.info("wrote %s", path)

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any, TypedDict
 
 import numpy as np
 import torch
@@ -222,6 +223,14 @@ def _device(cfg: TrainConfig, local_rank: int) -> torch.device:
     return torch.device(cfg.device)
 
 
+class _TrainState(TypedDict):
+    """Progress saved in the checkpoint (and shared across ranks): resuming and early stopping read it."""
+    epoch: int
+    best_score: float
+    best_epoch: int
+    history: list[dict[str, Any]]
+
+
 def train(cfg: TrainConfig) -> dict:
     """Train one model on the patient-level split `cfg.fold` of `cfg.folds`; returns the best result."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -286,7 +295,8 @@ def train(cfg: TrainConfig) -> dict:
                             AugmentConfig(), boxes)
     val_ds = CachedImages(cache, val_idx, targets[val_idx], masks[val_idx], False)
     workers = resolve_workers(cfg.workers, device)
-    sampler = DistributedSampler(train_ds, world, rank, shuffle=True, seed=cfg.seed) if world > 1 else None
+    sampler: DistributedSampler[int] | None = (
+        DistributedSampler(train_ds, world, rank, shuffle=True, seed=cfg.seed) if world > 1 else None)
     gen = torch.Generator().manual_seed(cfg.seed)
     pin = device.type == "cuda"
     train_dl = DataLoader(train_ds, cfg.batch_size, shuffle=sampler is None, sampler=sampler,
@@ -305,13 +315,14 @@ def train(cfg: TrainConfig) -> dict:
     total_steps = steps_per_epoch * cfg.epochs
     warmup = int(cfg.warmup_epochs * steps_per_epoch)
 
-    state = {"epoch": 0, "best_score": -1.0, "best_epoch": -1, "history": []}
+    state: _TrainState = {"epoch": 0, "best_score": -1.0, "best_epoch": -1, "history": []}
     ckpt_path = out / "checkpoint.pt"
     if cfg.resume and ckpt_path.is_file():
         ck = torch.load(ckpt_path, map_location=device, weights_only=True)
         net.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
-        state = {k: ck[k] for k in state}
+        state = _TrainState(epoch=ck["epoch"], best_score=ck["best_score"], best_epoch=ck["best_epoch"],
+                            history=ck["history"])
         if main_proc:
             log.info("resumed from %s at epoch %d", ckpt_path, state["epoch"])
 
@@ -349,8 +360,8 @@ def train(cfg: TrainConfig) -> dict:
         state["epoch"] = epoch + 1
         if main_proc and len(val_idx) == 0:
             state["best_epoch"] = epoch + 1
-            rec = {"epoch": epoch + 1, "train_loss": loss_sum / max(1, seen),
-                   "images_per_s": seen * world / (time.time() - t0)}
+            rec: dict[str, Any] = {"epoch": epoch + 1, "train_loss": loss_sum / max(1, seen),
+                                   "images_per_s": seen * world / (time.time() - t0)}
             state["history"].append(rec)
             with open(out / "log.jsonl", "a") as fh:
                 fh.write(json.dumps(rec) + "\n")

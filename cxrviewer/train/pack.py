@@ -90,9 +90,9 @@ def write_pack(samples: list[Sample], size: int, cache_dir: Path, out: Path, bbo
     rows = []
     if bbox_csv is not None:
         for b in read_boxes(bbox_csv, bbox_root):
-            i = index.get(str(Path(b["path"]).resolve()))
-            if i is not None and b["label"] in LABEL_INDEX:
-                rows.append([i, LABEL_INDEX[b["label"]], b["x"], b["y"], b["w"], b["h"]])
+            row = index.get(str(Path(b["path"]).resolve()))
+            if row is not None and b["label"] in LABEL_INDEX:
+                rows.append([row, LABEL_INDEX[b["label"]], b["x"], b["y"], b["w"], b["h"]])
     offsets = np.cumsum([0] + [len(b) for b in blobs]).astype(np.int64)
     tmp = out.with_name(out.name + ".tmp.npz")
     np.savez(tmp, version=np.array(PACK_VERSION), size=np.array(size), data=np.frombuffer(b"".join(blobs), np.uint8),
@@ -127,7 +127,10 @@ def _read_pack(path: str, _mtime_ns: int, _size: int) -> Pack:
         squares = np.zeros((len(ok), size, size), np.uint8)
         for i in range(len(ok)):
             if ok[i]:
-                squares[i] = cv2.imdecode(data[offsets[i]:offsets[i + 1]], cv2.IMREAD_GRAYSCALE)
+                square = cv2.imdecode(data[offsets[i]:offsets[i + 1]], cv2.IMREAD_GRAYSCALE)
+                if square is None:
+                    raise ValueError(f"{path}: packed image {i} could not be decoded")
+                squares[i] = square
         samples = [Sample(Path(str(p)), str(pid), str(v), t.astype(np.float32), m.astype(np.float32), str(d))
                    for p, pid, v, t, m, d in zip(z["paths"], z["patients"], z["views"], z["targets"], z["masks"],
                                                  z["datasets"], strict=True)]
