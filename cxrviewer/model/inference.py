@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from cxrviewer import labels as vocabulary
-from cxrviewer.imaging.anatomy import find_lung_fields
+from cxrviewer.imaging.anatomy import LungFields, find_lung_fields
 from cxrviewer.imaging.display import model_input
 from cxrviewer.imaging.image import Image
 from cxrviewer.model import gate as gating
@@ -220,10 +220,13 @@ class Engine:
 
     # --- core ---------------------------------------------------------------------------------------------
 
-    def _forward(self, image01: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, Letterbox, dict]:
-        """(probabilities (L,), cams in logit units (L, h, w), pooled features (C,), letterbox, timings)."""
+    def _forward(self, image01: np.ndarray, fields: LungFields | None = None
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, Letterbox, dict]:
+        """(probabilities (L,), cams in logit units (L, h, w), pooled features (C,), letterbox, timings).
+
+        `fields`: the image's lung fields when already found (a thorax-crop model needs them)."""
         t0 = time.perf_counter()
-        x, box = preprocess(image01, self.input_size, self.crop)
+        x, box = preprocess(image01, self.input_size, self.crop, fields)
         t1 = time.perf_counter()
         with self._lock, torch.inference_mode():
             tensor = torch.from_numpy(x)[None]
@@ -278,7 +281,10 @@ class Engine:
             box = Letterbox.fit(w, h, self.input_size)
             return Prediction([], gating.combine(reasons, warnings, None, force), (w, h), view, box,
                               np.zeros((0, 0, 0), np.float32), list(self.labels), {"gate": t_gate})
-        probs, cams, pooled, box, timings = self._forward(image01)
+        t_lungs = time.perf_counter()
+        fields = find_lung_fields(image01) if self.crop else None  # one search for the crop and the outline
+        t_lungs = time.perf_counter() - t_lungs
+        probs, cams, pooled, box, timings = self._forward(image01, fields)
         t1 = time.perf_counter()
         feature_reasons, feature_warnings, score = self._feature_check(pooled)
         gate = gating.combine(reasons + feature_reasons, warnings + feature_warnings, score, force)
@@ -298,8 +304,8 @@ class Engine:
         findings.sort(key=lambda f: -f.probability)
         timings["cams"] += time.perf_counter() - t2
         t3 = time.perf_counter()
-        outline = find_lung_fields(image01).outline() if self.lung_outline else []
-        timings["lungs"] = time.perf_counter() - t3
+        outline = (fields or find_lung_fields(image01)).outline() if self.lung_outline else []
+        timings["lungs"] = t_lungs + time.perf_counter() - t3
         return Prediction(findings, gate, (w, h), view, box, cams, list(self.labels), timings, lung_outline=outline)
 
     # --- public -------------------------------------------------------------------------------------------

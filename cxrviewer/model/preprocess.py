@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from cxrviewer.imaging.anatomy import find_lung_fields
+from cxrviewer.imaging.anatomy import LungFields, find_lung_fields
 
 #: Fixed intensity scaling: x_model = (x01 - MEAN) / STD. Recorded in every model card.
 MEAN = 0.5
@@ -149,23 +149,27 @@ def place_in_region(inner: np.ndarray, box: Letterbox, outside: float) -> np.nda
     return out
 
 
-def crop_region(image01: np.ndarray, crop: str | None) -> tuple[int, int, int, int] | None:
-    """(x, y, w, h) of the region to letterbox for a crop mode, or None for the whole image."""
+def crop_region(image01: np.ndarray, crop: str | None,
+                fields: LungFields | None = None) -> tuple[int, int, int, int] | None:
+    """(x, y, w, h) of the region to letterbox for a crop mode, or None for the whole image.
+
+    `fields`: the lung-field localiser's answer for this image when the caller already has it."""
     if crop is None:
         return None
     if crop != "thorax":
         raise ValueError(f"unknown crop mode {crop!r} (known: {', '.join(str(c) for c in CROPS)})")
-    x0, y0, x1, y1 = find_lung_fields(image01).box  # the whole image when no lungs are found
+    x0, y0, x1, y1 = (fields or find_lung_fields(image01)).box  # the whole image when no lungs are found
     return x0, y0, x1 - x0, y1 - y0
 
 
-def letterbox(image01: np.ndarray, size: int, crop: str | None = None) -> tuple[np.ndarray, Letterbox]:
+def letterbox(image01: np.ndarray, size: int, crop: str | None = None,
+              fields: LungFields | None = None) -> tuple[np.ndarray, Letterbox]:
     """Resize a 2-D [0, 1] image (or its `crop` region) into a zero-padded size x size float32 square,
-    aspect kept."""
+    aspect kept (`fields`: see `crop_region`)."""
     if image01.ndim != 2:
         raise ValueError(f"expected a 2-D grayscale image, got shape {image01.shape}")
     h, w = image01.shape
-    box = Letterbox.fit(w, h, size, crop_region(image01, crop))
+    box = Letterbox.fit(w, h, size, crop_region(image01, crop, fields))
     x0, y0, cw, ch = box.content
     rx, ry, rw, rh = box.region
     src = np.ascontiguousarray(image01[ry : ry + rh, rx : rx + rw], dtype=np.float32)
@@ -181,9 +185,10 @@ def normalize(square01: np.ndarray) -> np.ndarray:
     return ((np.asarray(square01, dtype=np.float32) - MEAN) / STD).astype(np.float32)
 
 
-def preprocess(image01: np.ndarray, size: int, crop: str | None = None) -> tuple[np.ndarray, Letterbox]:
+def preprocess(image01: np.ndarray, size: int, crop: str | None = None,
+               fields: LungFields | None = None) -> tuple[np.ndarray, Letterbox]:
     """(Crop +) letterbox + normalize: returns the (1, size, size) float32 model input and its transform."""
-    square, box = letterbox(image01, size, crop)
+    square, box = letterbox(image01, size, crop, fields)
     return normalize(square)[None], box
 
 

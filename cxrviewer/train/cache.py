@@ -42,8 +42,13 @@ class Cache:
     geometry: np.ndarray
 
     def letterbox(self, row: int, size: int) -> Letterbox:
-        w, h, x, y, cw, ch = (int(v) for v in self.geometry[row])
-        return Letterbox.fit(w, h, size, (x, y, cw, ch))
+        return geometry_letterbox(self.geometry[row], size)
+
+
+def geometry_letterbox(geometry: np.ndarray, size: int) -> Letterbox:
+    """The letterbox of one (width, height, crop x, y, w, h) geometry row at input size `size`."""
+    w, h, x, y, cw, ch = (int(v) for v in geometry)
+    return Letterbox.fit(w, h, size, (x, y, cw, ch))
 
 
 def build_cache(paths: list[Path], size: int, cache_dir: Path, progress: bool = True,

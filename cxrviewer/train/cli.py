@@ -44,6 +44,7 @@ from cxrviewer.train.export import (
     write_json,
     write_text,
 )
+from cxrviewer.train.heldout import ensemble_pointing
 from cxrviewer.train.loop import TrainConfig, load_samples, train
 from cxrviewer.train.metrics import fmt
 from cxrviewer.train.pack import read_pack, write_pack
@@ -101,6 +102,11 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
                         "localiser (recorded in the card; a pack keeps the mode it was made with)")
 
 
+def _crop(a: argparse.Namespace) -> str | None:
+    """The --crop mode as the preprocessing takes it (None: the whole image)."""
+    return None if getattr(a, "crop", "none") == "none" else a.crop
+
+
 def _config(a: argparse.Namespace, out: str, fold: int) -> TrainConfig:
     caps = {}
     for item in a.max_train:
@@ -115,7 +121,7 @@ def _config(a: argparse.Namespace, out: str, fold: int) -> TrainConfig:
         device=a.device, amp=not a.no_amp, resume=a.resume, progress=not a.quiet,
         box_csv=(a.bbox or ("packed" if a.packed else None)) if a.box_supervision else None, box_root=a.bbox_root,
         box_weight=a.box_weight, box_loss=a.box_loss, init=a.init, packed=a.packed,
-        crop=None if getattr(a, "crop", "none") == "none" else a.crop)
+        crop=_crop(a))
 
 
 def _history(run: Path) -> dict:
@@ -171,8 +177,7 @@ def _pointing(a: argparse.Namespace, net: CXRNet, labels: list[str], size: int,
     if not a.bbox:
         return None
     boxes = read_boxes(Path(a.bbox), Path(a.bbox_root) if a.bbox_root else None, only)
-    crop = None if getattr(a, "crop", "none") == "none" else a.crop
-    return pointing_game(net, labels, size, boxes, functools.partial(file_input, crop=crop))
+    return pointing_game(net, labels, size, boxes, functools.partial(file_input, crop=_crop(a)))
 
 
 def _gate_images(cfg: TrainConfig, paths: list[str], n: int = 300) -> list[np.ndarray]:
@@ -319,7 +324,6 @@ def cmd_bundle(a: argparse.Namespace) -> int:
     `--cv`/`--run` pairs (e.g. seeds of one recipe) the bundle is their ensemble (`merge_networks`: mean logits
     and CAMs in one network), validated on the mean out-of-fold logits of the cross-validation runs.
     """
-    from cxrviewer.train.heldout import ensemble_pointing
     if len(a.cv) > 1 or (a.run and len(a.run) > 1):
         return _bundle_ensemble(a)
     root = Path(a.cv[0])
@@ -398,7 +402,6 @@ def _oof(samples: dict[str, Sample], root: Path, labels: list[str]) -> dict[str,
 def _bundle_ensemble(a: argparse.Namespace) -> int:
     """Bundle several all-data runs as one ensemble network, validated on their CV runs' mean OOF logits (and,
     where the folds saved held-out maps, the pointing game of their mean map)."""
-    from cxrviewer.train.heldout import ensemble_pointing
     roots, runs = [Path(c) for c in a.cv], [Path(r) for r in a.run or []]
     if len(runs) != len(roots):
         raise ValueError("an ensemble bundle needs one --run (all-data network) per --cv run")

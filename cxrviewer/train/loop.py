@@ -6,14 +6,12 @@ NCCL on CUDA, gloo on CPU). Rank 0 evaluates, logs and writes checkpoints.
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import math
 import os
 import random
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TypedDict
@@ -28,11 +26,10 @@ from tqdm import tqdm
 
 from cxrviewer.labels import EXTRA_LABELS, HIERARCHY, KNOWN_LABELS
 from cxrviewer.model.network import CXRNet
-from cxrviewer.model.preprocess import Letterbox
 from cxrviewer.model.pretrained import initialised_network
 from cxrviewer.train.augment import AugmentConfig
 from cxrviewer.train.boxes import box_loss, boxes_by_image
-from cxrviewer.train.cache import build_cache
+from cxrviewer.train.cache import Cache, build_cache
 from cxrviewer.train.data import CachedImages
 from cxrviewer.train.datasets import load_spec
 from cxrviewer.train.export import write_json
@@ -190,8 +187,7 @@ def _save_best(net: CXRNet, labels: list[str], cfg: TrainConfig, epoch: int, out
 
 
 def _training_boxes(cfg: TrainConfig, samples: list[Sample], train_idx: np.ndarray, labels: list[str],
-                    main_proc: bool, pack: Pack | None = None,
-                    letterbox_of: Callable[[int], Letterbox] | None = None) -> dict[int, np.ndarray]:
+                    main_proc: bool, pack: Pack | None = None, cache: Cache | None = None) -> dict[int, np.ndarray]:
     """Boxes of the training images only (cache row -> rows), when box supervision is on."""
     if not cfg.box_csv or cfg.box_weight <= 0:
         return {}
@@ -200,8 +196,8 @@ def _training_boxes(cfg: TrainConfig, samples: list[Sample], train_idx: np.ndarr
     else:
         root = Path(cfg.box_root) if cfg.box_root else None
         train_paths = [samples[i].path for i in train_idx]
-        found = boxes_by_image(Path(cfg.box_csv), root, train_paths, labels, cfg.input_size,
-                               letterbox_of if letterbox_of is None else (lambda k: letterbox_of(int(train_idx[k]))))
+        letterbox_of = None if cache is None else (lambda k: cache.letterbox(int(train_idx[k]), cfg.input_size))
+        found = boxes_by_image(Path(cfg.box_csv), root, train_paths, labels, cfg.input_size, letterbox_of)
         rows = {int(train_idx[k]): v for k, v in found.items()}
     if main_proc:
         log.info("box supervision: %d boxes on %d training images (%s loss, weight %g)",
@@ -276,12 +272,11 @@ def train(cfg: TrainConfig) -> dict:
 
     if pack is not None:
         cache, ok = pack.squares_at(cfg.input_size), pack.ok
-        letterbox_of = None
+        built = None
     else:
         built = build_cache([s.path for s in samples], cfg.input_size, Path(cfg.cache_dir),
                             progress=cfg.progress and main_proc, crop=cfg.crop)
         cache, ok = built.squares, built.ok
-        letterbox_of = functools.partial(built.letterbox, size=cfg.input_size)
     okv = np.asarray(ok)
     train_idx, val_idx = train_idx[okv[train_idx]], val_idx[okv[val_idx]]
 
@@ -290,7 +285,7 @@ def train(cfg: TrainConfig) -> dict:
     pos_weight = torch.tensor(np.clip(np.sqrt(neg / np.maximum(pos, 1)), 1.0, cfg.pos_weight_max),
                               dtype=torch.float32, device=device)
 
-    boxes = _training_boxes(cfg, samples, train_idx, labels, main_proc, pack, letterbox_of)
+    boxes = _training_boxes(cfg, samples, train_idx, labels, main_proc, pack, built)
     train_ds = CachedImages(cache, train_idx, targets[train_idx], masks[train_idx], True, cfg.seed,
                             AugmentConfig(), boxes)
     val_ds = CachedImages(cache, val_idx, targets[val_idx], masks[val_idx], False)

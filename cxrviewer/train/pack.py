@@ -19,7 +19,7 @@ import numpy as np
 from cxrviewer.labels import KNOWN_LABELS
 from cxrviewer.model.preprocess import Letterbox
 from cxrviewer.train.boxes import MAX_BOXES, model_box
-from cxrviewer.train.cache import build_cache
+from cxrviewer.train.cache import build_cache, geometry_letterbox
 from cxrviewer.train.pointing import read_boxes
 from cxrviewer.train.samples import LABEL_INDEX, Sample
 
@@ -42,8 +42,7 @@ class Pack:
         return int(self.squares.shape[1])
 
     def letterbox(self, row: int, size: int) -> Letterbox:
-        w, h, x, y, cw, ch = (int(v) for v in self.geometry[row])
-        return Letterbox.fit(w, h, size, (x, y, cw, ch))
+        return geometry_letterbox(self.geometry[row], size)
 
     def squares_at(self, size: int) -> np.ndarray:
         """Squares resized to `size` (the pack's own array when it already has that size)."""

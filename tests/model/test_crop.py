@@ -96,3 +96,27 @@ def test_cards_say_which_crop_and_refuse_unknown_ones(tmp_path: Path) -> None:
     from cxrviewer.model.weights import ModelError
     with pytest.raises(ModelError, match="crop 'heart'"):
         Engine.from_card(card)
+
+
+def test_one_lung_search_serves_the_crop_and_the_outline(crop_engine: Engine, film: np.ndarray,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from cxrviewer.model import inference
+    from cxrviewer.model import preprocess as preprocessing
+
+    calls = []
+
+    def counted(image01: np.ndarray):  # noqa: ANN202
+        calls.append(image01.shape)
+        return find_lung_fields(image01)
+
+    monkeypatch.setattr(inference, "find_lung_fields", counted)
+    monkeypatch.setattr(preprocessing, "find_lung_fields", counted)
+    monkeypatch.setattr(crop_engine, "lung_outline", True)
+    pred = crop_engine.predict_array(film)
+    assert len(calls) == 1 and pred.lung_outline and pred.letterbox.cropped
+    assert pred.letterbox.region == _region(film)
+
+
+def _region(film: np.ndarray) -> tuple[int, int, int, int]:
+    x0, y0, x1, y1 = find_lung_fields(film).box
+    return x0, y0, x1 - x0, y1 - y0
