@@ -4,7 +4,8 @@ On disk the card stays the JSON object it has always been (``"format": "cxrviewe
 `ModelCard.from_json` turns it into dataclasses and refuses, with a sentence naming the problem, any card
 this version cannot honour (missing or unknown keys, wrong types, unknown labels or architecture,
 thresholds that are not one probability per label, weights outside the card's folder). `ModelCard.to_json`
-writes it back.
+writes it back. The trainer seals every card it writes (``"seal"``: the SHA-256 of the card's canonical
+content, `canonical_card_json`); `ModelCard.card_status` says whether the content still matches it.
 
 Adding a field: declare it on the dataclass with `_field(parser, default)`; the parser turns the JSON value
 into the field's type (raising `CardError` with a readable sentence) and `to_json` writes it back under
@@ -17,6 +18,8 @@ pointing-game summaries) are kept as read-only JSON objects; their owners parse 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import hashlib
 import json
 import math
 from collections.abc import Callable, Mapping
@@ -28,6 +31,16 @@ from typing import Any, ClassVar, Self, TypeVar
 from cxrviewer.labels import KNOWN_LABELS
 
 CARD_FORMAT = "cxrviewer-model-card/1"
+
+#: How a card's seal is computed (`canonical_card_json`, then SHA-256).
+SEAL_METHOD = "sha256-canonical-json/1"
+#: `ModelCard.card_status`: the content matches the seal the trainer wrote, or it does not (or has none).
+CARD_SEALED = "sealed"
+CARD_MODIFIED = "modified"
+#: The words every output uses for a card whose content does not match its seal.
+MODIFIED_CARD = "modified model card"
+#: How a user may load such a card anyway (named in the refusal).
+ALLOW_MODIFIED_FLAG = "--allow-modified-card"
 
 #: A JSON value as `json.loads` returns it.
 JSON = Any
@@ -305,8 +318,28 @@ class Validation(_Record):
 
 
 @dataclass(frozen=True, kw_only=True)
+class CardSeal(_Record):
+    """The SHA-256 of the card's canonical content as the trainer wrote it (`ModelCard.sealed`)."""
+
+    sha256: str = _field(_str)
+    method: str = _field(_str)
+
+
+def canonical_card_json(doc: Mapping[str, JSON]) -> str:
+    """The text a card's seal hashes: its JSON object without ``seal``, keys sorted, no whitespace, ASCII.
+
+    Indentation and key order of the file do not change it; any changed value does."""
+    content = {k: v for k, v in doc.items() if k != "seal"}
+    return json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+
+@dataclass(frozen=True, kw_only=True)
 class ModelCard(_Record):
-    """A validated model card. Build it with `from_json` (or the constructor, which validates too)."""
+    """A validated model card. Build it with `from_json` (or the constructor, which validates too).
+
+    ``seal`` holds the SHA-256 of the card's canonical content, written by `cxrviewer.model.weights.save_bundle`;
+    `card_status` says whether the content still matches it (`cxrviewer.model.weights.load_bundle` refuses a
+    card that does not unless asked to load it anyway)."""
 
     name: str = _field(_str)
     version: str = _field(_str)
@@ -339,6 +372,8 @@ class ModelCard(_Record):
     gate: Mapping[str, JSON] | None = _field(_json_object, None)
     ensemble_of: JSON = _field(_json, None)
     weights: WeightsRef = _field(_record(WeightsRef))
+    #: SHA-256 of the canonical content when the trainer wrote the card (absent in cards older than the seal).
+    seal: CardSeal | None = _field(_record(CardSeal), None)
 
     format: ClassVar[str] = CARD_FORMAT
 
@@ -404,8 +439,50 @@ class ModelCard(_Record):
         return json.dumps(self.to_json(), indent=2) + "\n"
 
     def replace(self, **changes: Any) -> ModelCard:
-        """A copy with some fields changed (validated again)."""
+        """A copy with some fields changed (validated again; the seal is kept, so the copy reads as modified
+        until `sealed` is called)."""
         return dataclasses.replace(self, **changes)
+
+    # --- the seal --------------------------------------------------------------------------------------
+
+    @functools.cached_property
+    def card_sha256(self) -> str:
+        """SHA-256 of this card's canonical content (`canonical_card_json`), whatever its seal says."""
+        return hashlib.sha256(canonical_card_json(self.to_json()).encode("ascii")).hexdigest()
+
+    @property
+    def card_status(self) -> str:
+        """`CARD_SEALED` when the content matches the seal, else `CARD_MODIFIED` (also without a seal)."""
+        seal = self.seal
+        ok = seal is not None and seal.method == SEAL_METHOD and seal.sha256 == self.card_sha256
+        return CARD_SEALED if ok else CARD_MODIFIED
+
+    @property
+    def is_modified(self) -> bool:
+        return self.card_status != CARD_SEALED
+
+    def sealed(self) -> ModelCard:
+        """This card with a seal over its current content."""
+        return self.replace(seal=CardSeal(sha256=self.card_sha256, method=SEAL_METHOD))
+
+    def seal_problem(self) -> str | None:
+        """Why the card is not sealed, in words (None when it is)."""
+        if self.seal is None:
+            return "it has no seal (written by hand or by a version before seals)"
+        if self.seal.method != SEAL_METHOD:
+            return f"its seal uses an unknown method {self.seal.method!r}"
+        if self.seal.sha256 != self.card_sha256:
+            return (f"its content (SHA-256 {self.card_sha256[:12]}…) does not match its seal "
+                    f"({self.seal.sha256[:12]}…): it was edited after the trainer wrote it")
+        return None
+
+    def integrity_note(self) -> str | None:
+        """The warning every output shows for a modified card (None for a sealed one)."""
+        if not self.is_modified:
+            return None
+        return (f"{MODIFIED_CARD[0].upper()}{MODIFIED_CARD[1:]}: its content does not match the seal the trainer "
+                f"wrote (card SHA-256 {self.card_sha256[:16]}…); operating points or other values may differ "
+                "from the validated model.")
 
     # --- what readers ask ------------------------------------------------------------------------------
 

@@ -170,6 +170,8 @@ class Engine:
         self.labels: list[str] = bundle.labels
         self.name: str = bundle.name
         self.sha256: str = bundle.sha256
+        self.card_sha256: str = bundle.card_sha256  # the card's own content hash, reported beside the weights'
+        self.card_status: str = bundle.card_status  # "sealed", or "modified" (loaded with allow_modified_card)
         self.input_size: int = bundle.input_size
         self.crop: str | None = bundle.crop
         self.cam_smoothing: float | None = self.card.cam.smoothing_cells if self.card.cam else None
@@ -201,9 +203,11 @@ class Engine:
     # --- construction ------------------------------------------------------------------------------------
 
     @classmethod
-    def from_card(cls, path: str | Path, **kwargs: Any) -> Engine:
-        """Load and verify a model card + weights (raises ModelError with a readable message)."""
-        return cls(load_bundle(path), **kwargs)
+    def from_card(cls, path: str | Path, *, allow_modified_card: bool = False, **kwargs: Any) -> Engine:
+        """Load and verify a model card + weights (raises ModelError with a readable message).
+
+        `allow_modified_card`: load a card whose content does not match its seal (`load_bundle`)."""
+        return cls(load_bundle(path, allow_modified_card=allow_modified_card), **kwargs)
 
     @classmethod
     def bundled(cls, **kwargs: Any) -> Engine:

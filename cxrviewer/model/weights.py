@@ -2,13 +2,16 @@
 
 Nothing is ever unpickled. A bundle is refused, with a message naming the file and the cause, when
 the weights are missing or altered, the card is malformed, names an unknown architecture or label,
-or holds keys this version does not understand.
+or holds keys this version does not understand, or when the card's content does not match the seal
+`save_bundle` wrote into it (a modified card loads only with ``allow_modified_card=True``, and then says
+so: `ModelBundle.card_status`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
@@ -19,11 +22,13 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from cxrviewer.model.card import CARD_FORMAT, CardError, ModelCard, ModelError
+from cxrviewer.model.card import ALLOW_MODIFIED_FLAG, CARD_FORMAT, MODIFIED_CARD, CardError, ModelCard, ModelError
 from cxrviewer.model.network import CXRNet, build_network
 
 __all__ = ["CARD_FORMAT", "CardError", "ModelBundle", "ModelCard", "ModelError", "bundled_card_path",
            "load_bundle", "save_bundle", "sha256_file", "validate_card"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -55,6 +60,16 @@ class ModelBundle:
     def sha256(self) -> str:
         return self.card.weights.sha256
 
+    @property
+    def card_sha256(self) -> str:
+        """SHA-256 of the card's canonical content (reported beside the weights' SHA-256)."""
+        return self.card.card_sha256
+
+    @property
+    def card_status(self) -> str:
+        """"sealed", or "modified" for a card loaded with ``allow_modified_card``."""
+        return self.card.card_status
+
 
 def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
@@ -69,8 +84,11 @@ def validate_card(card: Any, where: str) -> ModelCard:
     return ModelCard.from_json(card, where)
 
 
-def load_bundle(card_path: str | Path, device: str = "cpu") -> ModelBundle:
-    """Load and verify a model bundle from its card (JSON) path."""
+def load_bundle(card_path: str | Path, device: str = "cpu", *, allow_modified_card: bool = False) -> ModelBundle:
+    """Load and verify a model bundle from its card (JSON) path.
+
+    A card whose content does not match its seal (or that has none) is refused unless `allow_modified_card`;
+    the bundle then reports it (`ModelBundle.card_status` "modified")."""
     card_path = Path(card_path)
     card = ModelCard.read(card_path)
     weights_path = card_path.parent / card.weights.file
@@ -91,15 +109,22 @@ def load_bundle(card_path: str | Path, device: str = "cpu") -> ModelBundle:
         raise ModelError(f"{weights_path.name}: weights do not fit {card.architecture} with "
                          f"{len(card.labels)} labels ({str(exc).splitlines()[0]})") from None
     network.eval().to(device)
+    problem = card.seal_problem()
+    if problem is not None:
+        if not allow_modified_card:
+            raise ModelError(f"{card_path}: {MODIFIED_CARD}: {problem}; refusing to load it "
+                             f"({ALLOW_MODIFIED_FLAG} loads it anyway, marked as modified)")
+        log.warning("%s: loading a %s as asked: %s", card_path.name, MODIFIED_CARD, problem)
     return ModelBundle(network, card, card_path)
 
 
 def save_bundle(network: CXRNet, card: ModelCard | Mapping[str, Any], card_path: str | Path,
                 fp16: bool = True) -> Path:
-    """Write weights (safetensors) beside the card and write the card with the weights' file name and SHA-256.
+    """Write weights (safetensors) beside the card and write the card with the weights' file name and SHA-256,
+    sealed (`ModelCard.sealed`).
 
-    ``card`` is a `ModelCard` or its JSON object; ``format``, ``architecture`` and ``weights`` are filled in
-    here (a JSON object may leave them out).
+    ``card`` is a `ModelCard` or its JSON object; ``format``, ``architecture``, ``weights`` and ``seal`` are
+    filled in here (a JSON object may leave them out).
     """
     card_path = Path(card_path)
     card_path.parent.mkdir(parents=True, exist_ok=True)
@@ -115,7 +140,8 @@ def save_bundle(network: CXRNet, card: ModelCard | Mapping[str, Any], card_path:
     doc["architecture"] = network.arch
     doc["weights"] = {"file": weights_path.name, "sha256": sha256_file(weights_path),
                       "dtype": "float16" if fp16 else "float32"}
-    parsed = ModelCard.from_json(doc, str(card_path))
+    doc.pop("seal", None)
+    parsed = ModelCard.from_json(doc, str(card_path)).sealed()
     tmp_card = card_path.with_name(card_path.name + ".tmp")
     tmp_card.write_text(parsed.dumps(), encoding="utf-8")
     tmp_card.replace(card_path)

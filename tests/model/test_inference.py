@@ -116,8 +116,8 @@ def test_card_with_other_preprocessing_refused(random_card: Path, tmp_path: Path
     doc = json.loads(card.read_text())
     doc["preprocessing"]["std"] = 0.229
     card.write_text(json.dumps(doc))
-    with pytest.raises(ModelError, match="preprocessing"):
-        Engine.from_card(card)
+    with pytest.raises(ModelError, match="preprocessing"):  # even when a modified card is allowed
+        Engine.from_card(card, allow_modified_card=True)
 
 
 def test_card_with_broken_gate_refused(random_card: Path, tmp_path: Path) -> None:
@@ -125,8 +125,8 @@ def test_card_with_broken_gate_refused(random_card: Path, tmp_path: Path) -> Non
     doc = json.loads(card.read_text())
     doc["gate"] = {"method": "ppca-mahalanobis/1", "mean": [1, 2, 3]}
     card.write_text(json.dumps(doc))
-    with pytest.raises(ModelError, match="gate"):
-        Engine.from_card(card)
+    with pytest.raises(ModelError, match="gate"):  # even when a modified card is allowed
+        Engine.from_card(card, allow_modified_card=True)
 
 
 def test_bundled_model_message(monkeypatch: pytest.MonkeyPatch) -> None:
