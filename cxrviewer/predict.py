@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 from cxrviewer.imaging import ImageLoadError
 from cxrviewer.imaging.guarded import DEFAULT_TIMEOUT_S, GuardedLoader
+from cxrviewer.imaging.log_privacy import install_log_privacy
 from cxrviewer.imaging.study import scan_paths
 from cxrviewer.report.atomic import atomic_write_bytes
 from cxrviewer.report.errors import ExportError
@@ -310,6 +311,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     level = logging.INFO if args.verbose else logging.ERROR if args.quiet else logging.WARNING
     logging.basicConfig(level=level, format=f"{PROG}: %(message)s", stream=sys.stderr)
+    install_log_privacy()
     try:
         return run(args)
     except UsageError as exc:

@@ -49,6 +49,9 @@ def configure_logging() -> None:
         level=getattr(logging, level, logging.WARNING),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    from cxrviewer.imaging.log_privacy import install_log_privacy
+
+    install_log_privacy()  # no DICOM element values from pydicom & co. in the log
 
 
 def make_application(argv: list[str]):  # noqa: ANN201 (Qt type imported lazily)

@@ -52,6 +52,9 @@ def _serve(conn: Connection, spec: str) -> None:
     """Helper process main loop: receive a path, answer ("ok", Image) or ("error", reason)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's business
     from cxrviewer.imaging.loader import GENERIC_REASON
+    from cxrviewer.imaging.log_privacy import install_log_privacy
+
+    install_log_privacy()  # this process's stderr is the parent's: no element values on it
 
     loader = _resolve(spec)
     conn.send(("ready",))

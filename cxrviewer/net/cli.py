@@ -23,6 +23,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from cxrviewer.imaging.log_privacy import install_log_privacy
 from cxrviewer.net.config import MIB, ConfigError, Limits, NodeConfig, RemoteNode, load_config
 from cxrviewer.net.errors import NetError
 
@@ -124,6 +125,7 @@ def _setup_logging(verbose: bool) -> None:
     # copies; pynetdicom's INFO lines are per-PDU chatter): warnings only, even with --verbose.
     for name in ("pynetdicom", "highdicom"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    install_log_privacy()  # library lines: values redacted, rate-limited
 
 
 def run(args: argparse.Namespace, stop: threading.Event) -> int:

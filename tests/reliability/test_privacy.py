@@ -157,3 +157,59 @@ def test_offline_and_quiet_in_a_fresh_interpreter(phi_folder: Path, tiny_card: P
     assert "DEBUG" in proc.stderr  # the log really ran at DEBUG level
     assert not leaks(proc.stderr), f"identifiers in the DEBUG log: {leaks(proc.stderr)}"
     assert not leaks(proc.stdout)
+
+
+def swallowing_uid(src: Path) -> bytes:
+    """Explicit VR copy of `src` whose SOP Instance UID length field swallows the elements up to and including
+    the patient's birth date (accession number, name, ID): pydicom's "Invalid value for VR UI" message then
+    quotes them."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds = pydicom.dcmread(src)
+        ds.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
+        for keyword, value in PHI.items():
+            setattr(ds, keyword, value)
+        buf = io.BytesIO()
+        ds.save_as(buf, enforce_file_format=True)
+    data = bytearray(buf.getvalue())
+    uid = data.index(b"\x08\x00\x18\x00UI", 132)
+    end = data.index(b"\x10\x00\x30\x00DA", uid) + 8 + len(PHI["PatientBirthDate"])
+    data[uid + 6: uid + 8] = (end - (uid + 8)).to_bytes(2, "little")
+    return bytes(data)
+
+
+def test_library_warnings_are_redacted_and_rate_limited_in_the_cli(shared_data: Path, tiny_card: Path,
+                                                                  tmp_path: Path) -> None:
+    """The construction that leaked name, ID, birth date and accession number through pydicom's warning (and
+    its logger, in the CLI and its decoding helper), 12 times: what reaches stderr is redacted, a few lines."""
+    data = swallowing_uid(shared_data / "dicom" / "udacity_nih_test1.dcm")
+    assert leaks(data.decode("latin-1"))
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i in range(12):
+        (folder / f"swallow{i:02d}.dcm").write_bytes(data)
+    proc = subprocess.run([sys.executable, "-m", "cxrviewer.predict", "--model", str(tiny_card), "--output",
+                           str(tmp_path / "out.json"), str(folder)], capture_output=True, text=True, timeout=240,
+                          cwd=str(tmp_path))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert not leaks(proc.stderr + proc.stdout), f"identifiers on stderr: {leaks(proc.stderr)}"
+    lines = [line for line in proc.stderr.splitlines() if "Invalid value for VR UI" in line]
+    assert lines and all("<value>" in line for line in lines)  # the warning is still there, without the value
+    assert len(lines) <= 4, f"{len(lines)} copies of one library warning for 12 files:\n" + proc.stderr[-2000:]
+    results = json.loads((tmp_path / "out.json").read_text())["results"]
+    assert len(results) == 12
+
+
+def test_redaction_and_rate_limit() -> None:
+    from cxrviewer.imaging.log_privacy import RateLimiter, redact
+
+    text = "Invalid value for VR PN: b'Zyxwvut^Qwertyuiop\\x00' and \"PID83920417\"\nnext line"
+    clean = redact(text)
+    assert not leaks(clean) and "\n" not in clean and clean.startswith("Invalid value for VR PN: <value>")
+    limiter = RateLimiter(window_s=60, budget=3)
+    assert limiter.admit("bad length 12", now=0.0) == "bad length 12"
+    assert limiter.admit("bad length 99", now=1.0) is None  # same message, other number: held back
+    assert limiter.admit("other", now=2.0) == "other"
+    assert limiter.admit("third", now=3.0) == "third"
+    assert limiter.admit("fourth", now=4.0) is None  # budget spent
+    assert limiter.admit("bad length 7", now=61.0) == "bad length 7 (1 similar message(s) held back)"
