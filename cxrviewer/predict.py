@@ -2,10 +2,14 @@
 
 Output (JSON, the contract in DESIGN.md)::
 
-    {"model": {"name", "sha256", "labels"},
+    {"model": {"name", "sha256", "labels", "card_sha256", "card": "sealed" | "modified"},
      "results": [{"path", "status": "ok" | "rejected" | "error", "message",
                   "image_size": [width, height], "view": "frontal" | "lateral" | "unknown",
                   "findings": [{"label", "probability", "threshold", "positive", "cam_peak": [x, y] | null}]}]}
+
+``sha256`` identifies the weights, ``card_sha256`` the model card's canonical content. A card edited after the
+trainer sealed it is refused (exit status 2) unless ``--allow-modified-card`` is given; ``card`` is then
+"modified" and ``card_note`` carries the "modified model card" warning.
 
 Probabilities and thresholds are calibrated when the model card carries a calibration. A finding may also carry
 ``"triage": true`` (above the label's high-sensitivity triage point but below its finding point: "check for",
@@ -80,6 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("paths", nargs="+", metavar="PATH", help="image files (DICOM, PNG, JPEG, TIFF, BMP) "
                         "or folders (scanned recursively)")
     parser.add_argument("--model", metavar="FILE", help="model card (JSON) to use instead of the bundled model")
+    parser.add_argument("--allow-modified-card", action="store_true",
+                        help="load a model card that does not match its seal (edited after training); the output "
+                             "then says so (model.card 'modified')")
     parser.add_argument("--output", "-o", metavar="FILE", help="write the results here instead of stdout")
     parser.add_argument("--format", choices=("json", "csv"), default="json", help="output format (default json)")
     parser.add_argument("--cams", metavar="DIR", help="write one PNG heat map per label per image into DIR")
@@ -213,7 +220,8 @@ def _load_engine(args: argparse.Namespace) -> Engine:
     from cxrviewer.model.inference import Engine
     from cxrviewer.model.weights import ModelError
 
-    kwargs: dict[str, Any] = {"operating_point": args.operating_point, "threads": args.threads}
+    kwargs: dict[str, Any] = {"operating_point": args.operating_point, "threads": args.threads,
+                              "allow_modified_card": args.allow_modified_card}
     try:
         if args.model:
             return Engine.from_card(args.model, **kwargs)

@@ -73,7 +73,8 @@ def test_json_contract(card: Path, inputs: Path, tmp_path: Path, capsys: pytest.
     doc = json.loads(output.read_text())
     assert set(doc) == {"model", "results"}
     engine = Engine.from_card(card)
-    assert doc["model"] == {"name": "cli-test", "sha256": engine.sha256, "labels": LABELS}
+    assert doc["model"] == {"name": "cli-test", "sha256": engine.sha256, "labels": LABELS,
+                            "card_sha256": engine.card_sha256, "card": "sealed"}
     by_name = {Path(r["path"]).name: r for r in doc["results"]}
     assert set(by_name) == {"a.png", "cr.dcm", "tibia.dcm", "broken.dcm", "truncated.png", "missing.png"}
     assert [Path(r["path"]).name for r in doc["results"]][-1] == "missing.png"  # argument order kept

@@ -51,6 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--inbox", metavar="DIR", help="folder for received files")
     p.add_argument("--outbox", metavar="DIR", help="folder for results waiting to be delivered")
     p.add_argument("--model", metavar="FILE", help="model card (JSON) instead of the bundled model")
+    p.add_argument("--allow-modified-card", action="store_true",
+                   help="load a model card that does not match its seal (edited after training); every result "
+                        "then says 'modified model card'")
     p.add_argument("--no-analysis", action="store_true", help="only receive and store, do not analyse")
     p.add_argument("--max-pdu", type=int, metavar="BYTES", help="largest PDU accepted (default 262144)")
     p.add_argument("--max-object-mb", type=float, metavar="MB", help="refuse larger objects (default 256)")
@@ -110,8 +113,9 @@ def _load_engine(args: argparse.Namespace) -> Any:
     from cxrviewer.model.inference import Engine, ModelError  # torch loads only when analysing
 
     try:
-        engine = Engine.from_card(args.model, threads=args.threads) if args.model else Engine.bundled(
-            threads=args.threads)
+        allow = args.allow_modified_card
+        engine = Engine.from_card(args.model, threads=args.threads, allow_modified_card=allow) if args.model \
+            else Engine.bundled(threads=args.threads, allow_modified_card=allow)
     except ModelError as exc:
         raise UsageError(f"model: {exc}") from None
     return engine

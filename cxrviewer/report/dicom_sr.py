@@ -8,7 +8,9 @@ radiograph) and one TID 1501 image-level measurement group per finding of the mo
 * a qualitative evaluation: the finding ``Present`` / ``Absent`` at the model's operating point,
 * measurements: ``Probability`` (DCM 122157) and the operating point as ``Threshold Value``
   (DCM 122411), unit ``1`` (UCUM, no units),
-* the algorithm identification (model name and version) and the source image reference.
+* the algorithm identification (model name and version; as its parameters the weights' SHA-256, the model
+  card's SHA-256 and whether the card is sealed, or the "modified model card" warning) and the source image
+  reference.
 
 Observations the model does not cover are not written (absence of a group never means "absent").
 Patient and study attributes come from the source image (or its anonymised stand-in); the SR gets a
@@ -26,12 +28,14 @@ from pydicom.uid import generate_uid
 
 from cxrviewer import __version__
 from cxrviewer.labels import KNOWN_LABELS
-from cxrviewer.model.card import ModelCard
+from cxrviewer.model.card import MODIFIED_CARD, ModelCard
 from cxrviewer.report.dicom_common import MANUFACTURER, PERSON_NAME_WARNING, SR_SERIES_NUMBER
 from cxrviewer.report.findings import PredictionLike, ranked
 
 LOCAL_SCHEME = "99CXRV"
 SERIES_DESCRIPTION = "cxrviewer AI findings (not for diagnostic use)"
+#: The series description of an SR made with a card that does not match its seal (at most 64 characters).
+MODIFIED_SERIES_DESCRIPTION = f"cxrviewer AI ({MODIFIED_CARD}; not for diagnostic use)"
 
 #: SNOMED CT concepts from the DICOM standard's own code tables (pydicom.sr.codedict).
 _SCT_FINDINGS = {
@@ -74,9 +78,19 @@ def _name_version(card: ModelCard | None) -> tuple[str, str]:
     return card.name or "unnamed model", card.version or "unknown"
 
 
+def algorithm_parameters(card: ModelCard | None) -> list[str]:
+    """The weights' and the card's SHA-256 and the card's state (with the "modified model card" warning)."""
+    if not isinstance(card, ModelCard):
+        return []
+    return [f"weights SHA-256 {card.weights.sha256}",
+            f"model card SHA-256 {card.card_sha256} ({card.card_status})",
+            *([note] if (note := card.integrity_note()) else [])]
+
+
 def _algorithm(card: ModelCard | None) -> hd.sr.AlgorithmIdentification:
     name, version = _name_version(card)
-    return hd.sr.AlgorithmIdentification(name=name[:64], version=version[:64], manufacturer=MANUFACTURER)
+    return hd.sr.AlgorithmIdentification(name=name[:64], version=version[:64],
+                                         parameters=algorithm_parameters(card) or None, manufacturer=MANUFACTURER)
 
 
 def build_sr(reference: Dataset, prediction: PredictionLike, card: ModelCard | None, *,
@@ -131,6 +145,7 @@ def build_sr(reference: Dataset, prediction: PredictionLike, card: ModelCard | N
             is_final=False,
             is_verified=False,
         )
-    sr.SeriesDescription = SERIES_DESCRIPTION
+    modified = isinstance(card, ModelCard) and card.is_modified
+    sr.SeriesDescription = MODIFIED_SERIES_DESCRIPTION if modified else SERIES_DESCRIPTION
     sr.SoftwareVersions = __version__
     return sr

@@ -1,13 +1,16 @@
 """The `cxrviewer-predict` JSON contract (DESIGN.md), built in one place for the CLI, the GUI and exports.
 
 ```
-{"model": {"name": str, "sha256": str, "labels": [str, ...]},
+{"model": {"name": str, "sha256": str, "labels": [str, ...], "card_sha256": str, "card": "sealed" | "modified"},
  "results": [{"path": str, "status": "ok" | "rejected" | "error", "message": str | null,
               "image_size": [width, height] | null, "view": "frontal" | "lateral" | "unknown",
               "findings": [{"label", "probability", "threshold", "positive", "cam_peak": [x, y] | null}]}]}
 ```
-Findings are listed highest probability first. A rejected image (the input gate refused it) has no
-findings and its reasons as message; gate warnings on an accepted image go into its message.
+``sha256`` is the weights' SHA-256, ``card_sha256`` that of the model card's canonical content; ``card`` is
+"modified" when the card does not match the seal the trainer wrote (loaded only on explicit request; the JSON
+then also carries ``"card_note"``, the "modified model card" warning). Findings are listed highest probability
+first. A rejected image (the input gate refused it) has no findings and its reasons as message; gate warnings
+on an accepted image go into its message.
 """
 
 from __future__ import annotations
@@ -30,7 +33,12 @@ def model_entry(card: ModelCard | None) -> dict[str, Any]:
     """The contract's "model" object from a model card (empty fields without one)."""
     if not isinstance(card, ModelCard):
         return {"name": "", "sha256": "", "labels": []}
-    return {"name": card.name, "sha256": card.weights.sha256, "labels": list(card.labels)}
+    entry: dict[str, Any] = {"name": card.name, "sha256": card.weights.sha256, "labels": list(card.labels),
+                             "card_sha256": card.card_sha256, "card": card.card_status}
+    note = card.integrity_note()
+    if note:
+        entry["card_note"] = note
+    return entry
 
 
 def _peak(value: Any) -> list[float] | None:

@@ -45,6 +45,8 @@ class ModelSummary:
     datasets: list[str]
     intended_use: str
     validation_note: str
+    card_sha256: str = ""  # the card's canonical content (first 16 hex digits), beside the weights'
+    card_note: str = ""  # the "modified model card" warning; empty for a sealed card
 
 
 @dataclass
@@ -133,6 +135,7 @@ def model_summary(card: ModelCard | None) -> ModelSummary:
         description=card.description or "", auroc=auroc,
         datasets=[title for ds in card.datasets if (title := ds.title.strip())],
         intended_use=card.intended_use or "", validation_note=note,
+        card_sha256=card.card_sha256[:16], card_note=card.integrity_note() or "",
     )
 
 

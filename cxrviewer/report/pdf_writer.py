@@ -217,7 +217,10 @@ def _lower(c: _Cursor, page: ReportPage) -> None:
         c.gap(4)
     m = page.model
     c.text("Model", 10, bold=True)
-    c.text(f"{m.name} {m.version}   (weights SHA-256 {m.sha256}...)", 8.5)
+    card = f", card SHA-256 {m.card_sha256}..." if m.card_sha256 else ""
+    c.text(f"{m.name} {m.version}   (weights SHA-256 {m.sha256}...{card})", 8.5)
+    if m.card_note:
+        c.text(m.card_note, 8.5, bold=True, colour=ALERT)
     if m.description:
         c.text(m.description, 8, colour=MUTED)
     c.text(m.validation_note + ": " + "; ".join(f"{lab} {v}" for lab, v in m.auroc), 8)

@@ -24,7 +24,7 @@ import numpy as np
 
 from cxrviewer import __version__
 from cxrviewer.model import colormap
-from cxrviewer.model.card import ModelCard
+from cxrviewer.model.card import MODIFIED_CARD, ModelCard
 from cxrviewer.report.findings import (
     PredictionLike,
     gate_reasons,
@@ -343,5 +343,8 @@ def _footer(width: int, m: _Metrics, model_name: str) -> np.ndarray:
 
 
 def model_display_name(card: ModelCard | None) -> str:
-    """"name version" from a model card (empty when there is no card)."""
-    return card.display_name if isinstance(card, ModelCard) else ""
+    """"name version" from a model card (empty when there is no card), "(modified model card)" added when the
+    card does not match its seal."""
+    if not isinstance(card, ModelCard):
+        return ""
+    return card.display_name + (f" ({MODIFIED_CARD})" if card.is_modified else "")

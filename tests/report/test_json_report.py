@@ -62,7 +62,8 @@ def test_error_entry_and_statuses() -> None:
 def test_contract_document_round_trips(engine, udacity, udacity_prediction) -> None:
     doc = json_report.contract(engine.card, [json_report.result_entry(udacity.path, udacity_prediction),
                                              json_report.error_entry("b.png", "unreadable")])
-    assert doc["model"] == {"name": engine.name, "sha256": engine.sha256, "labels": engine.labels}
+    assert doc["model"] == {"name": engine.name, "sha256": engine.sha256, "labels": engine.labels,
+                            "card_sha256": engine.card_sha256, "card": "sealed"}
     assert json.loads(json_report.dumps(doc)) == doc
 
 
