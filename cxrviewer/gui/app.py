@@ -33,6 +33,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "(also: environment variable CXRVIEWER_MODEL)",
     )
     parser.add_argument(
+        "--allow-modified-card",
+        action="store_true",
+        help="load a model card that does not match its seal (edited after training); the viewer then shows "
+        "'modified model card' (also: environment variable CXRVIEWER_ALLOW_MODIFIED_CARD=1)",
+    )
+    parser.add_argument(
         "--self-test",
         type=Path,
         metavar="FILE",
@@ -160,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = AppSettings(QSettings(str(Path(tmp.name) / "settings.ini"), QSettings.Format.IniFormat))
     else:
         settings = AppSettings()
-    window = MainWindow(settings, backend.model_source(args.model))
+    window = MainWindow(settings, backend.model_source(args.model, args.allow_modified_card))
     window.show()
     log.info("window shown after %.0f ms", 1000 * (time.perf_counter() - t0))
 

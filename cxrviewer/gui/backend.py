@@ -19,6 +19,8 @@ log = logging.getLogger(__name__)
 
 #: Environment variable naming a model card to use instead of the bundled model.
 MODEL_ENV = "CXRVIEWER_MODEL"
+#: Set to 1 to load a model card that does not match its seal (like ``cxrviewer --allow-modified-card``).
+ALLOW_MODIFIED_CARD_ENV = "CXRVIEWER_ALLOW_MODIFIED_CARD"
 THUMBNAIL_SIDE = 96
 
 
@@ -232,15 +234,26 @@ class ModelSource:
 
     path: Path | None
     origin: str  # "command line", "CXRVIEWER_MODEL", "bundled"
+    #: Load a card that does not match its seal (shown as "modified model card" everywhere).
+    allow_modified_card: bool = False
 
 
-def model_source(cli_path: str | Path | None) -> ModelSource:
+def model_source(cli_path: str | Path | None, allow_modified_card: bool = False) -> ModelSource:
+    """The model the user asked for; `allow_modified_card` also when CXRVIEWER_ALLOW_MODIFIED_CARD=1."""
+    allow = allow_modified_card or os.environ.get(ALLOW_MODIFIED_CARD_ENV, "").strip().lower() in ("1", "yes", "true")
     if cli_path:
-        return ModelSource(Path(cli_path), "command line")
+        return ModelSource(Path(cli_path), "command line", allow)
     env = os.environ.get(MODEL_ENV, "").strip()
     if env:
-        return ModelSource(Path(env), MODEL_ENV)
-    return ModelSource(None, "bundled")
+        return ModelSource(Path(env), MODEL_ENV, allow)
+    return ModelSource(None, "bundled", allow)
+
+
+def card_warning(engine: Any) -> str:
+    """The "modified model card" warning for a loaded engine ("" when its card is sealed)."""
+    card = getattr(engine, "card", None)
+    note = card.integrity_note() if card is not None and hasattr(card, "integrity_note") else None
+    return note or ""
 
 
 NO_MODEL_HINT = (
@@ -269,7 +282,8 @@ def load_engine(source: ModelSource) -> Any:
     from cxrviewer.model.inference import Engine
 
     threads = inference_threads()
-    kwargs = {"threads": threads, "lung_outline": True}  # View ▸ Lung outline draws them
+    kwargs = {"threads": threads, "lung_outline": True,  # View ▸ Lung outline draws them
+              "allow_modified_card": source.allow_modified_card}
     engine = Engine.from_card(source.path, **kwargs) if source.path is not None else Engine.bundled(**kwargs)
     try:
         engine.warmup()

@@ -119,7 +119,11 @@ class ModelCardDialog(QDialog):
             f"<div style='color:#9aa3ad'>version {html.escape(card.version if card else '?')} · "
             f"{html.escape(card.architecture if card else '?')} · input "
             f"{card.input_size if card else '?'} px · weights SHA-256 "
-            f"{html.escape(str(getattr(engine, 'sha256', ''))[:12])}…</div>"
+            f"{html.escape(str(getattr(engine, 'sha256', ''))[:12])}… · card SHA-256 "
+            f"{html.escape(card.card_sha256[:12] if card else '?')}… "
+            f"({html.escape(card.card_status if card else '?')})</div>"
+            + (f"<div style='color:#ff8a70'><b>⚠ {html.escape(note)}</b></div>"
+               if card and (note := card.integrity_note()) else "")
         )
         head.setWordWrap(True)
         head.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)

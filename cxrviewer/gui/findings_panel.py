@@ -221,6 +221,11 @@ class FindingsPanel(QWidget):
         self.model_label.setObjectName("modelLabel")
         self.model_label.setWordWrap(True)
         outer.addWidget(self.model_label)
+        self.card_label = QLabel()  # "Modified model card: ..." while such a card is loaded
+        self.card_label.setObjectName("modifiedCardLabel")
+        self.card_label.setWordWrap(True)
+        self.card_label.hide()
+        outer.addWidget(self.card_label)
 
         self.gate_frame = QFrame()
         self.gate_frame.setObjectName("gateFrame")
@@ -296,8 +301,11 @@ class FindingsPanel(QWidget):
 
     # --- content ------------------------------------------------------------------------------------------
 
-    def set_model(self, name: str | None, detail: str = "") -> None:
-        """Model line: its name, or why there is none."""
+    def set_model(self, name: str | None, detail: str = "", card_warning: str = "") -> None:
+        """Model line: its name, or why there is none; `card_warning` ("modified model card") stays shown
+        under it while that model is loaded."""
+        self.card_label.setText(f"⚠ {card_warning}" if card_warning and name else "")
+        self.card_label.setVisible(bool(card_warning and name))
         if name:
             self.model_label.setText(f"Model: {name}" + (f" — {detail}" if detail else ""))
             self.model_button.setEnabled(True)

@@ -162,7 +162,7 @@ class Intake:
 
     def on_model_ready(self, engine: Any) -> None:
         self.w.model_error = ""
-        self.w.findings.set_model(engine.name)
+        self.w.findings.set_model(engine.name, card_warning=backend.card_warning(engine))
         self.w.status.model_ready(engine)
         self.w.welcome.model_label.setText(f"Model: {engine.name} — {len(engine.labels)} findings, ready.")
         self.w.update_enabled()

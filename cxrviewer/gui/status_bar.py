@@ -12,7 +12,9 @@ from typing import Any
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QLabel, QProgressBar, QStatusBar
 
+from cxrviewer.gui import backend
 from cxrviewer.gui.welcome import NOTICE
+from cxrviewer.model.card import MODIFIED_CARD
 
 MODEL_STATUS_WIDTH = 160
 
@@ -84,10 +86,12 @@ class StatusBar:
             self.progress.hide()
 
     def model_ready(self, engine: Any) -> None:
+        warning = backend.card_warning(engine)
         self.model_status.setToolTip(
             f"{engine.name}: {len(engine.labels)} findings. Help ▸ Model card for its validation results."
+            + (f"\n{warning}" if warning else "")
         )
-        self.model_status.setText(f"Model: {engine.name}")
+        self.model_status.setText(f"⚠ {MODIFIED_CARD}: {engine.name}" if warning else f"Model: {engine.name}")
 
     def model_failed(self, text: str) -> None:
         self.model_status.setToolTip(text)
