@@ -9,6 +9,10 @@ from cxrviewer.train.metrics import fmt
 TRAINING_KEYS = ("arch", "init", "input_size", "epochs", "batch_size", "lr", "weight_decay", "folds", "seed",
                  "max_train_per_dataset", "box_loss", "box_weight")
 
+SEAL_TEXT = ("- Card: sealed; SHA-256 `{sha}` of its canonical content (the card's JSON without `seal`, keys sorted, "
+             "no whitespace). Every load checks it: a card edited after training (thresholds, calibration, anything) "
+             "is refused unless `--allow-modified-card` is given, and every output then says \"modified model card\" "
+             "and reports the edited card's own SHA-256 beside the weights'.")
 
 BOX_LOSS_TEXT = {
     "cells": "for a boxed finding, map cells inside its box were trained positive and cells outside negative",
@@ -141,6 +145,7 @@ def model_readme(card: dict[str, Any], reproduce: str) -> str:
         "of a label's map (logit units) equals its logit; " + _cam_display(card),
         f"- Weights: `{card['weights']['file']}` ({card['weights'].get('dtype', 'float32')}), "
         f"SHA-256 `{card['weights']['sha256']}` (checked at every load).",
+        *([SEAL_TEXT.format(sha=card["seal"]["sha256"])] if card.get("seal") else []),
         f"- Trainer: cxrviewer-train {card.get('trainer_version', '')}, created {card.get('created', '')}.",
         "",
         "## Training data and licences",
