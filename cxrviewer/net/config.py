@@ -122,10 +122,14 @@ class Limits:
     max_pdu: int = 256 * 1024  # largest PDU we accept (advertised to the peer)
     max_object_bytes: int = 256 * MIB  # a larger incoming object is refused (status A700)
     max_associations: int = 4  # concurrent incoming associations; more are rejected
+    max_connections: int = 48  # open TCP connections in all (associated or not); more are closed at accept
+    max_connections_per_peer: int = 16  # open TCP connections from one address; more are closed at accept
     connect_timeout: float = 10.0  # TCP connect when sending
     acse_timeout: float = 30.0  # association request / release
     dimse_timeout: float = 120.0  # waiting for a DIMSE response (C-STORE-RSP of a large object)
     network_timeout: float = 60.0  # no data at all on an association: it is closed
+    request_deadline: float = 10.0  # a connection's whole A-ASSOCIATE-RQ must arrive within this of accept
+    pdu_deadline: float = 60.0  # each whole PDU must arrive within this of its first byte
 
     def validated(self) -> Limits:
         if not 4096 <= int(self.max_pdu) <= 16 * MIB:
@@ -134,7 +138,14 @@ class Limits:
             raise ConfigError(f"max object size {self.max_object_bytes} bytes is below 64 KiB")
         if not 1 <= int(self.max_associations) <= 64:
             raise ConfigError(f"max concurrent associations {self.max_associations} is outside 1-64")
-        for name in ("connect_timeout", "acse_timeout", "dimse_timeout", "network_timeout"):
+        if not int(self.max_associations) <= int(self.max_connections) <= 1024:
+            raise ConfigError(f"max connections {self.max_connections} is outside "
+                              f"{self.max_associations} (max associations)-1024")
+        if not 1 <= int(self.max_connections_per_peer) <= int(self.max_connections):
+            raise ConfigError(f"max connections per peer {self.max_connections_per_peer} is outside "
+                              f"1-{self.max_connections} (max connections)")
+        for name in ("connect_timeout", "acse_timeout", "dimse_timeout", "network_timeout", "request_deadline",
+                     "pdu_deadline"):
             value = float(getattr(self, name))
             if not 0 < value <= 3600:
                 raise ConfigError(f"{name.replace('_', ' ')} {value} s is outside 0-3600 s")

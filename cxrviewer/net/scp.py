@@ -4,15 +4,18 @@
 default) once `start()` is called, in pynetdicom's server thread; each association runs in its own
 thread. Nothing listens before `start()`: the node is off by default.
 
-Who may connect: the calling AE title must be on the allow-list and, when the address list is not empty,
-the peer address too; otherwise the association is rejected (A-ASSOCIATE-RJ, permanent, "calling AE
-title not recognised") before any data is exchanged. The called AE title must be ours.
+Who may connect: a peer address off the allow-list (when one is set) is closed at accept, as is a
+connection beyond the caps on open connections (`cxrviewer.net.guard`: PDU sizes bounded before they are
+read, deadlines for the association request and each PDU). The calling AE title must be on the
+allow-list and the called AE title ours; otherwise the association is rejected (A-ASSOCIATE-RJ,
+permanent, "calling / called AE title not recognised", logged) before any data is exchanged.
 
-Limits (`config.limits`): the PDU size we advertise; at most ``max_associations`` concurrent
-associations (more are rejected, transient, "local limit exceeded"); ACSE / DIMSE / network timeouts
-(an idle or stalled peer is dropped). An object larger than ``max_object_bytes`` is refused with status
-A700 without being held in memory: `_SizeGuard` counts the data set bytes of each incoming message as the
-PDUs arrive and, past the limit, swaps the message's buffer for one that only counts. A malformed object
+Limits (`config.limits`): the PDU size we advertise; at most ``max_associations`` established
+associations (more are rejected, transient, "local limit exceeded"; connections still negotiating do not
+count); ACSE / DIMSE / network timeouts (an idle or stalled peer is dropped). An object larger than
+``max_object_bytes`` is refused with status A700 without being held in memory: `_SizeGuard` counts the
+data set bytes of each incoming message as the PDUs arrive and, past the limit, swaps the message's
+buffer for one that only counts. A malformed object
 (damaged elements, a data set that contradicts its request, truncated pixels; see `validate`) is refused
 with its own status. Either way the association goes on and other objects are unaffected.
 
@@ -29,14 +32,16 @@ import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from pydicom.dataset import Dataset
 from pynetdicom import AE, _config, evt
 from pynetdicom.dsutils import encode_file_meta
 
+from cxrviewer.imaging.log_privacy import RateLimiter
 from cxrviewer.net.config import NodeConfig, address_allowed
 from cxrviewer.net.errors import NetError
+from cxrviewer.net.guard import ConnectionGuard, GuardedHandler, GuardedServer
 from cxrviewer.net.inbox import Inbox
 from cxrviewer.net.sopclasses import IMAGE_CLASSES, STORAGE_CLASSES, VERIFICATION, class_name, syntaxes_for
 from cxrviewer.net.validate import CANNOT_UNDERSTAND, OUT_OF_RESOURCES, Refusal, check_dataset
@@ -46,6 +51,10 @@ log = logging.getLogger(__name__)
 
 # A-ASSOCIATE-RJ (result, source, diagnostic): rejected-permanent, service-user, calling AE not recognised.
 REJECT_CALLING_AE = (0x01, 0x01, 0x03)
+# ... called AE title not recognised.
+REJECT_CALLED_AE = (0x01, 0x01, 0x07)
+# rejected-transient, service-provider (presentation), local limit exceeded.
+REJECT_BUSY = (0x02, 0x03, 0x02)
 
 
 @dataclass(frozen=True)
@@ -111,6 +120,8 @@ class StorageSCP:
         self._ae: AE | None = None
         self._server: Any = None
         self._networks = self.config.networks
+        self.guard = ConnectionGuard(self.config.limits, self._networks, report=self._refuse)
+        self._log_limiter = RateLimiter()
         self._guards: weakref.WeakKeyDictionary[Any, _SizeGuard] = weakref.WeakKeyDictionary()
         self._lock = threading.Lock()
         self.received_count = 0
@@ -133,7 +144,9 @@ class StorageSCP:
         limits = self.config.limits
         ae = AE(ae_title=self.config.ae_title)
         ae.maximum_pdu_size = int(limits.max_pdu)
-        ae.maximum_associations = int(limits.max_associations)
+        # pynetdicom counts every connection, associated or not; established associations are counted
+        # against max_associations in _on_requested, connections by the guard.
+        ae.maximum_associations = int(limits.max_connections)
         ae.acse_timeout = limits.acse_timeout
         ae.dimse_timeout = limits.dimse_timeout
         ae.network_timeout = limits.network_timeout
@@ -165,11 +178,17 @@ class StorageSCP:
         ]
         host, port = self.config.bind_address, self.config.port
         try:
-            self._server = self._ae.start_server((host, port), block=False, evt_handlers=handlers)
+            server = cast(GuardedServer, self._ae.make_server(
+                (host, port), evt_handlers=handlers, server_class=GuardedServer, request_handler=GuardedHandler))
         except OSError as exc:
             self._ae = None
             hint = " (ports below 1024 need administrator rights)" if port and port < 1024 else ""
             raise NetError(f"cannot listen on {host}:{port}: {(exc.strerror or str(exc)).lower()}{hint}") from None
+        server.guard = self.guard
+        self._ae._servers.append(server)  # as AE.start_server does: AE.shutdown() stops it too
+        self._server = server
+        self.guard.start()
+        threading.Thread(target=server.serve_forever, name="cxr-scp-server", daemon=True).start()
         host, port = self.address
         log.info("DICOM receiver %s listening on %s:%d (allowed calling AE titles: %s%s)", self.config.ae_title,
                  host, port, ", ".join(self.config.allowed_ae_titles),
@@ -181,6 +200,7 @@ class StorageSCP:
         if ae is None:
             return
         server.shutdown()  # no new associations
+        self.guard.stop()
         end = time.monotonic() + timeout
         # A-ABORT every open association, in parallel (each waits for its peer to hang up).
         aborting = [threading.Thread(target=assoc.abort, name="cxr-scp-abort", daemon=True)
@@ -212,7 +232,9 @@ class StorageSCP:
     def _refuse(self, message: str) -> None:
         with self._lock:
             self.refused_count += 1
-        log.warning(message)
+        line = self._log_limiter.admit(message)
+        if line is not None:  # a sender retrying a bad object in a loop: one line a minute
+            log.warning(line)
         if self.on_refused is not None:
             try:
                 self.on_refused(message)
@@ -223,14 +245,23 @@ class StorageSCP:
         assoc = event.assoc
         calling = str(assoc.requestor.primitive.calling_ae_title or "").strip()
         address = str(assoc.requestor.address)
-        why = ""
+        called = str(assoc.requestor.primitive.called_ae_title or "").strip()
+        why, reject = "", REJECT_CALLING_AE
         if calling not in self.config.allowed_ae_titles:
             why = "calling AE title not on the allow-list"
         elif self._networks and not address_allowed(address, self._networks):
             why = "address not on the allow-list"
+        elif called != self.config.ae_title:
+            why, reject = f"called AE title {called[:16]!r} is not ours ({self.config.ae_title!r})", REJECT_CALLED_AE
+        else:
+            others = sum(a.is_established for a in self._ae.active_associations if a.is_acceptor and a is not assoc) \
+                if self._ae is not None else 0
+            if others >= self.config.limits.max_associations:
+                why = f"{others} associations already open (limit {self.config.limits.max_associations})"
+                reject = REJECT_BUSY
         if why:
-            self._refuse(f"association from {calling!r} at {address} rejected: {why}")
-            assoc.acse.send_reject(*REJECT_CALLING_AE)
+            self._refuse(f"association from {calling[:16]!r} at {address} rejected: {why}")
+            assoc.acse.send_reject(*reject)
             assoc.kill()
 
     def _on_data(self, event: Any) -> None:

@@ -21,11 +21,13 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from cxrviewer.net import NodeConfig, Received, StorageSCP
 
 APT = "apt-get install -y orthanc dcmtk"
 ORTHANC_AET = "ORTHANC"
@@ -257,3 +259,25 @@ def engine(tiny_card: Path) -> Any:
     from cxrviewer.model.inference import Engine
 
     return Engine.from_card(tiny_card, threads=1)
+
+
+GOOD_AE = "GOODSCU"
+
+
+@pytest.fixture
+def make_scp(tmp_path: Path) -> Iterator[Callable[..., tuple[StorageSCP, list[Received], list[str]]]]:
+    started: list[StorageSCP] = []
+
+    def make(**changes: Any) -> tuple[StorageSCP, list[Received], list[str]]:
+        received: list[Received] = []
+        refused: list[str] = []
+        settings: dict[str, Any] = {"ae_title": "CXRVIEWER", "port": 0, "allowed_ae_titles": (GOOD_AE,),
+                                    "inbox": tmp_path / "inbox", **changes}
+        scp = StorageSCP(NodeConfig(**settings), on_received=received.append, on_refused=refused.append)
+        scp.start()
+        started.append(scp)
+        return scp, received, refused
+
+    yield make
+    for scp in started:
+        scp.stop()

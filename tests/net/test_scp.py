@@ -6,7 +6,6 @@ import contextlib
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,30 +14,11 @@ import pytest
 from pydicom.uid import JPEGBaseline8Bit, generate_uid
 from pynetdicom import AE
 
-from cxrviewer.net import Limits, NetError, NodeConfig, Received, StorageSCP
+from cxrviewer.net import Limits, NetError, NodeConfig, StorageSCP
 from cxrviewer.net.inbox import Inbox, atomic_write_bytes
 
 GOOD_AE = "GOODSCU"
 SC = "1.2.840.10008.5.1.4.1.1.7"
-
-
-@pytest.fixture
-def make_scp(tmp_path: Path) -> Iterator[Callable[..., tuple[StorageSCP, list[Received], list[str]]]]:
-    started: list[StorageSCP] = []
-
-    def make(**changes: Any) -> tuple[StorageSCP, list[Received], list[str]]:
-        received: list[Received] = []
-        refused: list[str] = []
-        settings: dict[str, Any] = {"ae_title": "CXRVIEWER", "port": 0, "allowed_ae_titles": (GOOD_AE,),
-                                    "inbox": tmp_path / "inbox", **changes}
-        scp = StorageSCP(NodeConfig(**settings), on_received=received.append, on_refused=refused.append)
-        scp.start()
-        started.append(scp)
-        return scp, received, refused
-
-    yield make
-    for scp in started:
-        scp.stop()
 
 
 def _storescu(dcmtk: dict[str, str], scp: StorageSCP, aet: str, *files: Path) -> subprocess.CompletedProcess[str]:
@@ -99,20 +79,21 @@ def test_unlisted_ae_and_address_are_rejected(dcmtk: dict[str, str], make_scp: A
                           capture_output=True, text=True, timeout=30)
     assert echo.returncode == 0, echo.stderr
 
-    # the right AE title from an address outside the allowed network is refused as well
+    # the right AE title from an address outside the allowed network is closed at accept, before any PDU
     other, received2, refused2 = make_scp(allowed_addresses=("10.0.0.0/8",))
     proc = _storescu(dcmtk, other, GOOD_AE, dicom_dir / "udacity_nih_test1.dcm")
-    assert proc.returncode != 0 and "Association Rejected" in proc.stderr
-    assert received2 == [] and any("address not on the allow-list" in m for m in refused2)
+    assert proc.returncode != 0 and "Association Request Failed" in proc.stderr
+    assert received2 == [] and any("closed at accept: address not on the allow-list" in m for m in refused2)
 
 
 def test_wrong_called_ae_is_rejected(dcmtk: dict[str, str], make_scp: Any, dicom_dir: Path) -> None:
-    scp, received, _ = make_scp()
+    scp, received, refused = make_scp()
     host, port = scp.address
     proc = subprocess.run([dcmtk["storescu"], "-aet", GOOD_AE, "-aec", "SOMEONEELSE", host, str(port),
                            str(dicom_dir / "udacity_nih_test1.dcm")], capture_output=True, text=True, timeout=60)
     assert proc.returncode != 0 and "Called AE Title Not Recognized" in proc.stderr
     assert received == []
+    assert any("called AE title 'SOMEONEELSE' is not ours" in m for m in refused)  # refused and logged
 
 
 def test_malformed_and_oversized_objects_are_refused_others_stored(make_scp: Any, dicom_dir: Path) -> None:
