@@ -60,3 +60,34 @@ def pydicom_data() -> Path:
     if PYDICOM_DATA is None:
         pytest.fail("pydicom-data is not installed (pip install -e '.[dev]')")
     return PYDICOM_DATA
+
+
+#: Probabilities of one film as a reader met them (issue 20): Lung Opacity 46 % is below its 50 % cutoff,
+#: Atelectasis 24 % just above its 23.5 % one, Pneumothorax above its triage point only, Edema under 1 %.
+READING_CASE = {"Cardiomegaly": 0.40, "Lung Opacity": 0.46, "No Finding": 0.30, "Atelectasis": 0.24,
+                "Pneumothorax": 0.10, "Pleural Effusion": 0.05, "Edema": 0.003}
+
+
+@pytest.fixture(scope="session")
+def bundled_card():  # noqa: ANN201
+    """The shipped model card (operating points, triage points and validation sensitivities)."""
+    from cxrviewer.model.card import ModelCard
+    from cxrviewer.model.weights import bundled_card_path
+
+    return ModelCard.read(bundled_card_path())
+
+
+@pytest.fixture
+def reading_findings(bundled_card) -> list:  # noqa: ANN001
+    """`READING_CASE` as the engine makes findings: the bundled card's cutoffs and triage points, highest
+    probability first."""
+    from cxrviewer.model.inference import Finding, consistent_findings
+
+    triage = dict(bundled_card.triage_thresholds or {})
+    findings = []
+    for label, p in sorted(READING_CASE.items(), key=lambda item: -item[1]):
+        threshold = bundled_card.thresholds[label]
+        positive = p >= threshold
+        findings.append(Finding(label, p, threshold, positive, None,
+                                triage=not positive and label in triage and p >= triage[label]))
+    return consistent_findings(findings)

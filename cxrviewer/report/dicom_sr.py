@@ -5,13 +5,18 @@ radiograph) and one TID 1501 image-level measurement group per finding of the mo
 
 * finding type: the observation (SNOMED CT where the DICOM standard's code tables name it exactly,
   otherwise the local coding scheme ``99CXRV``),
-* a qualitative evaluation: the finding ``Present`` / ``Absent`` at the model's operating point,
-* measurements: ``Probability`` (DCM 122157) and the operating point as ``Threshold Value``
-  (DCM 122411), unit ``1`` (UCUM, no units),
+* a qualitative evaluation at the model's operating point: ``Present`` (SNOMED CT) for a flagged finding;
+  otherwise a local code, never ``Absent``: ``Not flagged at this operating point`` (CXRNF), ``Check:
+  triage point, not a finding`` (CXRCHK) or ``Not asserted: another finding is flagged`` (CXRNA),
+* measurements: ``Probability`` (DCM 122157), the operating point as ``Threshold Value`` (DCM 122411) and,
+  where the card records it, the label's validation ``Sensitivity at operating point`` (CXRSENS), unit ``1``
+  (UCUM, no units),
+* ``Near operating point`` (CXRNEAR) = ``Yes`` when the probability is within the near-cutoff band,
 * the algorithm identification (model name and version; as its parameters the weights' SHA-256, the model
   card's SHA-256 and whether the card is sealed, or the "modified model card" warning) and the source image
   reference.
 
+Groups follow the viewer's reading order (`cxrviewer.report.reading`), "No Finding" first as the summary.
 Observations the model does not cover are not written (absence of a group never means "absent").
 Patient and study attributes come from the source image (or its anonymised stand-in); the SR gets a
 new series and SOP instance UID.
@@ -29,13 +34,21 @@ from pydicom.uid import generate_uid
 from cxrviewer import __version__
 from cxrviewer.labels import KNOWN_LABELS
 from cxrviewer.model.card import MODIFIED_CARD, ModelCard
+from cxrviewer.report import reading
 from cxrviewer.report.dicom_common import MANUFACTURER, PERSON_NAME_WARNING, SR_SERIES_NUMBER
-from cxrviewer.report.findings import PredictionLike, ranked
+from cxrviewer.report.findings import FindingLike, PredictionLike
 
 LOCAL_SCHEME = "99CXRV"
 SERIES_DESCRIPTION = "cxrviewer AI findings (not for diagnostic use)"
 #: The series description of an SR made with a card that does not match its seal (at most 64 characters).
 MODIFIED_SERIES_DESCRIPTION = f"cxrviewer AI ({MODIFIED_CARD}; not for diagnostic use)"
+
+#: Local codes of the qualitative evaluations and the sensitivity (never "Absent": see the module docstring).
+NOT_FLAGGED = hd.sr.CodedConcept("CXRNF", LOCAL_SCHEME, "Not flagged at this operating point")
+CHECK = hd.sr.CodedConcept("CXRCHK", LOCAL_SCHEME, "Check: triage point, not a finding")
+NOT_ASSERTED = hd.sr.CodedConcept("CXRNA", LOCAL_SCHEME, "Not asserted: another finding is flagged")
+SENSITIVITY = hd.sr.CodedConcept("CXRSENS", LOCAL_SCHEME, "Sensitivity at operating point")
+NEAR_CUTOFF = hd.sr.CodedConcept("CXRNEAR", LOCAL_SCHEME, "Near operating point")
 
 #: SNOMED CT concepts from the DICOM standard's own code tables (pydicom.sr.codedict).
 _SCT_FINDINGS = {
@@ -87,6 +100,20 @@ def algorithm_parameters(card: ModelCard | None) -> list[str]:
             *([note] if (note := card.integrity_note()) else [])]
 
 
+def evaluation(finding: FindingLike) -> hd.sr.CodedConcept:
+    """The coded result of one label at its operating point (see the module docstring)."""
+    word = reading.status_word(finding)
+    if word == reading.FLAGGED:
+        return hd.sr.CodedConcept(codes.SCT.Present.value, "SCT", codes.SCT.Present.meaning)
+    return {reading.CHECK: CHECK, reading.NOT_ASSERTED: NOT_ASSERTED}.get(word, NOT_FLAGGED)
+
+
+def _report_order(prediction: PredictionLike) -> list[FindingLike]:
+    """"No Finding" (the summary) first, then the abnormalities in reading order."""
+    normal = reading.no_finding(prediction.findings)
+    return ([normal] if normal is not None else []) + reading.reading_order(prediction.findings)
+
+
 def _algorithm(card: ModelCard | None) -> hd.sr.AlgorithmIdentification:
     name, version = _name_version(card)
     return hd.sr.AlgorithmIdentification(name=name[:64], version=version[:64],
@@ -109,21 +136,28 @@ def build_sr(reference: Dataset, prediction: PredictionLike, card: ModelCard | N
     source = hd.sr.SourceImageForMeasurementGroup.from_source_image(reference,
                                                                     referenced_frame_numbers=frames)
     groups = []
-    for finding in ranked(prediction):
+    for finding in _report_order(prediction):
         concept = finding_code(finding.label)
+        measurements = [
+            hd.sr.Measurement(name=codes.DCM.Probability, value=float(finding.probability),
+                              unit=codes.UCUM.NoUnits, algorithm_id=algorithm),
+            hd.sr.Measurement(name=codes.DCM.ThresholdValue, value=float(finding.threshold),
+                              unit=codes.UCUM.NoUnits, algorithm_id=algorithm),
+        ]
+        sensitivity = reading.sensitivity_at(card, finding)
+        if sensitivity is not None:
+            measurements.append(hd.sr.Measurement(name=SENSITIVITY, value=sensitivity, unit=codes.UCUM.NoUnits,
+                                                  algorithm_id=algorithm))
+        evaluations = [hd.sr.QualitativeEvaluation(name=concept, value=evaluation(finding))]
+        if reading.near_cutoff(finding):
+            evaluations.append(hd.sr.QualitativeEvaluation(name=NEAR_CUTOFF, value=codes.SCT.Yes))
         groups.append(hd.sr.MeasurementsAndQualitativeEvaluations(
             tracking_identifier=hd.sr.TrackingIdentifier(uid=hd.UID(), identifier=finding.label[:64]),
             finding_type=concept,
             algorithm_id=algorithm,
             source_images=[source],
-            measurements=[
-                hd.sr.Measurement(name=codes.DCM.Probability, value=float(finding.probability),
-                                  unit=codes.UCUM.NoUnits, algorithm_id=algorithm),
-                hd.sr.Measurement(name=codes.DCM.ThresholdValue, value=float(finding.threshold),
-                                  unit=codes.UCUM.NoUnits, algorithm_id=algorithm),
-            ],
-            qualitative_evaluations=[hd.sr.QualitativeEvaluation(
-                name=concept, value=codes.SCT.Present if finding.positive else codes.SCT.Absent)],
+            measurements=measurements,
+            qualitative_evaluations=evaluations,
         ))
     report = hd.sr.MeasurementReport(
         observation_context=hd.sr.ObservationContext(observer_device_context=observer),

@@ -39,8 +39,10 @@ from cxrviewer.report.dicom_sc import build_sc
 from cxrviewer.report.dicom_source import no_dicom_message, read_reference
 from cxrviewer.report.dicom_sr import build_sr
 from cxrviewer.report.errors import ExportError
-from cxrviewer.report.findings import PredictionLike, is_rejected, top_label
+from cxrviewer.report.findings import PredictionLike, is_rejected
+from cxrviewer.report.marks import ReaderMarks
 from cxrviewer.report.pdf_content import ReportPage, build_page, header_rows
+from cxrviewer.report.reading import top_label
 from cxrviewer.report.render import DEFAULT_ALPHA, model_display_name, render, render_figure
 
 log = logging.getLogger(__name__)
@@ -94,9 +96,10 @@ class _Study:
 
     def __init__(self, images: list[Any], preds: list[Any], card: ModelCard | None, folder: Path,
                  chosen: frozenset[str], pseudo: Pseudonymiser | None, references: list[Dataset | None],
-                 alpha: float) -> None:
+                 alpha: float, marks: list[ReaderMarks | None]) -> None:
         self.images, self.preds, self.card, self.folder = images, preds, card, folder
         self.chosen, self.pseudo, self.references, self.alpha = chosen, pseudo, references, alpha
+        self.marks = marks
         self.model_name = model_display_name(card)
         self.not_assessed = not_covered(list(card.labels) if card else [])
         self.results: list[dict[str, Any]] = []
@@ -130,7 +133,7 @@ class _Study:
         self.step = f"annotated image of {stem}"
         if self.chosen & {"png", "sc"}:
             rgb = render(display, pred, label=label, model_name=self.model_name, alpha=self.alpha,
-                         not_assessed=self.not_assessed)
+                         not_assessed=self.not_assessed, annotations=self.marks[i])
         if "png" in self.chosen:
             assert rgb is not None
             data = _png_bytes(rgb, stem)
@@ -175,9 +178,11 @@ class _Study:
         header = header_rows(image.meta, file_name=shown_name, anonymised=self.pseudo is not None,
                              pseudonym=self.pseudo.pseudonym if self.pseudo else None,
                              image_size=(image.width, image.height))
-        return build_page(header=header, figure=render_figure(display, heat, self.alpha), map_label=top,
+        marks = self.marks[i]
+        return build_page(header=header, figure=render_figure(display, heat, self.alpha, marks), map_label=top,
                           map_shown=heat is not None, prediction=pred, card=self.card,
-                          not_assessed=self.not_assessed, page_label=f"Image {i + 1} of {len(self.images)}")
+                          not_assessed=self.not_assessed, page_label=f"Image {i + 1} of {len(self.images)}",
+                          measurements=marks.describe() if marks else ())
 
     def study_files(self, staged: StagedFiles) -> None:
         if "json" in self.chosen:
@@ -205,15 +210,17 @@ def export_study(
     displays: Sequence[np.ndarray | None] | None = None,
     alpha: float = DEFAULT_ALPHA,
     pseudonym: str | None = None,
+    annotations: Sequence[ReaderMarks | None] | None = None,
 ) -> list[Path]:
     """Write the chosen formats for one study (one image or several) into `out_dir`; return the paths.
 
     images / predictions: one `Image` and its `Prediction` (None: no model result), or equal-length
     sequences. card: the model card (`Engine.card`; None: no model). window: a `WindowPreset` for every
     image, or one per image (None: the file's own window). selected_label: whose heat map the PNG/SC show (default: the
-    most probable finding other than "No Finding"; the PDF always shows the top finding). displays: the
+    first finding of the reading order, `reading.top_label`; the PDF always shows that one). displays: the
     8-bit renderings the caller already shows (used instead of window/invert). pseudonym: reuse one
-    pseudonym across calls (default: a new random one per anonymised export).
+    pseudonym across calls (default: a new random one per anonymised export). annotations: one per image
+    (None: nothing drawn), the reader's measuring lines and lung outline drawn on the PNG, SC and PDF figure.
     Raises `ExportError` with a plain message; nothing is left behind then.
     """
     image_list = _as_list(images)
@@ -225,8 +232,10 @@ def export_study(
     chosen = parse_formats(formats)
     windows = list(window) if isinstance(window, list | tuple) else [window] * len(image_list)
     shown = list(displays) if displays is not None else [None] * len(image_list)
-    if len(windows) != len(image_list) or len(shown) != len(image_list):
-        raise ExportError(f"{len(image_list)} images but {len(windows)} windows / {len(shown)} displays")
+    marks: list[ReaderMarks | None] = list(annotations) if annotations is not None else [None] * len(image_list)
+    if len(windows) != len(image_list) or len(shown) != len(image_list) or len(marks) != len(image_list):
+        raise ExportError(f"{len(image_list)} images but {len(windows)} windows / {len(shown)} displays / "
+                          f"{len(marks)} annotations")
 
     references: list[Dataset | None] = [None] * len(image_list)
     if chosen & DICOM_FORMATS:
@@ -241,7 +250,7 @@ def export_study(
 
     if not isinstance(card, ModelCard):  # no model loaded (callers may pass an empty mapping)
         card = None
-    study = _Study(image_list, preds, card, folder, chosen, pseudo, references, alpha)
+    study = _Study(image_list, preds, card, folder, chosen, pseudo, references, alpha, marks)
     try:
         with StagedFiles() as staged:
             for i, image in enumerate(image_list):

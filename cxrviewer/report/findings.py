@@ -1,4 +1,4 @@
-"""What the export layer needs from a prediction, and how findings are ranked for reports.
+"""What the export layer needs from a prediction, and the JSON contract's probability ranking.
 
 `cxrviewer.model.inference.Prediction` satisfies `PredictionLike`.
 """
@@ -61,16 +61,9 @@ def is_rejected(prediction: PredictionLike | None) -> bool:
 
 
 def ranked(prediction: PredictionLike) -> list[FindingLike]:
-    """Findings, highest probability first (ties keep the model's label order)."""
+    """Findings, highest probability first (ties keep the model's label order): the order of the JSON contract.
+    Readers see the reading order of `cxrviewer.report.reading` instead."""
     return sorted(prediction.findings, key=lambda f: -float(f.probability))
-
-
-def top_label(prediction: PredictionLike) -> str | None:
-    """The finding whose map a report shows by default: the most probable one other than "No Finding"."""
-    for f in ranked(prediction):
-        if f.label != NO_FINDING:
-            return f.label
-    return None
 
 
 def gate_warnings(prediction: PredictionLike | None) -> list[str]:

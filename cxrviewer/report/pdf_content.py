@@ -1,9 +1,11 @@
 """What each PDF page says, decided here; `cxrviewer.report.pdf_writer` only lays it out.
 
 One page per image: a header (patient/study, or the pseudonym when anonymised), the image with the top
-finding's heat map and its colour bar, the table of every finding with probability and operating
-point, gate messages, the observations the model does not assess, a model card summary (name,
-version, validation AUROC per label, training data) and the disclaimer.
+finding's heat map, the reader's measurements and lung outline and its colour bar, the summary line and the
+table of every finding in the viewer's reading order (`cxrviewer.report.reading`) with probability, operating
+point and what that means ("not flagged at this operating point (sensitivity x)", never "absent"), gate
+messages, the observations the model does not assess, a model card summary (name, version, validation
+AUROC per label, training data) and the disclaimer.
 """
 
 from __future__ import annotations
@@ -18,7 +20,17 @@ import numpy as np
 from cxrviewer import __version__
 from cxrviewer.model import colormap
 from cxrviewer.model.card import ModelCard
-from cxrviewer.report.findings import PredictionLike, gate_reasons, gate_warnings, is_rejected, ranked
+from cxrviewer.report.findings import PredictionLike, gate_reasons, gate_warnings, is_rejected
+from cxrviewer.report.reading import (
+    FLAGGED,
+    NEAR_CUTOFF,
+    near_cutoff,
+    percent,
+    reading_order,
+    result_text,
+    status_word,
+    summary_line,
+)
 
 TITLE = "cxrviewer second-opinion report"
 DISCLAIMER = ("NOT FOR DIAGNOSTIC USE. Research and education software: the findings are the output of a "
@@ -29,10 +41,11 @@ DISCLAIMER = ("NOT FOR DIAGNOSTIC USE. Research and education software: the find
 @dataclass
 class FindingRow:
     label: str
-    probability: str  # e.g. "83%"
+    probability: str  # e.g. "83%" (`reading.percent`, as the viewer shows it)
     operating_point: str  # e.g. "45%"
-    result: str  # "present" / "absent" (at the operating point)
+    result: str  # "flagged" / "check" / "not flagged" / "not asserted" (at the operating point)
     positive: bool
+    detail: str = ""  # e.g. "not flagged at this operating point (sensitivity 0.32); near cutoff"
 
 
 @dataclass
@@ -58,6 +71,8 @@ class ReportPage:
     figure_caption: str
     findings: list[FindingRow]
     status: list[str]  # why the model gave no result (rejected, error)
+    summary: str  # "No finding flagged · No Finding 62% (...)" ("" without findings)
+    measurements: list[str]  # the reader's measurements and marks drawn on the figure
     warnings: list[str]
     not_assessed: list[str]
     model: ModelSummary
@@ -139,25 +154,25 @@ def model_summary(card: ModelCard | None) -> ModelSummary:
     )
 
 
-def finding_rows(prediction: PredictionLike) -> list[FindingRow]:
-    return [FindingRow(f.label, f"{float(f.probability):.1%}", f"{float(f.threshold):.1%}", _state(f),
-                       bool(f.positive)) for f in ranked(prediction)]
+def finding_rows(prediction: PredictionLike, card: ModelCard | None = None) -> list[FindingRow]:
+    """The abnormalities in reading order ("No Finding" is the summary line, not a row)."""
+    return [FindingRow(f.label, percent(f.probability), percent(f.threshold), status_word(f), bool(f.positive),
+                       _detail(f, card)) for f in reading_order(prediction.findings)]
 
 
-def _state(finding: Any) -> str:
-    if finding.positive:
-        return "present"
-    if getattr(finding, "triage", False):
-        return "triage: check"
-    if getattr(finding, "note", None):
-        return "not asserted"
-    return "absent"
+def _detail(finding: Any, card: ModelCard | None) -> str:
+    """The line under a row: what the result means ("not flagged at this operating point (sensitivity x)");
+    for a flagged finding only "near cutoff", when it is."""
+    if status_word(finding) == FLAGGED:
+        return NEAR_CUTOFF if near_cutoff(finding) else ""
+    return result_text(finding, card)
 
 
 def build_page(*, header: list[tuple[str, str]], figure: np.ndarray | None, map_label: str | None,
                map_shown: bool, prediction: PredictionLike | None, card: ModelCard | None,
-               not_assessed: Sequence[str], page_label: str) -> ReportPage:
+               not_assessed: Sequence[str], page_label: str, measurements: Sequence[str] = ()) -> ReportPage:
     """One image's page."""
+    summary = ""
     if prediction is None:
         status = ["No model result for this image."]
         rows: list[FindingRow] = []
@@ -166,7 +181,8 @@ def build_page(*, header: list[tuple[str, str]], figure: np.ndarray | None, map_
         rows = []
     else:
         status = []
-        rows = finding_rows(prediction)
+        rows = finding_rows(prediction, card)
+        summary = summary_line(prediction.findings)
     if map_label and map_shown:
         caption = (f"Heat map: {map_label} (where the model looked; colour = {colormap.SCALE_TITLE} on a fixed "
                    f"0-100% scale, opacity grows with it; {colormap.floor_note()})")
@@ -175,8 +191,8 @@ def build_page(*, header: list[tuple[str, str]], figure: np.ndarray | None, map_
     else:
         caption = "No heat map."
     return ReportPage(header=header, figure=figure, figure_caption=caption, findings=rows, status=status,
-                      warnings=gate_warnings(prediction), not_assessed=list(not_assessed),
-                      model=model_summary(card), page_label=page_label)
+                      summary=summary, measurements=list(measurements), warnings=gate_warnings(prediction),
+                      not_assessed=list(not_assessed), model=model_summary(card), page_label=page_label)
 
 
 def software_line() -> str:

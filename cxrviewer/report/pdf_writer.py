@@ -159,13 +159,16 @@ def _header(c: _Cursor, page: ReportPage) -> None:
 
 def _findings_table(c: _Cursor, page: ReportPage, x: float, width: float) -> float:
     """The table of findings to the right of the figure; returns its bottom."""
-    c.text("Findings (ranked)", 11, bold=True, x=x, width=width)
+    c.text("Findings", 11, bold=True, x=x, width=width)
     c.gap(2)
+    if page.summary:
+        c.text(page.summary, 8.5, bold=True, x=x, width=width)
+        c.gap(3)
     if page.status:
         for line in page.status:
             c.text(line, 9, colour=ALERT, x=x, width=width)
         return c.y
-    cols = [0.44, 0.17, 0.21, 0.18]
+    cols = [0.40, 0.14, 0.20, 0.26]
     xs = [x + sum(cols[:i]) * width for i in range(len(cols))]
     ws = [f * width - 3 for f in cols]
     top = c.y
@@ -183,10 +186,16 @@ def _findings_table(c: _Cursor, page: ReportPage, x: float, width: float) -> flo
         for i, (xi, wi, v) in enumerate(zip(xs, ws, values, strict=True)):
             bold = row.positive and i in (0, 3)
             h = max(h, c.text(v, 8.5, bold=bold, colour=colour, x=xi, width=wi, advance=False))
-        c.y = top + h + 1.5
+        c.y = top + h
+        if row.detail:
+            c.text(row.detail, 7, colour=MUTED, x=xs[0] + 6, width=width - 6)
+        c.y += 1.5
     c.gap(3)
-    c.text("Result at the operating point: present = probability at or above the model's operating point "
-           "for that finding.", 7, colour=MUTED, x=x, width=width)
+    c.text("In reading order: flagged findings (by how far above their operating point), then triage checks, "
+           "then the rest. Flagged = probability at or above the model's operating point for that finding; "
+           "not flagged is not absent: the sensitivity is the share of validation films with the finding that "
+           "this operating point flags. Near cutoff = so close to the operating point that another copy of the "
+           "same film can fall on the other side.", 7, colour=MUTED, x=x, width=width)
     return c.y
 
 
@@ -206,6 +215,11 @@ def _figure(c: _Cursor, page: ReportPage, width: float, max_height: float) -> fl
 
 
 def _lower(c: _Cursor, page: ReportPage) -> None:
+    if page.measurements:
+        c.text("Reader's marks on the image", 10, bold=True)
+        for line in page.measurements:
+            c.text(f"- {line}", 8.5)
+        c.gap(4)
     if page.warnings:
         c.text("Cautions", 10, bold=True)
         for w in page.warnings:

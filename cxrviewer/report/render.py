@@ -2,9 +2,12 @@
 PDF show.
 
 Layout, left to right: the image at the given window/level with one finding's heat map blended in,
-the viewer's colour bar (local probability, 0-100 %), and a panel listing every finding ranked by probability
-with its operating point; a footer across the bottom names the model and says "not for diagnostic
-use". Nothing that identifies the patient is ever drawn, so the picture is safe to share as is.
+the viewer's colour bar (local probability, 0-100 %), and a panel with the summary line and every finding in
+the viewer's reading order (`cxrviewer.report.reading`: flagged, check, the rest) with its operating point
+and tags ("check", "near cutoff"); a footer across the bottom names the model and says "not for diagnostic
+use". The reader's measuring lines and the lung outline (`cxrviewer.report.marks`) are drawn over the
+image when the viewer showed them. Nothing that identifies the patient is ever drawn, so the picture is safe
+to share as is.
 
 Heat maps are on the fixed "local probability" scale of `cxrviewer.model.cam` (never stretched per
 image): the colours and the opacity ramp are the viewer's (`cxrviewer.model.colormap`), so an export
@@ -25,14 +28,10 @@ import numpy as np
 from cxrviewer import __version__
 from cxrviewer.model import colormap
 from cxrviewer.model.card import MODIFIED_CARD, ModelCard
-from cxrviewer.report.findings import (
-    PredictionLike,
-    gate_reasons,
-    gate_warnings,
-    is_rejected,
-    ranked,
-    top_label,
-)
+from cxrviewer.report import marks
+from cxrviewer.report.findings import PredictionLike, gate_reasons, gate_warnings, is_rejected
+from cxrviewer.report.marks import ReaderMarks
+from cxrviewer.report.reading import percent, reading_order, summary_line, tags, top_label
 
 DISCLAIMER = "Not for diagnostic use"
 DEFAULT_ALPHA = 0.5
@@ -85,8 +84,8 @@ def working_scale(width: int, height: int) -> float:
 
 
 def ascii_text(text: str) -> str:
-    """The burned-in font is ASCII only: replace anything else."""
-    return str(text).encode("ascii", "replace").decode("ascii")
+    """The burned-in font is ASCII only: the viewer's typography replaced, anything else as "?"."""
+    return marks.plain(str(text))
 
 
 def _size(text: str, scale: float, thickness: int = 1) -> tuple[int, int]:
@@ -208,20 +207,29 @@ def _scaled_inputs(display: np.ndarray, heat01: np.ndarray | None) -> tuple[np.n
     return gray_s, heat_s
 
 
-def render_figure(display: np.ndarray, heat01: np.ndarray | None, alpha: float = DEFAULT_ALPHA) -> np.ndarray:
-    """Image + heat map + colour bar, without text panel or footer (used by the PDF)."""
+def _picture(display: np.ndarray, heat01: np.ndarray | None, alpha: float,
+             annotations: ReaderMarks | None) -> np.ndarray:
     gray, heat = _scaled_inputs(display, heat01)
     picture = overlay(gray, heat, alpha)
+    return marks.draw(picture, annotations, picture.shape[0] / display.shape[0])
+
+
+def render_figure(display: np.ndarray, heat01: np.ndarray | None, alpha: float = DEFAULT_ALPHA,
+                  annotations: ReaderMarks | None = None) -> np.ndarray:
+    """Image + heat map (+ the reader's marks) + colour bar, without text panel or footer (used by the PDF)."""
+    picture = _picture(display, heat01, alpha, annotations)
     return np.concatenate([picture, colour_bar(picture.shape[0], opacity=alpha)], axis=1)
 
 
-def _finding_rows(prediction: PredictionLike) -> list[tuple[str, str, str, bool]]:
-    return [(f.label, f"{float(f.probability):.0%}", f"op {float(f.threshold):.0%}", bool(f.positive))
-            for f in ranked(prediction)]
+def _finding_rows(prediction: PredictionLike) -> list[tuple[str, str, str, bool, str]]:
+    """(label, probability, operating point, flagged, tags) in reading order, "No Finding" left out."""
+    return [(f.label, percent(f.probability), f"op {percent(f.threshold)}", bool(f.positive), ", ".join(tags(f)))
+            for f in reading_order(prediction.findings)]
 
 
 def _panel_lines(prediction: PredictionLike | None, map_note: str, not_assessed: Sequence[str],
-                 width: int, font: float) -> list[tuple[str, tuple[int, int, int]]]:
+                 width: int, font: float, annotations: ReaderMarks | None = None
+                 ) -> list[tuple[str, tuple[int, int, int]]]:
     """Free-text lines below the findings table, wrapped to the panel width."""
     out: list[tuple[str, tuple[int, int, int]]] = []
 
@@ -231,6 +239,8 @@ def _panel_lines(prediction: PredictionLike | None, map_note: str, not_assessed:
     if prediction is not None and not is_rejected(prediction):
         add(map_note, TEXT)
         add(f"colour = {colormap.SCALE_TITLE} on a fixed 0-100% scale; {colormap.floor_note()}", MUTED)
+    for sentence in annotations.describe() if annotations else []:
+        add(sentence, marks.COLOURS["distance"])
     for w in gate_warnings(prediction):
         add(f"Caution: {w}", WARNING)
     if not_assessed:
@@ -240,13 +250,14 @@ def _panel_lines(prediction: PredictionLike | None, map_note: str, not_assessed:
 
 def render(display: np.ndarray, prediction: PredictionLike | None, *, label: str | None = None,
            model_name: str = "", alpha: float = DEFAULT_ALPHA,
-           not_assessed: Sequence[str] = ()) -> np.ndarray:
+           not_assessed: Sequence[str] = (), annotations: ReaderMarks | None = None) -> np.ndarray:
     """Annotated image as RGB uint8.
 
     display: the 8-bit grey rendering at the wanted window/level (air dark unless inverted on purpose).
     prediction: the model output for this image (None: image only, e.g. when inference failed).
-    label: whose heat map to show; default the most probable finding other than "No Finding".
+    label: whose heat map to show; default the first finding of the reading order (`reading.top_label`).
     not_assessed: observations the model does not cover (listed, never shown as negative).
+    annotations: the reader's measuring lines and lung outline, drawn and listed.
     """
     rejected = is_rejected(prediction)
     heat = None
@@ -257,22 +268,24 @@ def render(display: np.ndarray, prediction: PredictionLike | None, *, label: str
             heat = prediction.cam(label)
             map_note = f"Heat map: {label}" if heat is not None else \
                 f"Heat map: none ({label} is below its display cutoff)"
-    gray, heat_s = _scaled_inputs(display, heat)
-    picture = overlay(gray, heat_s, alpha)
+    picture = _picture(display, heat, alpha, annotations)
     h = picture.shape[0]
     m0 = _Metrics.for_height(h)
 
-    rows = _finding_rows(prediction) if prediction is not None and not rejected else []
+    usable = prediction is not None and not rejected
+    rows = _finding_rows(prediction) if prediction is not None and usable else []
+    summary = summary_line(prediction.findings) if prediction is not None and usable else ""
     header = "Findings: probability, operating point" if rows else "Findings"
-    legend = "+ = at or above the operating point"
+    legend = "+ = flagged at its operating point; the others are not flagged there (not absent)"
     pad = m0.margin
 
-    def layout(m: _Metrics) -> tuple[int, list[tuple[str, tuple[int, int, int]]], list[str], int]:
+    def layout(m: _Metrics) -> tuple[int, list[tuple[str, tuple[int, int, int]]], list[str], list[str], int]:
         col_label = max([_size(r[0], m.font, 2)[0] for r in rows] + [0])
         col_prob = _size("100%", m.font, 2)[0]
         col_op = _size("op 100%", m.font)[0]
-        table_w = _size("+ ", m.font, 2)[0] + col_label + pad + col_prob + pad + col_op
-        text_w = max(_size(header, m.font)[0], _size(legend, 0.8 * m.font)[0])
+        col_tag = max([_size(r[4], 0.8 * m.font)[0] for r in rows] + [0])
+        table_w = _size("+ ", m.font, 2)[0] + col_label + pad + col_prob + pad + col_op + pad + col_tag
+        text_w = _size(header, m.font)[0]
         width = int(max(0.42 * h, table_w, text_w)) + 2 * pad
         inner = width - 2 * pad
         if prediction is None:
@@ -282,29 +295,34 @@ def render(display: np.ndarray, prediction: PredictionLike | None, *, label: str
             status = wrap(f"Not assessed: the input check refused this image. {reasons}", inner, m.font)
         else:
             status = []
-        extra = _panel_lines(prediction, map_note, not_assessed, inner, m.font)
-        n = 2 + len(rows) + len(status) + 1 + len(extra)
-        return width, extra, status, n
+        top = wrap(summary, inner, m.font) + (wrap(legend, inner, 0.8 * m.font) if rows else [])
+        extra = _panel_lines(prediction, map_note, not_assessed, inner, m.font, annotations)
+        n = 2 + len(top) + len(rows) + len(status) + 1 + len(extra)
+        return width, extra, status, top, n
 
     m = m0
-    width, extra, status, n = layout(m)
+    width, extra, status, top, n = layout(m)
     if n * m.line + 2 * pad > h:  # shrink the text so everything fits beside the image
         m = _Metrics.for_height(h, line=(h - 2 * pad) / n)
-        width, extra, status, n = layout(m)
+        width, extra, status, top, n = layout(m)
 
     panel = np.full((h, width, 3), BACKGROUND, dtype=np.uint8)
     y = pad + m.line * 0.8
     _put(panel, header, pad, y, m.font, TEXT, 1)
-    y += m.line * 0.8
-    if rows:
-        _put(panel, legend, pad, y, 0.8 * m.font, MUTED)
     y += m.line
+    n_summary = len(wrap(summary, width - 2 * pad, m.font))
+    for i, line in enumerate(top):
+        summary_part = i < n_summary
+        _put(panel, line, pad, y, m.font if summary_part else 0.8 * m.font, TEXT if summary_part else MUTED)
+        y += m.line
+    y += m.line * 0.2
     if rows:
         marker_w = _size("+ ", m.font, 2)[0]
         col_label = max(_size(r[0], m.font, 2)[0] for r in rows)
         x_prob = pad + marker_w + col_label + pad
         x_op = x_prob + _size("100%", m.font, 2)[0] + pad
-        for lab, prob, op, positive in rows:
+        x_tag = x_op + _size("op 100%", m.font)[0] + pad
+        for lab, prob, op, positive, tag in rows:
             colour = POSITIVE if positive else TEXT
             thick = 2 if positive else 1
             if positive:
@@ -313,6 +331,8 @@ def render(display: np.ndarray, prediction: PredictionLike | None, *, label: str
             pw = _size(prob, m.font, thick)[0]
             _put(panel, prob, x_prob + _size("100%", m.font, 2)[0] - pw, y, m.font, colour, thick)
             _put(panel, op, x_op, y, m.font, MUTED, 1)
+            if tag:
+                _put(panel, tag, x_tag, y, 0.8 * m.font, WARNING, 1)
             y += m.line
     for line in status:
         _put(panel, line, pad, y, m.font, WARNING)

@@ -72,8 +72,8 @@ def test_sr_reads_back_with_findings_probabilities_and_references(plain, udacity
         values = {m.name.meaning: m.value for m in group.get_measurements()}
         assert values["Probability"] == pytest.approx(finding.probability, abs=1e-6)
         assert values["Threshold Value"] == pytest.approx(finding.threshold)
-        (evaluation,) = group.get_qualitative_evaluations()
-        assert evaluation.value.meaning == ("Present" if finding.positive else "Absent")
+        evaluation = group.get_qualitative_evaluations()[0]  # (a second one says "near operating point")
+        assert evaluation.value.meaning == ("Present" if finding.positive else "Not flagged at this operating point")
         assert group.source_images[0].referenced_sop_instance_uid == source.SOPInstanceUID
     assert seen == set(engine.labels)
     texts = _text_values(ds)

@@ -12,6 +12,8 @@ from pypdf import PdfReader
 
 from cxrviewer.labels import not_covered
 from cxrviewer.report.export import export_study
+from cxrviewer.report.findings import NO_FINDING
+from cxrviewer.report.reading import percent
 
 
 def _pages(path: Path) -> list[str]:
@@ -34,9 +36,13 @@ def test_one_page_per_image_with_header_findings_and_model(two_page, udacity_pre
                              (pages[1], rg1_prediction, "pydicom-data_RG1_J2KI.dcm")):
         assert "NOT FOR DIAGNOSTIC USE" in text
         assert name in text
-        for f in pred.findings:  # every finding with probability and operating point, in rank order
-            result = "present" if f.positive else "absent"
-            assert f"{f.label} {f.probability:.1%} {f.threshold:.1%} {result}" in text
+        for f in pred.findings:  # every finding with probability and operating point ("No Finding": the summary)
+            if f.label == NO_FINDING:
+                assert f"No Finding {percent(f.probability)} (" in text
+                continue
+            result = "flagged" if f.positive else "not flagged"
+            assert f"{f.label} {percent(f.probability)} {percent(f.threshold)} {result}" in text
+        assert "absent" not in text.replace("not absent", "")
         for label in not_covered(engine.labels):
             assert label in text
         assert "report-test-model 0.0.1" in text

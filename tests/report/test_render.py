@@ -7,6 +7,7 @@ import pytest
 
 from cxrviewer.imaging import to_display
 from cxrviewer.model import colormap
+from cxrviewer.report.reading import reading_order
 from cxrviewer.report.render import (
     BACKGROUND,
     DEFAULT_ALPHA,
@@ -98,9 +99,10 @@ def test_render_shows_the_selected_map_and_panel(udacity, udacity_prediction) ->
     assert (np.abs(footer.astype(int) - np.array(BACKGROUND)).sum(axis=2) > 100).any()
 
 
-def test_render_default_map_is_the_top_finding_other_than_no_finding(udacity, udacity_prediction) -> None:
+def test_render_default_map_is_the_first_finding_of_the_reading_order(udacity, udacity_prediction) -> None:
     display = to_display(udacity)
-    top = next(f.label for f in udacity_prediction.findings if f.label != "No Finding")
+    top = reading_order(udacity_prediction.findings)[0].label  # flagged furthest above its cutoff; never No Finding
+    assert top != "No Finding"
     assert np.array_equal(render(display, udacity_prediction), render(display, udacity_prediction, label=top))
 
 
