@@ -472,8 +472,8 @@ class ModelCard(_Record):
         if self.seal.method != SEAL_METHOD:
             return f"its seal uses an unknown method {self.seal.method!r}"
         if self.seal.sha256 != self.card_sha256:
-            return (f"its content (SHA-256 {self.card_sha256[:12]}…) does not match its seal "
-                    f"({self.seal.sha256[:12]}…): it was edited after the trainer wrote it")
+            return (f"its content (SHA-256 {self.card_sha256[:12]}...) does not match its seal "
+                    f"({self.seal.sha256[:12]}...): it was edited after the trainer wrote it")
         return None
 
     def integrity_note(self) -> str | None:
@@ -481,7 +481,7 @@ class ModelCard(_Record):
         if not self.is_modified:
             return None
         return (f"{MODIFIED_CARD[0].upper()}{MODIFIED_CARD[1:]}: its content does not match the seal the trainer "
-                f"wrote (card SHA-256 {self.card_sha256[:16]}…); operating points or other values may differ "
+                f"wrote (card SHA-256 {self.card_sha256[:16]}...); operating points or other values may differ "
                 "from the validated model.")
 
     # --- what readers ask ------------------------------------------------------------------------------
