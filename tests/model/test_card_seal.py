@@ -145,3 +145,13 @@ def test_cli_reports_the_card_hash_and_state(edited: Path, genuine: Path, shared
     assert model["name"] == real["name"] and model["labels"] == real["labels"]  # the contract keys stay
     thresholds = {f["label"]: f["threshold"] for f in fake["results"][0]["findings"]}
     assert thresholds["Pneumothorax"] == 0.999 and thresholds["Cardiomegaly"] == 0.0
+
+
+def test_node_refuses_the_edited_card_unless_allowed(edited: Path) -> None:
+    from cxrviewer.net.cli import UsageError, _load_engine, build_parser
+
+    argv = ["--allow-ae", "PACS", "--model", str(edited), "--threads", "1"]
+    with pytest.raises(UsageError, match=MODIFIED_CARD):
+        _load_engine(build_parser().parse_args(argv))
+    engine = _load_engine(build_parser().parse_args([*argv, "--allow-modified-card"]))
+    assert engine.card_status == CARD_MODIFIED
