@@ -76,6 +76,13 @@ class RateLimiter:
             held = self._held.pop(key, 0)
         return f"{message} ({held} similar message(s) held back)" if held else message
 
+    def held_back(self) -> int:
+        """How many messages are held back and not yet summarised (and forget them)."""
+        with self._lock:
+            held = sum(self._held.values())
+            self._held.clear()
+        return held
+
 
 _LIMITER = RateLimiter()
 

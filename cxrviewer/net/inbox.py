@@ -17,7 +17,11 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+import pydicom
+
 from cxrviewer.net.errors import NetError
+from cxrviewer.net.sopclasses import IMAGE_CLASSES
+from cxrviewer.report.dicom_common import MANUFACTURER
 
 TEMP_SUFFIX = ".part"
 
@@ -87,3 +91,21 @@ class Inbox:
         """Every stored object, oldest first (temporaries excluded)."""
         found = [p for p in self.root.glob("study-*/*.dcm") if not p.name.startswith(".")]
         return sorted(found, key=lambda p: (p.stat().st_mtime_ns, p.name))
+
+    def clean_orphans(self) -> int:
+        """Remove the temporaries of stores a crash interrupted (call before the receiver starts)."""
+        removed = 0
+        for tmp in self.root.glob(f"study-*/.*{TEMP_SUFFIX}"):
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+                removed += 1
+        return removed
+
+
+def analysable(path: Path) -> bool:
+    """Whether an inbox file is an image the node analyses (an image class, not our own result)."""
+    try:
+        ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["SOPClassUID", "Manufacturer"])
+    except Exception:  # stored by the SCP, so readable; a file damaged since then is not ours to analyse
+        return False
+    return str(ds.get("SOPClassUID", "")) in IMAGE_CLASSES and str(ds.get("Manufacturer", "")) != MANUFACTURER

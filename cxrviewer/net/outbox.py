@@ -5,8 +5,10 @@ file once the remote answered success (or deletes it, with ``keep_sent=False``).
 ``pending`` only after its own C-STORE succeeded, so a crash, a dead network or a remote killed in the
 middle of a batch leaves every unconfirmed result in ``pending`` for the next `deliver`.
 
-Files arrive either by `add` (copied in atomically) or by writing directly into `new_batch()` with the
-atomic export writer (`cxrviewer.report.export.export_study`); hidden temporaries are never sent.
+Files arrive either by `add` (copied in atomically) or by writing into a hidden staging folder
+(`stage_batch()`, e.g. with `cxrviewer.report.export.export_study`) that `commit_batch` renames into
+``pending`` in one step, so a crash never leaves half a study's results to be sent; hidden temporaries and
+staging folders are never sent, and `clean_orphans` removes what a crash left of them.
 `deliver` retries objects that did not reach the remote (connection refused, association lost,
 out-of-resources status) up to ``retries`` times with a doubling delay; files the remote refused for
 good stay in ``pending`` too (a corrected configuration may deliver them) and are reported as failed.
@@ -31,6 +33,8 @@ from cxrviewer.net.inbox import atomic_write_bytes
 from cxrviewer.net.send import DELIVERED, FAILED, NOT_SENT, SendResult, send_files
 
 log = logging.getLogger(__name__)
+
+STAGING_PREFIX = ".staging-"
 
 
 @dataclass
@@ -89,10 +93,45 @@ class Outbox:
         return self.pending_dir
 
     def new_batch(self, label: str = "batch") -> Path:
-        """A fresh folder under ``pending`` to write one study's results into."""
+        """A fresh folder under ``pending`` to write one study's results into (sent as soon as files appear)."""
         folder = self.ensure() / _batch_name(label)
         folder.mkdir()
         return folder
+
+    def stage_batch(self, label: str = "batch") -> Path:
+        """A fresh hidden folder under ``pending`` to write one study's results into; `commit_batch` sends it."""
+        folder = self.ensure() / f"{STAGING_PREFIX}{_batch_name(label)}"
+        folder.mkdir()
+        return folder
+
+    def commit_batch(self, staging: Path) -> Path:
+        """Make a staged batch pending (one rename); an empty one is removed. Returns the pending folder."""
+        target = staging.with_name(staging.name.removeprefix(STAGING_PREFIX))
+        if not any(staging.iterdir()):
+            staging.rmdir()
+            return target
+        os.replace(staging, target)
+        return target
+
+    def discard_batch(self, staging: Path) -> None:
+        shutil.rmtree(staging, ignore_errors=True)
+
+    def clean_orphans(self) -> int:
+        """Remove staging folders and temporaries a crash left behind (call before anything writes here)."""
+        removed = 0
+        if not self.pending_dir.is_dir():
+            return 0
+        for entry in self.pending_dir.iterdir():
+            if entry.name.startswith(STAGING_PREFIX) and entry.is_dir():
+                shutil.rmtree(entry, ignore_errors=True)
+                removed += 1
+            elif entry.is_dir():
+                for tmp in entry.glob(".*"):
+                    tmp.unlink(missing_ok=True)
+                    removed += 1
+                if not any(entry.iterdir()):
+                    entry.rmdir()
+        return removed
 
     def add(self, paths: Iterable[str | Path], label: str = "batch") -> list[Path]:
         """Copy files into a new batch (each atomically); return their outbox paths."""
@@ -111,7 +150,8 @@ class Outbox:
         """Files waiting for delivery, oldest batch first."""
         if not self.pending_dir.is_dir():
             return []
-        files = [p for p in self.pending_dir.glob("*/*.dcm") if not p.name.startswith(".")]
+        files = [p for p in self.pending_dir.glob("*/*.dcm")
+                 if not p.name.startswith(".") and not p.parent.name.startswith(".")]
         return sorted(files, key=lambda p: (p.parent.name, p.name))
 
     def _done(self, path: Path) -> None:

@@ -219,7 +219,8 @@ class StorageSCP:
         # the ACSE timeout: pynetdicom offers no way to wake it. Wait only for real associations.
         while any(a.is_established for a in ae.active_associations) and time.monotonic() < end:
             time.sleep(0.02)
-        log.info("DICOM receiver stopped")
+        held = self._log_limiter.held_back()
+        log.info("DICOM receiver stopped%s", f" ({held} repeated refusal line(s) were held back)" if held else "")
 
     def __enter__(self) -> StorageSCP:
         self.start()

@@ -35,6 +35,7 @@ from cxrviewer.model.card import ModelCard
 from cxrviewer.report import json_report
 from cxrviewer.report.anonymise import Pseudonymiser, mark_deidentified
 from cxrviewer.report.atomic import StagedFiles, ensure_folder
+from cxrviewer.report.dicom_common import derived_uid
 from cxrviewer.report.dicom_sc import build_sc
 from cxrviewer.report.dicom_source import no_dicom_message, read_reference
 from cxrviewer.report.dicom_sr import build_sr
@@ -108,6 +109,7 @@ class _Study:
         self.instances: dict[str, int] = {"sr": 0, "sc": 0}
         self.stems: list[str] = []
         self.step = "export"  # what is being written now, for error messages
+        self.uid_seed: str | None = None
         for i, image in enumerate(images, start=1):
             stem = f"{pseudo.pseudonym}_{pseudo.image_name(i)}" if pseudo else _safe_stem(Path(image.path))
             self.stems.append(f"{stem}-{i}" if stem in self.stems else stem)
@@ -116,9 +118,14 @@ class _Study:
         else:
             self.study_stem = pseudo.pseudonym if pseudo else f"{self.stems[0]}_study{len(self.stems)}"
 
+    def _new_uid(self, *parts: str) -> str:
+        """A fresh UID, or with `uid_seed` one derived from the seed and `parts` (stable across re-exports)."""
+        return derived_uid(self.uid_seed, *parts) if self.uid_seed is not None else str(hd.UID())
+
     def _uids(self, fmt: str, ref: Dataset) -> tuple[str, int]:
         key = (fmt, str(ref.StudyInstanceUID))
-        self.series.setdefault(key, hd.UID())
+        if key not in self.series:
+            self.series[key] = self._new_uid(fmt, "series", key[1])
         self.instances[fmt] += 1
         return self.series[key], self.instances[fmt]
 
@@ -142,14 +149,15 @@ class _Study:
             assert rgb is not None
             self.step = f"Secondary Capture of {stem}"
             series_uid, number = self._uids("sc", ref)
-            sc = build_sc(ref, rgb, self.card, series_uid=series_uid, sop_uid=hd.UID(),
-                          instance_number=number, label=label)
+            sc = build_sc(ref, rgb, self.card, series_uid=series_uid,
+                          sop_uid=self._new_uid("sc", str(ref.SOPInstanceUID)), instance_number=number, label=label)
             self._stage_dicom(staged, sc, self.folder / f"{stem}.sc.dcm")
         if "sr" in self.chosen and ref is not None:
             if usable:
                 self.step = f"SR of {stem}"
                 series_uid, number = self._uids("sr", ref)
-                sr = build_sr(ref, pred, self.card, series_uid=series_uid, sop_uid=hd.UID(),
+                sr = build_sr(ref, pred, self.card, series_uid=series_uid,
+                              sop_uid=self._new_uid("sr", str(ref.SOPInstanceUID)),
                               instance_number=number)
                 self._stage_dicom(staged, sr, self.folder / f"{stem}.sr.dcm")
             else:
@@ -211,6 +219,7 @@ def export_study(
     alpha: float = DEFAULT_ALPHA,
     pseudonym: str | None = None,
     annotations: Sequence[ReaderMarks | None] | None = None,
+    uid_seed: str | None = None,
 ) -> list[Path]:
     """Write the chosen formats for one study (one image or several) into `out_dir`; return the paths.
 
@@ -221,6 +230,8 @@ def export_study(
     8-bit renderings the caller already shows (used instead of window/invert). pseudonym: reuse one
     pseudonym across calls (default: a new random one per anonymised export). annotations: one per image
     (None: nothing drawn), the reader's measuring lines and lung outline drawn on the PNG, SC and PDF figure.
+    uid_seed: derive the SR / SC series and instance UIDs from this seed and the source UIDs (the same
+    analysis exported twice gives the same instances; the node passes its model key) instead of new ones.
     Raises `ExportError` with a plain message; nothing is left behind then.
     """
     image_list = _as_list(images)
@@ -251,6 +262,7 @@ def export_study(
     if not isinstance(card, ModelCard):  # no model loaded (callers may pass an empty mapping)
         card = None
     study = _Study(image_list, preds, card, folder, chosen, pseudo, references, alpha, marks)
+    study.uid_seed = uid_seed if pseudo is None else None  # anonymised copies never reuse source-derived UIDs
     try:
         with StagedFiles() as staged:
             for i, image in enumerate(image_list):

@@ -199,3 +199,32 @@ def test_our_own_results_coming_back_are_not_analysed(make_scp: Any, dicom_dir: 
     assoc.release()
     assert [(r.ours, r.analysable) for r in received] == [(True, False), (False, True)]
     assert pydicom.dcmread(received[0].path).file_meta.SourceApplicationEntityTitle == GOOD_AE
+
+
+@pytest.mark.parametrize("change, reason", [
+    ({"Rows": 60000, "Columns": 60000}, "image size 60000 x 60000 is outside"),
+    ({"Rows": 8000, "Columns": 8000}, "8000 x 8000 pixels in the header, 1841 x 1955 in the compressed data"),
+    ({"NumberOfFrames": -1}, "number of frames -1 is outside"),
+    ({"BitsAllocated": 1, "BitsStored": 1, "HighBit": 0}, "1 bits allocated per pixel cannot be analysed"),
+])
+def test_compressed_images_with_impossible_geometry_are_refused_before_success(
+        make_scp: Any, dicom_dir: Path, change: dict[str, int], reason: str) -> None:
+    """The red team's JPEG 2000 objects that got C-STORE success and then never an answer: now refused with a
+    failure status, so the PACS learns at once; the genuine object is still stored."""
+    scp, received, refused = make_scp()
+    genuine = pydicom.dcmread(dicom_dir / "pydicom-data_RG1_J2KI.dcm")
+    bad = pydicom.dcmread(dicom_dir / "pydicom-data_RG1_J2KI.dcm")
+    bad.SOPInstanceUID = generate_uid()
+    for keyword, value in change.items():
+        setattr(bad, keyword, value)
+    ae = AE(ae_title=GOOD_AE)
+    ae.add_requested_context(genuine.SOPClassUID, [genuine.file_meta.TransferSyntaxUID])
+    assoc = ae.associate(*scp.address, ae_title="CXRVIEWER")
+    assert assoc.is_established
+    try:
+        status_bad = int(assoc.send_c_store(bad).Status)
+        status_good = int(assoc.send_c_store(genuine).Status)
+    finally:
+        assoc.release()
+    assert status_bad in (0xA900, 0xC000) and status_good == 0x0000
+    assert len(received) == 1 and any(reason in m for m in refused), refused
