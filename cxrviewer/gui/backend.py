@@ -1,7 +1,9 @@
 """The viewer's one doorway to the headless layers (imaging, model); no Qt here.
 
 Heavy modules (pydicom, torch) are imported on first use, inside worker threads, so the window shows
-before they load. Everything returned is plain Python / numpy.
+before they load. Only `load_engine` imports torch: scanning and decoding never do, so a film is shown
+while the model loads, and a broken torch install costs the findings, never the viewing (`model_failure`
+says what failed). Everything returned is plain Python / numpy.
 """
 
 from __future__ import annotations
@@ -188,12 +190,21 @@ def thumbnail(display: np.ndarray, side: int = THUMBNAIL_SIDE) -> np.ndarray:
     return np.ascontiguousarray(cv2.resize(display, size, interpolation=cv2.INTER_AREA))
 
 
-def decode(path: Path, image: Any = None) -> Decoded:
-    """Load (unless already loaded) and prepare the first display and the thumbnail."""
+def decode(path: Path, image: Any = None, screen_ready: bool = True) -> Decoded:
+    """Load (unless already loaded) and prepare the first display and the thumbnail; `screen_ready` also
+    converts the display to the canvas's pixel format (for the image about to be shown)."""
     image = image if image is not None else load(path)
     window = default_window(image)
     display = np.ascontiguousarray(to_display(image, None))
-    return Decoded(image, display, window, thumbnail(display), gray_to_rgb32(display), window_presets(image))
+    rgb32 = gray_to_rgb32(display) if screen_ready else None
+    return Decoded(image, display, window, thumbnail(display), rgb32, window_presets(image))
+
+
+def image_errors() -> tuple[type[BaseException], ...]:
+    """What decoding raises for a file that cannot be shown (the message names the file and why)."""
+    from cxrviewer.imaging.errors import ImageLoadError
+
+    return ImageLoadError, OSError
 
 
 def gray_to_rgb32(gray: np.ndarray) -> np.ndarray:
@@ -277,9 +288,21 @@ def inference_threads() -> int:
     return max(1, cores - 1)
 
 
+class TorchUnavailable(RuntimeError):
+    """torch / torchvision cannot be imported (a broken or mismatched install); the message says so."""
+
+
 def load_engine(source: ModelSource) -> Any:
-    """Load the inference engine; raises ModelError with a readable message."""
-    from cxrviewer.model.inference import Engine
+    """Load the inference engine; raises ModelError with a readable message (TorchUnavailable when torch
+    itself does not import)."""
+    try:
+        from cxrviewer.model.inference import Engine
+    except Exception as exc:  # ImportError, OSError (a missing .so), RuntimeError (torchvision's operators)
+        detail = (str(exc).strip().splitlines() or [""])[0][:300]
+        raise TorchUnavailable(
+            f"PyTorch could not be loaded ({type(exc).__name__}: {detail}). torch and torchvision must be a "
+            "matched pair: reinstall them as the README's install section shows"
+        ) from exc
 
     threads = inference_threads()
     kwargs = {"threads": threads, "lung_outline": True,  # View ▸ Lung outline draws them
@@ -293,10 +316,20 @@ def load_engine(source: ModelSource) -> Any:
 
 
 def model_errors() -> tuple[type[BaseException], ...]:
+    """Errors whose message is meant for the user (a model or an image that cannot be used). Never imports
+    torch, so it works in the very handler that reports a broken torch install."""
     from cxrviewer.imaging.errors import ImageLoadError
-    from cxrviewer.model.weights import ModelError
+    from cxrviewer.model.card import ModelError
 
     return ModelError, ImageLoadError, OSError
+
+
+def model_failure(exc: BaseException) -> str:
+    """What the findings panel says when the model could not be loaded."""
+    if isinstance(exc, (TorchUnavailable, *model_errors())):
+        return str(exc)
+    log.error("model load failed", exc_info=exc)
+    return f"the model could not be loaded ({type(exc).__name__}: {exc})"
 
 
 def validation_table(card: Any) -> dict[str, dict[str, Any]]:

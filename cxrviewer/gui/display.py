@@ -28,8 +28,8 @@ class Display:
 
     # --- display ---
 
-    def show_study(self, key: str) -> None:
-        """Display a study, on its first analysed image (else its first image)."""
+    def show_study(self, key: str, image_key: str = "") -> None:
+        """Display a study, on `image_key` when given (one of its images), else on its opening image."""
         study = self.w.worklist.study(key)
         if study is None:
             self.displayed_study = self.displayed_image = ""
@@ -41,7 +41,8 @@ class Display:
             return
         self.w.stack.setCurrentIndex(1)
         self.displayed_study = key
-        image = self.w.worklist.opening_image(study)
+        asked = next((img for img in study.images if img.key == image_key), None)
+        image = asked or self.w.worklist.opening_image(study)
         self.fill_image_combo(study, image)
         self.show_image(image.key)
         self.status_for_study(study)
@@ -121,7 +122,8 @@ class Display:
         elif image.state == State.ANALYSING:
             self.w.findings.clear("Analysing…" if self.w.pipeline.model_loaded else "Loading the model…")
         elif image.state == State.QUEUED or prediction is None:
-            self.w.findings.clear("Queued for analysis…")
+            self.w.findings.clear("Queued for analysis…" if self.w.pipeline.model_loaded
+                                  else "Loading the model… the findings follow when it is ready.")
         elif image.state == State.REJECTED:
             self.w.findings.show_rejection(list(prediction.gate.reasons) or ["rejected by the input check"])
         else:

@@ -26,7 +26,7 @@ class Intake:
 
     def __init__(self, window: MainWindow) -> None:
         self.w = window
-        self.pending_select = False  # select the first new study when the scan returns
+        self.to_show: set[int] = set()  # scan tokens whose first study is displayed when the scan returns
         self.scan_generation = 0  # bumped by `forget_scans`: rows of older scans are not added any more
 
     def forget_scans(self) -> None:
@@ -35,17 +35,20 @@ class Intake:
 
     # --- opening ---
 
-    def open_paths(self, paths: Sequence[Path | str], remember: bool = True) -> int:
+    def open_paths(self, paths: Sequence[Path | str], remember: bool = True, show: bool = True) -> int:
         """Scan files/folders in the background; rows appear when the scan returns. `remember`: the open
-        dialogs start from here next time (not for the demo or the PACS inbox)."""
+        dialogs start from here next time (not for the demo or the PACS inbox). `show`: display what was
+        opened (its first study, on the first image this added) — not for studies arriving on their own."""
         chosen = [Path(p) for p in paths]
         if not chosen:
             return -1
         if remember:
             self.w.settings.last_folder = chosen[0]
         self.w.message(f"Scanning {len(chosen)} item(s)…")
-        self.pending_select = not self.w.displayed_study
-        return self.w.pipeline.scan(chosen)
+        token = self.w.pipeline.scan(chosen)
+        if show or not self.w.displayed_study:
+            self.to_show.add(token)
+        return token
 
     def open_files_dialog(self) -> None:
         files, _ = QFileDialog.getOpenFileNames(
@@ -81,36 +84,49 @@ class Intake:
                 parts.append(f"{errors} file{'s' if errors != 1 else ''} could not be opened — see the list")
             self.w.message("Opened " + "; ".join(parts), 10000)
         work: list[tuple[Any, Any]] = [(s, None) for s in outcome.studies] + [(None, e) for e in outcome.errors]
-        self.add_scanned(work, self.scan_generation)
+        show = token in self.to_show
+        self.to_show.discard(token)
+        self.add_scanned(work, self.scan_generation, show or not self.w.displayed_study)
 
-    def add_scanned(self, work: list[tuple[Any, Any]], generation: int) -> None:
+    def add_scanned(self, work: list[tuple[Any, Any]], generation: int, show: bool = False) -> None:
         """Put scanned studies (or scan errors) into the worklist, SCAN_CHUNK per event-loop turn: a drop of
-        hundreds of files must not freeze the window while its rows are made."""
+        hundreds of files must not freeze the window while its rows are made. `show`: display the first
+        readable study of `work` (a study already listed opens on the first image the scan added to it)."""
         if self.w.closing or generation != self.scan_generation:
             return
         chunk, rest = work[:SCAN_CHUNK], work[SCAN_CHUNK:]
         added: list[StudyRecord] = []
+        opened: list[tuple[StudyRecord, str]] = []  # (study, first image added to it) in scan order
         for scanned, error in chunk:
             if scanned is None:
                 record = self.w.worklist.add_error(*error)
                 if record is not None:
                     added.append(record)
+                    opened.append((record, ""))
                 continue
             record, images, fresh = self.w.worklist.add_scanned(scanned)
             for image in images:
                 self.w.pipeline.enqueue(image.key, image.path)
+            opened.append((record, images[0].key if images and not fresh else ""))
             if fresh:
                 added.append(record)
             else:
                 self.w.browser.model.changed(record.key)
         self.w.browser.model.add(added)
-        if added and (self.pending_select or not self.w.displayed_study):
-            self.pending_select = False
-            self.w.browser.set_current(next((r for r in added if r.state != State.ERROR), added[0]).key)
+        if show and opened:
+            show = False
+            self.reveal(*next((o for o in opened if o[0].state != State.ERROR), opened[0]))
         for record in added:
             self.w.study_updated.emit(record.key)
         if rest:
-            QTimer.singleShot(0, lambda: self.add_scanned(rest, generation))
+            QTimer.singleShot(0, lambda: self.add_scanned(rest, generation, show))
+
+    def reveal(self, study: StudyRecord, image_key: str = "") -> None:
+        """Select a study's row and display it (on `image_key` when given)."""
+        if self.w.browser.current_key() != study.key:
+            self.w.browser.set_current(study.key)  # displays it (the browser's current_changed)
+        if self.w.displayed_study != study.key or (image_key and image_key != self.w.displayed_image):
+            self.w.display.show_study(study.key, image_key)
 
     # --- pipeline results (see `_when_listed`) ---
 

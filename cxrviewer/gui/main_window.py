@@ -310,8 +310,8 @@ class MainWindow(QMainWindow):
     def message(self, text: str, ms: int = 8000) -> None:
         self.statusBar().showMessage(text, ms)
 
-    def open_paths(self, paths: Sequence[Path | str], remember: bool = True) -> int:
-        return self.intake.open_paths(paths, remember)
+    def open_paths(self, paths: Sequence[Path | str], remember: bool = True, show: bool = True) -> int:
+        return self.intake.open_paths(paths, remember, show)
 
     def open_demo(self) -> None:
         self.intake.open_demo()

@@ -78,7 +78,7 @@ class PacsLink:
 
     def _on_received(self, path: str) -> None:
         if not self.window.closing:
-            self.window.open_paths([Path(path)], remember=False)
+            self.window.open_paths([Path(path)], remember=False, show=False)  # never takes the reader's film away
 
     def send(self, study: StudyRecord) -> bool:
         """Send the SR + Secondary Capture of a study's analysed images."""

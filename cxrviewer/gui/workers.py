@@ -4,11 +4,16 @@ Design:
 - Work runs as plain Python callables on `QThreadPool.globalInstance()`. Workers never touch a Qt
   object: they compute numpy arrays and dataclasses and hand them over by emitting signals of a
   `_Bridge` that lives in the GUI thread (queued delivery).
-- Images go through one *lane*: at most one decode+inference job runs at a time (the engine is used
-  by one worker), the queue is kept here in the GUI thread, so a study the user selects jumps to the
-  front and work nobody waits for any more is dropped before it starts.
-- The model loads once, lazily, in its own job (`load_model`); image jobs decode right away and wait
-  for the model only when they reach inference.
+- Every image goes through two stages, each with its own queue kept here in the GUI thread:
+  *decode* (the file -> a `backend.Decoded`, shown at once) and *analyse* (the model's findings).
+  Decoding never waits for torch, the model or an analysis: the film is on screen while the model is
+  still loading, and the next films decode while the current one is analysed. At most one analysis
+  runs at a time (the engine is used by one worker); analyses wait in their queue until the model has
+  loaded (or failed, which turns them into "not analysed"), and decoding for analysis runs at most
+  `PREFETCH` images ahead of it, so a drop of hundreds of 2k films is not all held in memory.
+- The study the user looks at jumps to the front of both queues (`front`, `prioritise`); display-only
+  work nobody waits for any more is dropped before it starts.
+- The model loads once, lazily, in its own job (`load_model`); it is the only job that imports torch.
 - `shutdown` cancels everything queued and waits for what is in flight.
 """
 
@@ -29,54 +34,34 @@ from cxrviewer.model import colormap
 
 log = logging.getLogger(__name__)
 
+#: Images decoded for analysis ahead of the one being analysed (memory bound; displayed images are exempt).
+PREFETCH = 2
+#: Decodes running at once (the decoder's helper processes: `backend.DECODERS`).
+DECODE_SLOTS = backend.DECODERS
+
 
 class _Bridge(QObject):
     """Signals emitted from worker threads; lives in the GUI thread, so slots run there."""
 
     scanned = Signal(int, object)  # token, ScanOutcome
-    started = Signal(str)  # image key: decoding for analysis began
-    loaded = Signal(str, object)  # image key, backend.Decoded
+    decoded = Signal(object, object, str)  # ImageJob, backend.Decoded or None, error message ("" if none)
+    started = Signal(str)  # image key: its analysis began
     overlay = Signal(str, str, object)  # image key, label, premultiplied BGRA heat map (numpy)
-    analysed = Signal(str, object)  # image key, Prediction
-    failed = Signal(str, str)  # image key, message
-    unanalysed = Signal(str, str)  # image key, why no analysis (no model)
-    finished = Signal(str)  # image key: lane free
+    analysed = Signal(object, object, str)  # ImageJob, Prediction or None, error message ("" if none)
     model_ready = Signal(object)  # Engine
     model_failed = Signal(str)
 
 
-@dataclass
+@dataclass(eq=False)
 class ImageJob:
     key: str
     path: Path
     analyse: bool = True  # False: decode for display only
     force: bool = False  # analyse despite a gate rejection
-    image: Any = None  # an already decoded Image (skips decoding)
+    image: Any = None  # an already decoded Image (skips reading the file), then the decoded one
+    urgent: bool = False  # the displayed image: decoded first, exempt from PREFETCH, screen-ready pixels
     cancel: threading.Event = field(default_factory=threading.Event)
     counted: bool = False  # its result was counted in the batch progress
-
-
-class _EngineSlot:
-    """The engine, filled once by the model job; image jobs wait on it (cancellably)."""
-
-    def __init__(self) -> None:
-        self._done = threading.Event()
-        self.engine: Any = None
-        self.error: str = ""
-
-    def set(self, engine: Any, error: str = "") -> None:
-        self.engine, self.error = engine, error
-        self._done.set()
-
-    def wait(self, cancel: threading.Event, stop: threading.Event) -> Any:
-        while not self._done.wait(0.05):
-            if cancel.is_set() or stop.is_set():
-                return None
-        return self.engine
-
-    @property
-    def done(self) -> bool:
-        return self._done.is_set()
 
 
 class Pipeline(QObject):
@@ -99,29 +84,29 @@ class Pipeline(QObject):
         super().__init__(parent)
         self.model_source = model_source
         self._pool = QThreadPool.globalInstance()
-        if self._pool.maxThreadCount() < 3:  # lane + model load + scan may overlap
-            self._pool.setMaxThreadCount(3)
+        needed = DECODE_SLOTS + 3  # decodes + one analysis + the model load + a scan may overlap
+        if self._pool.maxThreadCount() < needed:
+            self._pool.setMaxThreadCount(needed)
         self._bridge = _Bridge()
         self._stop = threading.Event()
-        self._slot = _EngineSlot()
         self._model_requested = False
         self._engine: Any = None
         self._model_settled = False
-        self._queue: deque[ImageJob] = deque()
-        self._current: ImageJob | None = None
+        self._model_error = ""
+        self._to_decode: deque[ImageJob] = deque()
+        self._decoding: list[ImageJob] = []
+        self._to_analyse: deque[ImageJob] = deque()  # decoded, waiting for the model or the analysis slot
+        self._analysing: ImageJob | None = None
         self._scan_token = 0
         self._scans_running = 0
         self._batch_total = 0
         self._batch_done = 0
         b = self._bridge
         b.scanned.connect(self._on_scanned)
-        b.started.connect(self.started)
-        b.loaded.connect(self.loaded)
+        b.decoded.connect(self._on_decoded)
+        b.started.connect(self._on_started)
         b.overlay.connect(self.overlay_ready)
         b.analysed.connect(self._on_analysed)
-        b.failed.connect(self._on_failed)
-        b.unanalysed.connect(self._on_unanalysed)
-        b.finished.connect(self._on_finished)
         b.model_ready.connect(self._on_model_ready)
         b.model_failed.connect(self._on_model_failed)
 
@@ -140,33 +125,26 @@ class Pipeline(QObject):
     def _on_model_ready(self, engine: object) -> None:
         self._engine, self._model_settled = engine, True
         self.model_ready.emit(engine)
+        self._pump()
 
     def _on_model_failed(self, message: str) -> None:
-        self._model_settled = True
+        self._model_settled, self._model_error = True, message
         self.model_failed.emit(message)
+        self._pump()
 
     def load_model(self) -> None:
         """Start loading the model (once); results arrive as model_ready / model_failed."""
         if self._model_requested or self._stop.is_set():
             return
         self._model_requested = True
-        source, slot, bridge = self.model_source, self._slot, self._bridge
+        source, bridge = self.model_source, self._bridge
 
         def run() -> None:
             try:
                 engine = backend.load_engine(source)
-            except Exception as exc:  # ModelError or an unexpected failure: the app runs without a model
-                message = (
-                    str(exc)
-                    if isinstance(exc, backend.model_errors())
-                    else (f"the model could not be loaded ({type(exc).__name__}: {exc})")
-                )
-                if not isinstance(exc, backend.model_errors()):
-                    log.exception("model load failed")
-                slot.set(None, message)
-                _emit(bridge.model_failed, message)
+            except Exception as exc:  # whatever fails (a broken torch too), the app runs on without a model
+                _emit(bridge.model_failed, backend.model_failure(exc))
                 return
-            slot.set(engine)
             _emit(bridge.model_ready, engine)
 
         self._pool.start(run)
@@ -200,7 +178,7 @@ class Pipeline(QObject):
         self.scanned.emit(token, outcome)
         self._check_idle()
 
-    # --- image lane ---------------------------------------------------------------------------------------
+    # --- image queues -------------------------------------------------------------------------------------
 
     def enqueue(
         self,
@@ -216,11 +194,11 @@ class Pipeline(QObject):
         if self._stop.is_set():
             return
         self._drop_queued(key)
-        job = ImageJob(key, Path(path), analyse, force, image)
+        job = ImageJob(key, Path(path), analyse, force, image, urgent=front)
         if front:
-            self._queue.appendleft(job)
+            self._to_decode.appendleft(job)
         else:
-            self._queue.append(job)
+            self._to_decode.append(job)
         if analyse:
             self._batch_total += 1
             self.progress.emit(self._batch_done, self._batch_total)
@@ -228,93 +206,146 @@ class Pipeline(QObject):
         self._pump()
 
     def prioritise(self, key: str) -> bool:
-        """Move a queued image to the front; display-only jobs of other images are dropped (stale)."""
-        job = next((j for j in self._queue if j.key == key), None)
-        stale = [j for j in self._queue if not j.analyse and j.key != key]
-        for j in stale:
-            self._queue.remove(j)
-        if job is None:
-            return False
-        self._queue.remove(job)
-        self._queue.appendleft(job)
-        return True
+        """Move an image's queued work to the front; display-only jobs of other images are dropped (stale).
+        False when nothing of it is queued (it may be running: `is_pending`)."""
+        for job in [j for j in self._to_decode if not j.analyse and j.key != key]:
+            self._to_decode.remove(job)
+        found = False
+        for queue in (self._to_decode, self._to_analyse):
+            job = next((j for j in queue if j.key == key), None)
+            if job is not None:
+                queue.remove(job)
+                queue.appendleft(job)
+                job.urgent = found = True
+        self._pump()
+        return found
 
     def is_pending(self, key: str) -> bool:
-        return any(j.key == key for j in self._queue) or (self._current is not None and self._current.key == key)
+        """Work on the image is queued or running."""
+        return any(j.key == key for j in self._jobs())
+
+    def _jobs(self) -> list[ImageJob]:
+        running = [*self._decoding, *([self._analysing] if self._analysing is not None else [])]
+        return [*self._to_decode, *self._to_analyse, *running]
 
     def cancel(self, key: str) -> None:
-        """Forget an image: drop it from the queue; a running job stops at its next step."""
+        """Forget an image: drop it from the queues; a running job stops at its next step."""
         self._drop_queued(key)
-        if self._current is not None and self._current.key == key:
-            self._current.cancel.set()
+        for job in self._jobs():
+            if job.key == key:
+                job.cancel.set()
 
     def cancel_all(self, analyses_only: bool = False) -> None:
         """Drop queued work (only the analyses with `analyses_only`; display jobs stay) and stop the running
-        job at its next step."""
-        dropped = [j for j in self._queue if j.analyse or not analyses_only]
-        for job in dropped:
-            self._queue.remove(job)
+        jobs at their next step."""
+        dropped: list[ImageJob] = []
+        for queue in (self._to_decode, self._to_analyse):
+            for job in [j for j in queue if j.analyse or not analyses_only]:
+                queue.remove(job)
+                dropped.append(job)
         self._batch_total -= sum(1 for j in dropped if j.analyse)
-        if self._current is not None and (self._current.analyse or not analyses_only):
-            self._current.cancel.set()
+        for job in [*self._decoding, *([self._analysing] if self._analysing is not None else [])]:
+            if job.analyse or not analyses_only:
+                job.cancel.set()
         self.progress.emit(self._batch_done, max(self._batch_total, 0))
         for job in dropped:
             if job.analyse:
                 self.cancelled.emit(job.key)
+        self._check_idle()
 
     def _drop_queued(self, key: str) -> None:
-        for job in [j for j in self._queue if j.key == key]:
-            self._queue.remove(job)
-            if job.analyse:
-                self._batch_total -= 1
+        for queue in (self._to_decode, self._to_analyse):
+            for job in [j for j in queue if j.key == key]:
+                queue.remove(job)
+                if job.analyse:
+                    self._batch_total -= 1
 
     def _pump(self) -> None:
-        if self._current is not None or not self._queue or self._stop.is_set():
+        if self._stop.is_set():
             return
-        job = self._queue.popleft()
-        self._current = job
-        slot, bridge, stop = self._slot, self._bridge, self._stop
-        self._pool.start(lambda: _run_image_job(job, slot, bridge, stop))
+        bridge, stop = self._bridge, self._stop
+        while len(self._decoding) < DECODE_SLOTS:
+            job = self._next_to_decode()
+            if job is None:
+                break
+            self._to_decode.remove(job)
+            self._decoding.append(job)
+            self._pool.start(lambda job=job: _decode_job(job, bridge, stop))
+        if self._model_settled and self._engine is None:  # no model: decoded films are left unanalysed
+            while self._to_analyse:
+                job = self._to_analyse.popleft()
+                self._count_done(job)
+                self.unanalysed.emit(job.key, self._model_error or "no model available")
+        if self._analysing is None and self._to_analyse and self._engine is not None:
+            job = self._analysing = self._to_analyse.popleft()
+            engine = self._engine
+            self._pool.start(lambda: _analyse_job(job, engine, bridge, stop))
 
-    def _on_analysed(self, key: str, prediction: object) -> None:
-        self._count_done(key)
-        self.analysed.emit(key, prediction)
+    def _next_to_decode(self) -> ImageJob | None:
+        """Display work and the displayed image first; analyses only up to PREFETCH ahead of the model."""
+        ahead = len(self._to_analyse) + sum(1 for j in self._decoding if j.analyse)
+        return next((j for j in self._to_decode if not j.analyse or j.urgent or ahead < PREFETCH), None)
 
-    def _on_failed(self, key: str, message: str) -> None:
-        self._count_done(key)
-        self.failed.emit(key, message)
+    def _on_decoded(self, job: ImageJob, decoded: object, message: str) -> None:
+        if job in self._decoding:
+            self._decoding.remove(job)
+        cancelled = job.cancel.is_set() or self._stop.is_set()
+        if decoded is not None and not self._stop.is_set():
+            self.loaded.emit(job.key, decoded)
+        if message:  # unreadable: the image is in error whether it was to be analysed or only shown
+            self._count_done(job)
+            self.failed.emit(job.key, message)
+        elif job.analyse:
+            if cancelled or decoded is None:
+                self._uncount(job)
+            else:
+                job.image = getattr(decoded, "image", None)
+                if job.urgent:
+                    self._to_analyse.appendleft(job)
+                else:
+                    self._to_analyse.append(job)
+        self._pump()
+        self._check_idle()
 
-    def _on_unanalysed(self, key: str, message: str) -> None:
-        self._count_done(key)
-        self.unanalysed.emit(key, message)
+    def _on_started(self, key: str) -> None:
+        self.started.emit(key)
 
-    def _count_done(self, key: str) -> None:
-        job = self._current
-        if job is not None and job.key == key and job.analyse and not job.counted:
+    def _on_analysed(self, job: ImageJob, prediction: object, message: str) -> None:
+        if self._analysing is job:
+            self._analysing = None
+        if prediction is not None:
+            self._count_done(job)
+            self.analysed.emit(job.key, prediction)
+        elif message:
+            self._count_done(job)
+            self.failed.emit(job.key, message)
+        else:  # cancelled before a result
+            self._uncount(job)
+        self._pump()
+        self._check_idle()
+
+    def _count_done(self, job: ImageJob) -> None:
+        if job.analyse and not job.counted:
             job.counted = True
             self._batch_done += 1
             self.progress.emit(self._batch_done, self._batch_total)
 
-    def _on_finished(self, key: str) -> None:
-        job = self._current
-        if job is not None and job.key == key:
-            if job.analyse and not job.counted:  # cancelled before a result
-                self._batch_total -= 1
-                self.progress.emit(self._batch_done, max(self._batch_total, 0))
-                self._current = None
-                self.cancelled.emit(key)
-            self._current = None  # (also for display-only jobs and finished analyses)
-        self._pump()
-        self._check_idle()
+    def _uncount(self, job: ImageJob) -> None:
+        """An analysis stopped before its result."""
+        if job.analyse and not job.counted:
+            job.counted = True
+            self._batch_total -= 1
+            self.progress.emit(self._batch_done, max(self._batch_total, 0))
+            self.cancelled.emit(job.key)
 
     def _check_idle(self) -> None:
-        if self._current is None and not self._queue and self._scans_running == 0:
+        if not self.busy:
             self._batch_done = self._batch_total = 0
             self.idle.emit()
 
     @property
     def busy(self) -> bool:
-        return self._current is not None or bool(self._queue) or self._scans_running > 0
+        return bool(self._jobs()) or self._scans_running > 0
 
     # --- shutdown -----------------------------------------------------------------------------------------
 
@@ -337,38 +368,42 @@ def _emit(signal: Any, *args: Any) -> None:
         pass
 
 
-def _run_image_job(job: ImageJob, slot: _EngineSlot, bridge: _Bridge, stop: threading.Event) -> None:
-    """Decode (and analyse) one image in a worker thread. Only numpy / dataclasses leave this function."""
-    errors = backend.model_errors()
+def _decode_job(job: ImageJob, bridge: _Bridge, stop: threading.Event) -> None:
+    """Decode one image in a worker thread (never imports torch). Only numpy / dataclasses leave it."""
+    decoded, message = None, ""
     try:
-        if job.cancel.is_set() or stop.is_set():
-            return
-        if job.analyse:
-            _emit(bridge.started, job.key)
-        decoded = backend.decode(job.path, job.image)
-        _emit(bridge.loaded, job.key, decoded)
-        if not job.analyse or job.cancel.is_set() or stop.is_set():
-            return
-        engine = slot.wait(job.cancel, stop)
-        if engine is None:
-            if slot.done:
-                _emit(bridge.unanalysed, job.key, slot.error or "no model available")
-            return
-        if job.cancel.is_set() or stop.is_set():
-            return
-        prediction = engine.predict(decoded.image, force=job.force)
-        top = most_abnormal(list(prediction.findings))
-        if top is not None and top.positive:  # the map shown first is coloured here, not on the GUI thread
-            heat = backend.heat_map(prediction, top.label, colormap.OVERLAY_SIDE)
-            if heat is not None:
-                _emit(bridge.overlay, job.key, top.label, colormap.overlay_bgra(heat))
-        _emit(bridge.analysed, job.key, prediction)
-    except errors as exc:
-        _emit(bridge.failed, job.key, str(exc))
+        if not (job.cancel.is_set() or stop.is_set()):
+            decoded = backend.decode(job.path, job.image, screen_ready=job.urgent)
+    except backend.image_errors() as exc:
+        message = str(exc)
     except MemoryError:
-        _emit(bridge.failed, job.key, f"{job.path.name}: not enough memory to open this image")
+        message = f"{job.path.name}: not enough memory to open this image"
     except Exception as exc:  # never let one file take the worker (or the app) down
-        log.exception("unexpected error on %s", job.path.name)
-        _emit(bridge.failed, job.key, f"{job.path.name}: unexpected error ({type(exc).__name__})")
+        log.exception("unexpected error decoding %s", job.path.name)
+        message = f"{job.path.name}: unexpected error ({type(exc).__name__})"
     finally:
-        _emit(bridge.finished, job.key)
+        _emit(bridge.decoded, job, decoded, message)
+
+
+def _analyse_job(job: ImageJob, engine: Any, bridge: _Bridge, stop: threading.Event) -> None:
+    """Analyse one decoded image in a worker thread. Only numpy / dataclasses leave this function."""
+    prediction, message = None, ""
+    try:
+        if not (job.cancel.is_set() or stop.is_set()):
+            _emit(bridge.started, job.key)
+            prediction = engine.predict(job.image, force=job.force)
+            top = most_abnormal(list(prediction.findings))
+            if top is not None and top.positive:  # the map shown first is coloured here, not on the GUI thread
+                heat = backend.heat_map(prediction, top.label, colormap.OVERLAY_SIDE)
+                if heat is not None:
+                    _emit(bridge.overlay, job.key, top.label, colormap.overlay_bgra(heat))
+    except backend.model_errors() as exc:
+        prediction, message = None, str(exc)
+    except MemoryError:
+        prediction, message = None, f"{job.path.name}: not enough memory to analyse this image"
+    except Exception as exc:  # never let one file take the worker (or the app) down
+        log.exception("unexpected error analysing %s", job.path.name)
+        prediction, message = None, f"{job.path.name}: unexpected error during analysis ({type(exc).__name__})"
+    finally:
+        job.image = None  # the pixels are no longer needed here
+        _emit(bridge.analysed, job, prediction, message)

@@ -61,8 +61,9 @@ class Worklist:
 
     @staticmethod
     def opening_image(study: StudyRecord) -> ImageRecord:
-        """The image a study opens on: its first analysed image, else its first image."""
-        return next((img for img in study.images if img.state == State.DONE), study.images[0])
+        """The image a study opens on: its first image, the one its row is named after (the next readable one
+        when that file cannot be read). Always the same image, however far the analyses have got."""
+        return next((img for img in study.images if img.state != State.ERROR), study.images[0])
 
     @staticmethod
     def pending(study: StudyRecord) -> bool:

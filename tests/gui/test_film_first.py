@@ -1,0 +1,117 @@
+"""The film first: decoding and display never wait for torch, the model or the gate (issue 20, items 1, 3, 5)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from cxrviewer.gui import backend
+from cxrviewer.gui.main_window import MainWindow
+from cxrviewer.gui.records import State
+
+from .conftest import wait_all_finished
+
+PROBE = Path(__file__).with_name("start_probe.py")
+
+
+@pytest.fixture
+def model_gate(monkeypatch: pytest.MonkeyPatch) -> Iterator[threading.Event]:
+    """The model load waits until the test sets the returned event (set again at teardown)."""
+    release = threading.Event()
+    load = backend.load_engine
+
+    def held(source: backend.ModelSource) -> object:
+        release.wait(120)
+        return load(source)
+
+    monkeypatch.setattr(backend, "load_engine", held)
+    yield release
+    release.set()
+
+
+def probe(file: Path, card: Path, *options: str) -> dict:
+    proc = subprocess.run([sys.executable, str(PROBE), str(file), str(card), *options],
+                          capture_output=True, text=True, timeout=240)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    assert proc.returncode == 0 and lines, proc.stdout + proc.stderr
+    return json.loads(lines[-1])
+
+
+def test_selected_film_is_shown_while_the_model_is_still_loading(qtbot, window: MainWindow,  # noqa: ANN001
+                                                                  model_gate: threading.Event,
+                                                                  dicom_dir: Path) -> None:
+    files = [dicom_dir / f"udacity_nih_test{i}.dcm" for i in (2, 3)] + [dicom_dir / "pydicom-data_RG1_J2KI.dcm"]
+    with qtbot.waitSignal(window.pipeline.scanned, timeout=20000):
+        window.open_paths(files)
+    studies = list(window.studies.values())
+    assert len(studies) == 3
+    for study in (studies[2], studies[1]):  # the last study, then another one: each film shows at once
+        window.browser.set_current(study.key)
+        qtbot.waitUntil(lambda study=study: window.canvas.has_image()
+                        and window.canvas.image.path == study.images[0].path, timeout=20000)
+        assert window.canvas.message() == ""  # no "Loading…" over the film
+    assert not window.pipeline.model_loaded and window.engine is None
+    assert "Loading the model" in window.findings.status_label.text()
+    assert all(img.state == State.QUEUED for s in studies for img in s.images)
+    model_gate.set()  # the findings follow when the model is ready
+    wait_all_finished(qtbot, window, expected_images=3, timeout=120000)
+    assert all(s.state == State.DONE for s in studies)
+    assert window.current_image() is studies[1].images[0]
+    qtbot.waitUntil(lambda: len(window.findings.ranked()) > 0, timeout=10000)
+
+
+def test_showing_a_film_imports_neither_torch_nor_the_model(dicom_dir: Path, tiny_model: Path) -> None:
+    result = probe(dicom_dir / "udacity_nih_test3.dcm", tiny_model, "--block-model")
+    assert result["film"], result
+    assert not result["model_loaded"]
+    assert not result["torch"] and not result["torchvision"], result
+
+
+def test_broken_torchvision_still_shows_the_film_and_says_what_failed(dicom_dir: Path, tiny_model: Path) -> None:
+    result = probe(dicom_dir / "udacity_nih_test3.dcm", tiny_model, "--broken", "torchvision")
+    assert result["film"], result  # viewing keeps working
+    assert result["model_loaded"] and not result["engine"], result
+    text = result["model_text"]
+    assert "No model available" in text and "PyTorch could not be loaded" in text, text
+    assert "torchvision::nms does not exist" in text and "matched pair" in text, text
+    assert result["image_state"] == State.NOT_ANALYSED.value, result
+
+
+def test_opened_studies_are_shown_and_rows_open_their_own_study(qtbot, window: MainWindow, dicom_dir: Path,  # noqa: ANN001
+                                                                 copy_file) -> None:  # noqa: ANN001
+    window.open_paths([dicom_dir / "udacity_nih_test3.dcm"])
+    qtbot.waitUntil(lambda: bool(window.displayed_study), timeout=20000)
+    first = window.displayed_study
+    with qtbot.waitSignal(window.pipeline.scanned, timeout=20000):
+        window.open_paths([dicom_dir])  # File ▸ Open with a study already on screen
+    shown = window.current_study()
+    assert shown is not None and shown.key != first  # what was just opened is displayed ...
+    assert window.browser.current_key() == shown.key  # ... and its row is the selected one
+    wait_all_finished(qtbot, window, expected_images=9, timeout=180000)
+    [patient2] = [s for s in window.studies.values() if len(s.images) == 4]  # test1, test4, test5, test6
+    titled = patient2.title(False)
+    assert titled == patient2.images[0].path.name
+    assert {img.state for img in patient2.images} >= {State.DONE, State.REJECTED}
+    window.browser.set_current(first)
+    window.browser.set_current(patient2.key)
+    image = window.current_image()
+    assert image is patient2.images[0] and image.path.name == titled  # the row opens the image it is named after
+    combo = window.image_combo.currentText()
+    assert combo.startswith("Image 1 of 4") and titled in combo, combo
+
+    # a file that joins a listed study: that study is displayed, on the image the file added
+    window.browser.set_current(first)
+    extra = copy_file(dicom_dir / "udacity_nih_test1.dcm", "another_copy.dcm")
+    with qtbot.waitSignal(window.pipeline.scanned, timeout=20000):
+        window.open_paths([extra])
+    assert len(patient2.images) == 5
+    assert window.current_study() is patient2 and window.browser.current_key() == patient2.key
+    assert window.current_image() is patient2.images[4]
+    assert window.image_combo.currentText().startswith("Image 5 of 5")
+    wait_all_finished(qtbot, window, expected_images=10, timeout=60000)
