@@ -203,7 +203,9 @@ class ModelCardDialog(QDialog):
                 details.append(f"<b>{title}:</b> {html.escape(value)}")
         details.append(
             "<b>Heat maps:</b> class-activation maps of the final layer, shown as a local probability "
-            "(the sigmoid of the map) on a fixed 0–100 % scale; none is drawn below a finding's operating point."
+            "(the sigmoid of the map) on a fixed 0–100 % scale, for flagged findings and for “check” items: "
+            "above a high-sensitivity triage point, where the model looked, not a finding. None is drawn for a "
+            "label below both points."
         )
         details.append(f"<b>Card:</b> {html.escape(str(getattr(getattr(engine, 'bundle', None), 'card_path', '')))}")
         self.details = QTextBrowser()

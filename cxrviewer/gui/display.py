@@ -179,7 +179,8 @@ class Display:
             self.w.canvas.clear_overlay()
             self.w.canvas.show_message(
                 f"{label}: {percent(finding.probability)}, below its operating point "
-                f"({percent(finding.threshold)}) — no map is drawn for findings below their cutoff."
+                f"({percent(finding.threshold)}), not flagged — maps are drawn for flagged findings and "
+                "“check” items only."
             )
         else:
             self.w.canvas.set_overlay(overlay, label, finding.cam_peak)

@@ -1,7 +1,10 @@
-"""The second reader's panel: every label ranked, with its bar and operating point, and the gate's verdict.
+"""The second reader's panel: a summary line, every label in reading order with its bar and operating point,
+and the gate's verdict.
 
-Observations the model does not cover are listed greyed as "not assessed by this model" and are never
-drawn as negative. Clicking a finding asks the main window to show its heat map.
+The order, the summary line ("No Finding" is not a row), the "near cutoff" tag and the probability format are
+those of `cxrviewer.report.reading`, which the exports use too. Observations the model does not cover are
+listed greyed as "not assessed by this model" and are never drawn as negative. Clicking a finding asks the
+main window to show its heat map (flagged findings and "check" rows have one).
 """
 
 from __future__ import annotations
@@ -24,10 +27,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from cxrviewer.gui.records import percent
+from cxrviewer.report import reading
+from cxrviewer.report.reading import percent
 
 POSITIVE = QColor(255, 138, 61)  # above the operating point
-NORMAL_POSITIVE = QColor(86, 190, 130)  # "No Finding" above its operating point
 NEGATIVE = QColor(92, 132, 170)
 TRIAGE = QColor(232, 196, 64)  # above a high-sensitivity triage point, below the finding point
 TRACK = QColor(43, 48, 56)
@@ -35,6 +38,9 @@ TEXT = QColor(226, 229, 234)
 MUTED = QColor(120, 126, 136)
 SELECTED = QColor(48, 62, 80)
 HOVER = QColor(36, 42, 52)
+
+LEGEND = ("Bar: probability", "▼ tick: operating point", "bold: flagged",
+          f"{reading.NEAR_CUTOFF}: too close to call")
 
 
 class FindingRow(QWidget):
@@ -62,8 +68,11 @@ class FindingRow(QWidget):
             side = "above" if finding.positive else "below"
             tip = (
                 f"{label}: probability {finding.probability:.3f}, {side} the operating point "
-                f"{finding.threshold:.3f}."
+                f"{finding.threshold:.3f} ({'flagged' if finding.positive else 'not flagged: not the same as absent'})."
             )
+            if reading.near_cutoff(finding):
+                tip += (f"\nNear cutoff: within {reading.NEAR_CUTOFF_LOGIT} logit of the operating point; another "
+                        "copy of the same film (other size or compression) can fall on the other side.")
             if auroc is not None:
                 tip += f"\nValidation AUROC {auroc:.3f}."
             if getattr(finding, "triage", False):
@@ -93,11 +102,8 @@ class FindingRow(QWidget):
     def text(self) -> str:
         if self.finding is None:
             return f"{self.label}: not assessed by this model"
-        suffix = " (positive)" if self.positive else ""
-        if getattr(self.finding, "triage", False):
-            suffix = " (triage: check)"
-        elif getattr(self.finding, "note", None):
-            suffix = " (not asserted)"
+        words = (["flagged"] if self.positive else []) + reading.tags(self.finding)
+        suffix = f" ({', '.join(words)})" if words else ""
         return f"{self.label}: {percent(self.finding.probability)}{suffix}"
 
     def sizeHint(self) -> QSize:  # noqa: N802
@@ -148,24 +154,22 @@ class FindingRow(QWidget):
             p.end()
             return
         f = self.finding
-        triage = bool(getattr(f, "triage", False))
-        colour = (NORMAL_POSITIVE if self.label == "No Finding" else POSITIVE) if f.positive else NEGATIVE
-        colour = TRIAGE if triage else colour
+        triage = reading.is_check(f)
+        colour = TRIAGE if triage else (POSITIVE if f.positive else NEGATIVE)
         font.setBold(f.positive)
         p.setFont(font)
         fm = p.fontMetrics()
         text_rect = QRectF(r.left() + 10, r.top() + 3, r.width() - 20, fm.height())
+        right = " · ".join([percent(f.probability), *reading.tags(f)])
         p.setPen(TEXT if f.positive else QColor(196, 200, 207))
         p.drawText(
             text_rect,
             Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
-            fm.elidedText(self.label, Qt.TextElideMode.ElideRight, int(text_rect.width() - 50 - (60 if triage else 0))),
+            fm.elidedText(self.label, Qt.TextElideMode.ElideRight,
+                          int(text_rect.width() - fm.horizontalAdvance(right) - 8)),
         )
         p.setPen(colour if f.positive or triage else QColor(196, 200, 207))
-        tag = " · check" if triage else (" · not asserted" if getattr(f, "note", None) else "")
-        p.drawText(
-            text_rect, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter, percent(f.probability) + tag
-        )
+        p.drawText(text_rect, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter, right)
         bar = QRectF(r.left() + 10, text_rect.bottom() + 5, r.width() - 20, 7)
         p.setPen(Qt.PenStyle.NoPen)
         p.setBrush(TRACK)
@@ -256,6 +260,16 @@ class FindingsPanel(QWidget):
         self.status_label.setWordWrap(True)
         outer.addWidget(self.status_label)
 
+        self.summary_label = QLabel()  # "No finding flagged · No Finding 62% (...)": `reading.summary_line`
+        self.summary_label.setObjectName("findingsSummary")
+        self.summary_label.setWordWrap(True)
+        self.summary_label.setToolTip(
+            "How many findings are above their operating points, and the model's own \"No Finding\" "
+            "probability (not listed as a finding)."
+        )
+        self.summary_label.hide()
+        outer.addWidget(self.summary_label)
+
         self.scroll = QScrollArea()
         self.scroll.setObjectName("findingsScroll")
         self.scroll.setWidgetResizable(True)
@@ -290,7 +304,10 @@ class FindingsPanel(QWidget):
         overlay.addWidget(self.opacity_value)
         outer.addLayout(overlay)
 
-        legend = QLabel("Bar: probability  ·  ▼ tick: operating point  ·  bold: above it")
+        # Non-breaking spaces inside each item: the legend wraps between items, never leaves a word alone.
+        legend = QLabel("  ·  ".join(item.replace(" ", "\u00a0") for item in LEGEND))
+        legend.setToolTip("Order: flagged findings (furthest above their operating point first), then triage "
+                          "checks, then the rest; not-assessed observations last.")
         legend.setObjectName("legendLabel")
         legend.setWordWrap(True)
         outer.addWidget(legend)
@@ -321,6 +338,8 @@ class FindingsPanel(QWidget):
         self.selected_label = None
         self.gate_frame.hide()
         self.warning_label.hide()
+        self.summary_label.clear()
+        self.summary_label.hide()
         self.status_label.setText(status)
         self.status_label.setVisible(bool(status))
         self.findings_changed.emit()
@@ -336,7 +355,8 @@ class FindingsPanel(QWidget):
     def show_prediction(
         self, prediction: Any, not_covered: list[str], auroc: dict[str, float] | None = None, note: str = ""
     ) -> None:
-        """Rank the prediction's findings (highest first) and list the uncovered observations greyed."""
+        """The summary line, the findings in reading order (`report.reading`) and the uncovered observations
+        greyed."""
         self.clear()
         auroc = auroc or {}
         warnings = list(getattr(prediction.gate, "warnings", []) or [])
@@ -350,8 +370,9 @@ class FindingsPanel(QWidget):
         if warnings:
             self.warning_label.setText("\n".join(f"⚠ {w}" for w in warnings))
             self.warning_label.show()
-        findings = sorted(prediction.findings, key=lambda f: -f.probability)
-        for f in findings:
+        self.summary_label.setText(reading.summary_line(prediction.findings))
+        self.summary_label.setVisible(bool(self.summary_label.text()))
+        for f in reading.reading_order(prediction.findings):
             self._add_row(FindingRow(f.label, f, auroc.get(f.label)))
         if not_covered:
             header = QLabel("Not assessed by this model")

@@ -10,6 +10,10 @@ from typing import Any
 
 import numpy as np
 
+from cxrviewer.report.reading import order_key, percent, top_finding
+
+__all__ = ["percent"]  # the one probability formatter of the viewer and the exports (`report.reading`)
+
 
 class State(StrEnum):
     """Where an image (or a study, aggregated) is in the pipeline."""
@@ -224,14 +228,15 @@ def scrub(message: str, record: StudyRecord, hide_identifiers: bool) -> str:
 
 
 def abnormality_key(finding: Any) -> tuple[float, float]:
-    """Positives first, then by probability (the order of the findings panel)."""
-    return (1.0 if finding.positive else 0.0, float(finding.probability))
+    """Larger = read earlier: the reading order of the findings panel (`report.reading`: flagged, check, the
+    rest; by margin above the operating point), as a key to compare findings of different images."""
+    group, negative_margin = order_key(finding)
+    return (-float(group), -negative_margin)
 
 
 def most_abnormal(findings: list[Any]) -> Any:
-    """The top finding: the most probable finding other than "No Finding", positives first; or None."""
-    candidates = [f for f in findings if f.label != "No Finding"]
-    return max(candidates, key=abnormality_key) if candidates else None
+    """The top finding: the first abnormality of the reading order ("No Finding" left out); or None."""
+    return top_finding(findings)
 
 
 def abnormality_score(findings: list[Any]) -> float | None:
@@ -254,12 +259,3 @@ def format_person_name(value: str) -> str:
     parts = [p.strip() for p in value.split("=")[0].split("^")]
     family, given = parts[0], " ".join(p for p in parts[1:3] if p)
     return f"{family}, {given}" if family and given else family or given
-
-
-def percent(p: float) -> str:
-    """Probability as a short percentage ("<1%", "87%", ">99%")."""
-    if p < 0.005:
-        return "<1%"
-    if p > 0.995:
-        return ">99%"
-    return f"{100 * p:.0f}%"

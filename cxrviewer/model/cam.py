@@ -7,7 +7,8 @@ and the spatial mean of ``cam[l]`` equals label l's logit.
 Fixed colour scale ("local probability"): a map value v (logit units) is shown as ``sigmoid(v)`` in
 [0, 1]. It is the same scale for every image and label, never a per-image min-max stretch: because the
 map's mean is the label's logit, a 2 % finding (logit -3.9) stays cold almost everywhere, while a 98 %
-finding glows. Maps of findings below their cutoff are not drawn at all (as CheXlocalize does).
+finding glows. Maps are drawn for flagged findings and for triage "check" items (above a high-sensitivity
+triage point: where the model looked, not a finding); below those points none is drawn (as CheXlocalize does).
 
 Smoothing: a card may ask for the maps to be smoothed on their grid (Gaussian, `cam.smoothing_cells` cells)
 before anything is drawn or a peak is taken (`smooth_cams`); the bundled ensemble uses 0.7 cells, which

@@ -6,9 +6,10 @@ same pass (`CXRNet.cams`, logit units) and the input gate (`cxrviewer.model.gate
 
 Colour scale of the maps (fixed, documented, never a per-image min-max): a CAM value v in logit units is
 shown as sigmoid(v) in [0, 1], a "local probability". The spatial mean of a label's logit map equals the
-label's logit, so a 2 % finding stays cold and a 98 % finding glows. `Prediction.cam` returns no map for
-a finding below its cutoff. Maps and peaks are in the ORIGINAL image's pixel coordinates (through
-`Letterbox.map_to_original` / `Letterbox.to_original`). Details in `cxrviewer.model.cam`.
+label's logit, so a 2 % finding stays cold and a 98 % finding glows. `Prediction.cam` returns a map for a
+flagged finding and for a triage "check" item, none for a label below both points. Maps and peaks are in
+the ORIGINAL image's pixel coordinates (through `Letterbox.map_to_original` / `Letterbox.to_original`).
+Details in `cxrviewer.model.cam`.
 
 Input gate (`cxrviewer.model.gate`): tags and image statistics can reject before the network runs; the
 feature-space score (distance to the training films) warns above 1 and rejects above the card's
@@ -57,7 +58,7 @@ FEATURE_WARNING = ("unusual image: it differs from the films the model was train
 
 @dataclass
 class Finding:
-    """One label's result. ``cam_peak`` is (x, y) in original pixels, None below the cutoff.
+    """One label's result. ``cam_peak`` is (x, y) in original pixels, None below the cutoff (unless ``triage``).
 
     ``probability`` is calibrated when the card carries a calibration. ``triage`` marks a label above its
     high-sensitivity triage point but below its finding point ("check for ..."), never a finding. ``note``

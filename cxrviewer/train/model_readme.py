@@ -73,7 +73,8 @@ def _cam_display(card: dict[str, Any]) -> str:
     sigma = (card.get("cam") or {}).get("smoothing_cells")
     smooth = (f"smooths each map on its grid (Gaussian, sigma {sigma} cells) before drawing it or taking its peak "
               "and ") if sigma else ""
-    return f"the viewer {smooth}shows sigmoid(map) on a fixed [0, 1] scale."
+    return (f"the viewer {smooth}shows sigmoid(map) on a fixed [0, 1] scale, for flagged findings and for "
+            "'check' (triage) items, where the model looked; no map is drawn for a label below both points.")
 
 
 def _members(card: dict[str, Any]) -> str:

@@ -15,6 +15,7 @@ from cxrviewer.gui.main_window import MainWindow
 from cxrviewer.gui.records import State
 from cxrviewer.gui.settings import AppSettings
 from cxrviewer.gui.study_browser import MOST_ABNORMAL
+from cxrviewer.report.reading import reading_order
 
 from .conftest import wait_all_finished
 
@@ -251,7 +252,7 @@ def test_study_with_two_images_is_one_row(qtbot, window: MainWindow, dicom_dir: 
     assert second is not first
     qtbot.waitUntil(lambda: window.canvas.image is not None and window.canvas.image.path == second.path,
                     timeout=10000)
-    assert window.findings.ranked() == [(f.label, f.probability) for f in second.prediction.findings]
+    assert window.findings.ranked() == [(f.label, f.probability) for f in reading_order(second.prediction.findings)]
 
 
 def test_decoder_that_hangs_is_stopped_and_reported(qtbot, window: MainWindow, dicom_dir: Path,  # noqa: ANN001

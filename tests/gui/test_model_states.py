@@ -53,7 +53,7 @@ def test_gate_rejection_shows_reason_and_analyse_anyway(qtbot, window: MainWindo
         qtbot.mouseClick(panel.anyway_button, Qt.MouseButton.LeftButton)
     assert forced.args[1].gate.status == "ok" and forced.args[1].gate.overridden
     assert study.state == State.DONE and study.images[0].forced
-    assert len(panel.ranked()) == len(MODEL_LABELS)
+    assert len(panel.ranked()) == len(MODEL_LABELS) - 1  # "No Finding" is the summary line
     assert panel.warning_label.isVisible() and "overridden" in panel.warning_label.text()
 
 

@@ -27,10 +27,12 @@ def study(number: int, findings: list | None, state: State = State.DONE) -> Stud
     return StudyRecord(key=f"s{number}", number=number, images=[image])
 
 
-def test_top_finding_is_the_most_probable_positive() -> None:
+def test_top_finding_is_the_flagged_one_furthest_above_its_cutoff() -> None:
     findings = [finding("No Finding", 0.9, 0.5), finding("Edema", 0.30, 0.05), finding("Cardiomegaly", 0.6, 0.4),
                 finding("Pneumothorax", 0.7, 0.8)]
-    assert most_abnormal(findings).label == "Cardiomegaly"  # positive beats a more probable negative
+    # 30 % at a 5 % cutoff is further above it (in logits) than 60 % at 40 %; an unflagged 70 % comes after both
+    assert most_abnormal(findings).label == "Edema"
+    assert most_abnormal(findings[2:]).label == "Cardiomegaly"  # positive beats a more probable negative
     negatives = [finding("Edema", 0.1, 0.5), finding("Pneumothorax", 0.3, 0.5)]
     top = most_abnormal(negatives)
     assert top.label == "Pneumothorax" and not top.positive

@@ -13,6 +13,7 @@ from PySide6.QtWidgets import QApplication, QWidget
 from cxrviewer.gui.main_window import MainWindow
 from cxrviewer.gui.records import State
 from cxrviewer.labels import CHEXPERT_LABELS
+from cxrviewer.report.reading import reading_order
 
 from .conftest import MODEL_LABELS, POSITIVE
 
@@ -36,11 +37,11 @@ def analysed(qtbot, window: MainWindow, dicom_dir: Path):  # noqa: ANN001, ANN20
 def test_dicom_findings_appear_ranked(analysed) -> None:  # noqa: ANN001
     window, prediction = analysed
     panel = window.findings
-    ranked = panel.ranked()
-    assert [label for label, _ in ranked] == [f.label for f in prediction.findings]
-    assert sorted(label for label, _ in ranked) == sorted(MODEL_LABELS)
-    probs = [p for _, p in ranked]
-    assert probs == sorted(probs, reverse=True)
+    ranked = panel.ranked()  # reading order: flagged first (by margin), then the rest; No Finding is the summary
+    assert [label for label, _ in ranked] == [f.label for f in reading_order(prediction.findings)]
+    assert sorted(label for label, _ in ranked) == sorted(set(MODEL_LABELS) - {"No Finding"})
+    assert {label for label, _ in ranked[:len(POSITIVE)]} == POSITIVE
+    assert panel.summary_label.text().startswith(f"{len(POSITIVE)} findings flagged · No Finding ")
     assert {r.label for r in panel.rows if r.positive} == POSITIVE
     # CheXpert observations the model lacks are listed, greyed, never as a (negative) probability
     missing = [lab for lab in CHEXPERT_LABELS if lab not in MODEL_LABELS]
@@ -209,7 +210,8 @@ def test_refreshing_findings_leaves_no_stray_windows(qtbot, analysed) -> None:  
     assert spy.shown == []  # a removed row must never pop up as a window of its own, even briefly
     strays = [w for w in QApplication.topLevelWidgets() if w.isVisible() and w is not window]
     assert strays == []
-    assert len(window.findings.rows) == len(MODEL_LABELS) + len(window.findings.not_assessed())
+    # every label once ("No Finding" is the summary line, not a row)
+    assert len(window.findings.rows) == len(MODEL_LABELS) - 1 + len(window.findings.not_assessed())
 
 
 def test_display_heat_map_matches_engine_map(analysed) -> None:  # noqa: ANN001
