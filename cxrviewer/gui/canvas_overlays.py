@@ -153,6 +153,16 @@ class ColourBar(QWidget):
     def fit_height(self, available: int) -> None:
         self.setFixedSize(self.WIDTH, int(max(self.MIN_HEIGHT, min(self.MAX_HEIGHT, available))))
 
+    def _scale_font(self) -> QFont:
+        font = QFont(self.font())
+        font.setPointSizeF(max(7.0, font.pointSizeF() - 1))
+        return font
+
+    def title_layout(self) -> tuple[list[str], QFont]:
+        """The finding's name as drawn: on one line, else over two, in the scale's font or smaller (down to
+        6 pt) until it fits; elided only if even that fails ("Pneumothorax", not "Pneumothor…")."""
+        return fit_title(self.title, self._scale_font(), self.width() - 8)
+
     def set_title(self, title: str) -> None:
         self.title = title
         self.setToolTip(
@@ -167,9 +177,7 @@ class ColourBar(QWidget):
         p.setPen(Qt.PenStyle.NoPen)
         p.setBrush(QColor(12, 14, 18, 200))
         p.drawRoundedRect(self.rect(), 6, 6)
-        font = QFont(self.font())
-        font.setPointSizeF(max(7.0, font.pointSizeF() - 1))
-        p.setFont(font)
+        p.setFont(self._scale_font())
         fm = p.fontMetrics()
         top, bottom = 10 + 2 * fm.height() + 4, self.height() - 10 - 2 * fm.height() - 4
         bar = QRectF(10, top, 16, bottom - top)
@@ -191,11 +199,14 @@ class ColourBar(QWidget):
             p.drawLine(QPointF(bar.right(), y), QPointF(bar.right() + 4, y))
             p.drawText(QPointF(bar.right() + 7, y + fm.ascent() / 2 - 1), colormap.tick_label(value))
         p.setPen(QColor(235, 235, 235))
-        p.drawText(
-            QRectF(4, 6, self.width() - 8, fm.height()),
-            Qt.AlignmentFlag.AlignHCenter,
-            fm.elidedText(self.title, Qt.TextElideMode.ElideRight, self.width() - 8),
-        )
+        lines, title_font = self.title_layout()
+        p.setFont(title_font)
+        line_height = QFontMetricsF(title_font).height()
+        y = 6 + (2 * fm.height() - len(lines) * line_height) / 2  # centred in the two lines kept for it
+        for line in lines:
+            p.drawText(QRectF(4, y, self.width() - 8, line_height), Qt.AlignmentFlag.AlignHCenter, line)
+            y += line_height
+        p.setFont(self._scale_font())
         p.setPen(QColor(170, 175, 185))
         p.drawText(
             QRectF(2, bottom + 4, self.width() - 4, 2 * fm.height()),
@@ -203,6 +214,28 @@ class ColourBar(QWidget):
             colormap.SCALE_TITLE.replace(" ", "\n", 1),
         )
         p.end()
+
+
+def fit_title(title: str, font: QFont, width: float, min_points: float = 6.0) -> tuple[list[str], QFont]:
+    """`title` in at most two lines no wider than `width`, and the font that fits them (see `ColourBar`)."""
+    words = title.split()
+    candidates = [[title]]
+    if len(words) > 1:  # the two-line split whose longer line is shortest
+        splits = [[" ".join(words[:i]), " ".join(words[i:])] for i in range(1, len(words))]
+        fm = QFontMetricsF(font)
+        candidates.append(min(splits, key=lambda pair: max(fm.horizontalAdvance(x) for x in pair)))
+    size = font.pointSizeF()
+    while True:
+        trial = QFont(font)
+        trial.setPointSizeF(size)
+        fm = QFontMetricsF(trial)
+        for lines in candidates:
+            if all(fm.horizontalAdvance(line) <= width for line in lines):
+                return lines, trial
+        if size <= min_points:
+            lines = candidates[-1]
+            return [fm.elidedText(line, Qt.TextElideMode.ElideRight, width) for line in lines], trial
+        size = max(min_points, size - 0.5)
 
 
 def crosshair() -> QPainterPath:

@@ -130,6 +130,15 @@ class MeasureLayer:
         """The labels drawn now (rulers, then the CTR lines)."""
         return [line.label.text() for line in self._rulers + self._ctr if line.label.text()]
 
+    def lines(self) -> list[tuple[str, tuple[float, float], tuple[float, float], str]]:
+        """The finished lines as plain data: (kind "distance" / "cardiac" / "thoracic", start, end, label),
+        in image pixels, rulers first (what an export draws; a line still being drawn is left out)."""
+        out = [("distance", *line.points(), line.label.text()) for line in self._rulers]
+        for i, line in enumerate(self._ctr):
+            if line is not self._active:
+                out.append(("cardiac" if i == 0 else "thoracic", *line.points(), line.label.text()))
+        return out
+
     def _clamp(self, p: QPointF) -> QPointF:
         b = self.bounds
         if b.isEmpty():

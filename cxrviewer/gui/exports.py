@@ -35,7 +35,8 @@ def summary(written: list[Path], folder: Path, skipped: set[str]) -> str:
 
 
 class StudyExporter:
-    """Exports the study the window displays, as it is displayed (window/level, inversion, heat map)."""
+    """Exports the study the window displays, as it is displayed (window/level, inversion, heat map, the
+    reader's measuring lines and the lung outline when shown)."""
 
     def __init__(self, window: MainWindow) -> None:
         self.window = window
@@ -68,7 +69,7 @@ class StudyExporter:
 
         anonymise = window.hide_identifiers if anonymise is None else anonymise
         canvas = window.canvas
-        images, predictions, windows, displays = [], [], [], []
+        images, predictions, windows, displays, marks = [], [], [], [], []
         for rec in study.images:
             if rec.state == State.ERROR:
                 continue
@@ -83,6 +84,7 @@ class StudyExporter:
             shown = rec.key == window.displayed_image
             windows.append(self._shown_window() if shown else None)
             displays.append(canvas.display_array() if shown else None)
+            marks.append(canvas.reader_marks() if shown else None)  # measuring lines, lung outline
         if not images:
             self._status("Nothing to export: no image of this study could be opened.")
             return []
@@ -97,6 +99,7 @@ class StudyExporter:
             written = exporter.export_study(
                 images, predictions, window.model_card(), folder, chosen, anonymise, windows,
                 window.selected_label, invert=canvas.inverted, displays=displays, alpha=canvas.overlay_opacity,
+                annotations=marks,
             )
         except Exception as exc:  # ExportError (plain message) or anything unexpected
             QApplication.restoreOverrideCursor()

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from PySide6.QtCore import QPointF, QRectF, QSize, Qt, Signal
-from PySide6.QtGui import QColor, QFont, QMouseEvent, QPainter, QPaintEvent, QPen, QPolygonF
+from PySide6.QtGui import QColor, QFont, QFontMetricsF, QMouseEvent, QPainter, QPaintEvent, QPen, QPolygonF
 from PySide6.QtWidgets import (
     QCheckBox,
     QFrame,
@@ -160,16 +160,26 @@ class FindingRow(QWidget):
         p.setFont(font)
         fm = p.fontMetrics()
         text_rect = QRectF(r.left() + 10, r.top() + 3, r.width() - 20, fm.height())
-        right = " · ".join([percent(f.probability), *reading.tags(f)])
+        tags = reading.tags(f)
+        tag_font = QFont(font)  # the tags a point smaller: a narrow panel keeps the finding's name whole
+        tag_font.setPointSizeF(max(6.5, font.pointSizeF() - 1))
+        tag_text = "".join(f" · {t}" for t in tags)
+        tag_width = QFontMetricsF(tag_font).horizontalAdvance(tag_text) if tags else 0.0
+        value = percent(f.probability)
         p.setPen(TEXT if f.positive else QColor(196, 200, 207))
         p.drawText(
             text_rect,
             Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
             fm.elidedText(self.label, Qt.TextElideMode.ElideRight,
-                          int(text_rect.width() - fm.horizontalAdvance(right) - 8)),
+                          int(text_rect.width() - fm.horizontalAdvance(value) - tag_width - 8)),
         )
         p.setPen(colour if f.positive or triage else QColor(196, 200, 207))
-        p.drawText(text_rect, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter, right)
+        p.drawText(text_rect.adjusted(0, 0, -tag_width, 0), Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter,
+                   value)
+        if tags:
+            p.setFont(tag_font)
+            p.drawText(text_rect, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter, tag_text)
+            p.setFont(font)
         bar = QRectF(r.left() + 10, text_rect.bottom() + 5, r.width() - 20, 7)
         p.setPen(Qt.PenStyle.NoPen)
         p.setBrush(TRACK)
@@ -203,7 +213,7 @@ class FindingsPanel(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("findingsPanel")
-        self.setMinimumWidth(260)
+        self.setMinimumWidth(self._row_room())
         outer = QVBoxLayout(self)
         outer.setContentsMargins(10, 10, 10, 8)
         outer.setSpacing(8)
@@ -315,6 +325,17 @@ class FindingsPanel(QWidget):
         self.rows: list[FindingRow] = []
         self._extra_widgets: list[QWidget] = []
         self.selected_label: str | None = None
+
+    def _row_room(self) -> int:
+        """The panel's least width: room for "Pleural Effusion 33% · near cutoff" in a row (260-300 px)."""
+        bold = QFont(self.font())
+        bold.setBold(True)
+        small = QFont(bold)
+        small.setPointSizeF(max(6.5, bold.pointSizeF() - 1))
+        text = (QFontMetricsF(bold).horizontalAdvance("Pleural Effusion 100%")
+                + QFontMetricsF(small).horizontalAdvance(f" · {reading.NEAR_CUTOFF}"))
+        chrome = 20 + 4 + 20 + 14 + 8  # row text margins, row inset, panel margins, scroll bar, gap
+        return int(min(300, max(260, text + chrome)))
 
     # --- content ------------------------------------------------------------------------------------------
 

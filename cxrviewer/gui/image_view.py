@@ -35,6 +35,7 @@ from cxrviewer.gui.canvas_geometry import FIT_MARGIN, ZoomableView
 from cxrviewer.gui.canvas_input import CanvasInput
 from cxrviewer.gui.canvas_overlays import ColourBar, HeatMapLayer, bgra_qimage, gray_qimage, paint_corner_text
 from cxrviewer.gui.canvas_tools import CanvasTool
+from cxrviewer.report.marks import MeasureLine, ReaderMarks
 
 __all__ = ["CanvasTool", "ColourBar", "ImageCanvas", "Window", "bgra_qimage", "gray_qimage"]
 
@@ -81,6 +82,7 @@ class ImageCanvas(ZoomableView):
         self._lungs_item.setZValue(4)
         self._lungs_item.hide()
         self._lungs_wanted = False
+        self._lung_contours: list[np.ndarray] = []  # what the outline was drawn from (for exports)
         self._scene.addItem(self._lungs_item)
         self.banner = QLabel(self.viewport())
         self.banner.setObjectName("canvasBanner")
@@ -299,6 +301,7 @@ class ImageCanvas(ZoomableView):
 
     def set_lung_outline(self, contours: list[np.ndarray] | None) -> None:
         """The lung fields' outline (N x 2 (x, y) contours in image pixels), drawn when switched on."""
+        self._lung_contours = [np.asarray(c) for c in contours or []]
         path = QPainterPath()
         for contour in contours or []:
             pts = np.asarray(contour, dtype=np.float64).reshape(-1, 2) + 0.5  # pixel centres
@@ -427,6 +430,13 @@ class ImageCanvas(ZoomableView):
     def measurements(self) -> list[str]:
         """The labels of the lines drawn now."""
         return self._input.measure.texts()
+
+    def reader_marks(self) -> ReaderMarks:
+        """What the reader sees drawn over the film, as plain data for an export: the finished measuring lines
+        and, while it is shown, the lung outline (image pixels)."""
+        lines = tuple(MeasureLine(kind, start, end, text) for kind, start, end, text in self._input.measure.lines())
+        outline = tuple(self._lung_contours) if self.lung_outline_shown() else ()
+        return ReaderMarks(lines=lines, lung_outline=outline)
 
     def clear_measurements(self) -> None:
         if self._input.clear():

@@ -37,11 +37,17 @@ class AppSettings:
 
     @property
     def export_folder(self) -> str:
-        """Where the export dialog opens: the last export folder, else the user's documents, else home."""
+        """Where the export dialog opens: the last export folder, else the user's documents folder (made when
+        the account has none yet, as on a fresh Linux install), else home."""
         folder = str(self._get("paths/export_folder", "") or "")
         if folder and Path(folder).is_dir():
             return folder
         documents = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.DocumentsLocation)
+        if documents and not Path(documents).is_dir() and Path(documents).parent.is_dir():
+            try:
+                Path(documents).mkdir()
+            except OSError:
+                pass
         return documents if documents and Path(documents).is_dir() else str(Path.home())
 
     @export_folder.setter

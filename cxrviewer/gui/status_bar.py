@@ -2,21 +2,24 @@
 
 They stay narrow (texts elided, full text in the tooltip; the cursor readout only while the cursor is
 over the image; window/level and zoom are in the canvas's corner, not repeated here) so that messages
-on the left are read in full, also in a 1024 px wide window.
+on the left are read in full, also in a 1024 px wide window. The model's name gets a share of the bar's
+width (`MODEL_STATUS_SHARE`, at least `MODEL_STATUS_WIDTH`): in full on a usual screen, elided only when narrow.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QLabel, QProgressBar, QStatusBar
+from PySide6.QtCore import QEvent, QObject, Qt
+from PySide6.QtWidgets import QLabel, QProgressBar, QStatusBar, QWidget
 
 from cxrviewer.gui import backend
 from cxrviewer.gui.welcome import NOTICE
 from cxrviewer.model.card import MODIFIED_CARD
 
-MODEL_STATUS_WIDTH = 160
+MODEL_STATUS_WIDTH = 160  # px, the least the model's name gets
+MODEL_STATUS_SHARE = 0.35  # of the status bar's width, the most it gets
 
 
 class ElidedLabel(QLabel):
@@ -34,6 +37,11 @@ class ElidedLabel(QLabel):
         super().setText(shown)
         if shown != text and not self.toolTip():
             self.setToolTip(text)
+
+    def set_max_width(self, max_width: int) -> None:
+        if max_width != self._max:
+            self._max = max_width
+            self.setText(self._full)
 
     def full_text(self) -> str:
         return self._full
@@ -64,6 +72,11 @@ class StatusBar:
         )
         for w in (self.pixel_label, self.progress, self.pacs_status, self.model_status, self.notice):
             bar.addPermanentWidget(w)
+        self._resized = _ResizeFilter(bar, self._fit_model_status)
+        bar.installEventFilter(self._resized)
+
+    def _fit_model_status(self, width: int) -> None:
+        self.model_status.set_max_width(max(MODEL_STATUS_WIDTH, int(width * MODEL_STATUS_SHARE)))
 
     def show_cursor(self, info: Any) -> None:
         if info is None:
@@ -101,3 +114,16 @@ class StatusBar:
         self.pacs_status.setToolTip(f"PACS: {text}")
         self.pacs_status.setText(f"PACS: {text}")
         self.pacs_status.setVisible(True)
+
+
+class _ResizeFilter(QObject):
+    """Calls `on_width(width)` whenever the watched widget is resized."""
+
+    def __init__(self, parent: QObject, on_width: Callable[[int], None]) -> None:
+        super().__init__(parent)
+        self._on_width = on_width
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt API)
+        if event.type() == QEvent.Type.Resize and isinstance(watched, QWidget):
+            self._on_width(watched.width())
+        return False

@@ -331,7 +331,7 @@ class StudyBrowser(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(0)
-        bar = QWidget()
+        bar = self._bar = QWidget()
         bar.setObjectName("browserBar")
         bar_layout = QHBoxLayout(bar)
         bar_layout.setContentsMargins(10, 6, 6, 6)
@@ -453,6 +453,17 @@ class StudyBrowser(QWidget):
     def _on_current(self, current: QModelIndex, previous: QModelIndex) -> None:
         self.current_changed.emit(current.data(KEY_ROLE) if current.isValid() else "")
 
+    def _keep_bar_whole(self) -> None:
+        """The pane never gets narrower than its title bar needs: a longer "Studies (n)" widens it, instead of
+        the sort box sliding under the Hide IDs button."""
+        needed = self._bar.minimumSizeHint().width()
+        if self.minimumWidth() < needed:
+            self.setMinimumWidth(needed)
+
+    def showEvent(self, event: Any) -> None:  # noqa: N802 (Qt API)
+        super().showEvent(event)
+        self._keep_bar_whole()  # the style sheet's fonts are known now
+
     def _on_context_menu(self, pos: QPoint) -> None:
         idx = self.view.indexAt(pos)
         if idx.isValid():
@@ -462,5 +473,6 @@ class StudyBrowser(QWidget):
     def _update_count(self, *args: Any) -> None:
         n = self.model.rowCount()
         self.count_label.setText(f"Studies ({n})" if n else "Studies")
+        self._keep_bar_whole()
         self.view.setVisible(n > 0)
         self.placeholder.setVisible(n == 0)

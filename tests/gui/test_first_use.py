@@ -128,6 +128,8 @@ def test_exports_name_skipped_formats_and_start_in_the_users_folder(qtbot, windo
     assert window.act_export_png.isEnabled() and window.act_export_all.isEnabled()
     assert not window.act_export_sr.isEnabled() and not window.act_export_sc.isEnabled()  # not DICOM
 
+    monkeypatch.setenv("HOME", str(tmp_path))  # the first dialog may make ~/Documents: not in the real home
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
     starts: list[str] = []
     monkeypatch.setattr(exports.QFileDialog, "getExistingDirectory",
                         lambda parent, title, start: starts.append(start) or str(tmp_path / "out"))
@@ -136,6 +138,7 @@ def test_exports_name_skipped_formats_and_start_in_the_users_folder(qtbot, windo
     (tmp_path / "out").mkdir()
     window.export_dialog(None)
     assert Path(starts[0]) != png.parent and Path(starts[0]) != assets.demo_folder()  # not the last opened folder
+    assert starts[0] == str(tmp_path / "Documents")  # but the user's documents, made on a fresh account
     assert {p.suffix for p in (tmp_path / "out").iterdir()} == {".png", ".pdf", ".json"}
     assert any(m.startswith("Exported 3 files to") and "DICOM SR and Secondary Capture skipped" in m
                for m in messages), messages
