@@ -19,6 +19,8 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from cxrviewer.fileio import atomic_write_text
+
 DEFAULT_AE_TITLE = "CXRVIEWER"
 DEFAULT_PORT = 11112
 DEFAULT_BIND = "127.0.0.1"
@@ -258,7 +260,4 @@ def save_config(config: NodeConfig, path: str | Path) -> Path:
     """Write the configuration as JSON (atomically)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(config.to_dict(), indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return atomic_write_text(path, json.dumps(config.to_dict(), indent=2) + "\n")

@@ -4,26 +4,25 @@ Layout: ``INBOX/study-<16 hex>/<Modality>-<16 hex>.dcm``. The hex parts are SHA-
 Study and SOP Instance UIDs: folder and file names (which do reach the logs) carry no identifiers,
 yet the same study always lands in the same folder and a re-sent instance replaces its earlier copy.
 Each file is written to a hidden temporary beside its target, flushed to disk and renamed into place
-(`os.replace`), so a reader of the inbox never sees a half-written file.
+(`cxrviewer.fileio.atomic_write_bytes`), so a reader of the inbox never sees a half-written file.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import re
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import pydicom
 
+from cxrviewer.fileio import TEMP_SUFFIX, atomic_write_bytes, remove_quietly
 from cxrviewer.net.errors import NetError
 from cxrviewer.net.sopclasses import IMAGE_CLASSES
 from cxrviewer.report.dicom_common import MANUFACTURER
 
-TEMP_SUFFIX = ".part"
+LEGACY_TEMP_SUFFIX = ".part"  # temporaries of earlier versions, cleaned like ours
 
 
 def digest(uid: str) -> str:
@@ -33,27 +32,6 @@ def digest(uid: str) -> str:
 def _modality(value: str) -> str:
     text = re.sub(r"[^A-Za-z0-9]", "", str(value or ""))[:8]
     return text.upper() or "OT"
-
-
-def atomic_write_bytes(target: Path, data: bytes | memoryview | Sequence[bytes | memoryview]) -> Path:
-    """Write `data` (one buffer or several, in order) to a temporary beside `target`, fsync it and rename
-    it into place."""
-    chunks = [data] if isinstance(data, bytes | bytearray | memoryview) else list(data)
-    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=TEMP_SUFFIX, dir=target.parent)
-    tmp = Path(name)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            for chunk in chunks:
-                fh.write(chunk)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
-    return target
 
 
 class Inbox:
@@ -84,7 +62,7 @@ class Inbox:
         target = self.target(study_uid, sop_uid, modality)
         target.parent.mkdir(parents=True, exist_ok=True)
         existed = target.exists()
-        atomic_write_bytes(target, data)
+        atomic_write_bytes(target, data, mode=0o644)
         return target, existed
 
     def files(self) -> list[Path]:
@@ -95,9 +73,9 @@ class Inbox:
     def clean_orphans(self) -> int:
         """Remove the temporaries of stores a crash interrupted (call before the receiver starts)."""
         removed = 0
-        for tmp in self.root.glob(f"study-*/.*{TEMP_SUFFIX}"):
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
+        for suffix in (TEMP_SUFFIX, LEGACY_TEMP_SUFFIX):
+            for tmp in self.root.glob(f"study-*/.*{suffix}"):
+                remove_quietly(tmp)
                 removed += 1
         return removed
 

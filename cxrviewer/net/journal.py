@@ -25,7 +25,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from cxrviewer.report.atomic import atomic_write_bytes
+from cxrviewer.fileio import atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ class Journal:
         entry = {"file": f"{image.parent.name}/{image.name}", "model": self.model, "answer": answer,
                  "results": [p.name for p in results], "message": message,
                  "at": time.strftime("%Y-%m-%dT%H:%M:%S")}
-        return atomic_write_bytes(self.entry_path(image), (json.dumps(entry, indent=1) + "\n").encode("utf-8"))
+        return atomic_write_text(self.entry_path(image), json.dumps(entry, indent=1) + "\n")
 
     def unanswered(self, images: Iterable[Path]) -> list[Path]:
         return [p for p in images if not self.answered(p)]

@@ -291,7 +291,7 @@ class Node:
         self._retry.pop(path, None)
         try:
             self.journal.record(path, "notice" if notice and image is None else "findings", message, results)
-        except (ExportError, OSError) as exc:  # the results go out; a rescan may analyse it again (same UIDs)
+        except OSError as exc:  # the results go out; a rescan may analyse it again (same UIDs)
             log.warning("%s: answer sent but not journaled (%s)", path.name, exc)
         return Analysed(path, status, message, results)
 

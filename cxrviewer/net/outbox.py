@@ -27,9 +27,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cxrviewer.fileio import atomic_write_bytes
 from cxrviewer.net.config import Limits, RemoteNode
 from cxrviewer.net.errors import NetError
-from cxrviewer.net.inbox import atomic_write_bytes
 from cxrviewer.net.send import DELIVERED, FAILED, NOT_SENT, SendResult, send_files
 
 log = logging.getLogger(__name__)

@@ -1,4 +1,4 @@
-"""Atomic file writing: every file goes to a temporary file in its target folder, then `os.replace`.
+"""Atomic file writing for exports (`cxrviewer.fileio` underneath), with `ExportError` messages.
 
 `StagedFiles` extends this to a group of files (one export): all are written to temporaries first and
 renamed only when every one succeeded, so a failed export leaves neither half-written files nor a
@@ -7,19 +7,12 @@ partial set behind.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
 
+from cxrviewer import fileio
+from cxrviewer.fileio import Writer, remove_quietly
 from cxrviewer.report.errors import ExportError
-
-# Temporaries are created private (0600); finished files get the usual permissions (0666 minus umask).
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)
-
-Writer = Callable[[Path], object]  # fills the path it is given; what it returns is ignored
 
 
 def _reason(exc: BaseException) -> str:
@@ -44,40 +37,18 @@ def ensure_folder(folder: str | Path) -> Path:
     return folder
 
 
-def _temp_path(target: Path) -> Path:
-    try:
-        fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    except OSError as exc:
-        raise ExportError(f"cannot write {target}: {_reason(exc)}") from None
-    os.close(fd)
-    return Path(name)
-
-
-def _remove(path: Path) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        path.unlink()
-
-
 def write_to_temp(target: Path, writer: Writer) -> Path:
     """Run `writer(temp_path)` for a temporary file beside `target`; remove it again on any failure."""
-    tmp = _temp_path(target)
-    try:
-        writer(tmp)
-        if not tmp.is_file() or tmp.stat().st_size == 0:
+
+    def checked(path: Path) -> None:
+        writer(path)
+        if not path.is_file() or path.stat().st_size == 0:
             raise ExportError(f"cannot write {target}: the writer produced no data")
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o666 & ~_UMASK)
-    except ExportError:
-        _remove(tmp)
-        raise
+
+    try:
+        return fileio.write_temp(target, checked)
     except OSError as exc:
-        _remove(tmp)
         raise ExportError(f"cannot write {target}: {_reason(exc)}") from None
-    except BaseException:
-        _remove(tmp)
-        raise
-    return tmp
 
 
 def atomic_write(target: str | Path, writer: Writer) -> Path:
@@ -87,7 +58,7 @@ def atomic_write(target: str | Path, writer: Writer) -> Path:
     try:
         os.replace(tmp, target)
     except OSError as exc:
-        _remove(tmp)
+        remove_quietly(tmp)
         raise ExportError(f"cannot write {target}: {_reason(exc)}") from None
     return target
 
@@ -117,7 +88,7 @@ class StagedFiles:
 
     def abort(self) -> None:
         for _, tmp in self._staged:
-            _remove(tmp)
+            remove_quietly(tmp)
         self._staged.clear()
 
     def commit(self) -> list[Path]:

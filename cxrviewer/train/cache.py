@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from cxrviewer.fileio import atomic_write_stream
 from cxrviewer.imaging import load_image
 from cxrviewer.imaging.display import model_input
 from cxrviewer.imaging.errors import ImageLoadError
@@ -72,9 +73,7 @@ def build_cache(paths: list[Path], size: int, cache_dir: Path, progress: bool = 
             ok[i] = False
             continue
         geo[i] = (box.orig_width, box.orig_height, *box.region)
-    tmp = data_path.with_name(data_path.name + ".tmp.npy")
-    np.save(tmp, arr)
-    tmp.replace(data_path)
-    np.save(geo_path, geo)
+    atomic_write_stream(data_path, lambda fh: np.save(fh, arr))
+    atomic_write_stream(geo_path, lambda fh: np.save(fh, geo))
     write_json(ok_path, ok)
     return Cache(np.load(data_path, mmap_mode="r"), ok, geo)

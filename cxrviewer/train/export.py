@@ -12,12 +12,12 @@ import numpy as np
 import torch
 
 from cxrviewer import __version__
+from cxrviewer.fileio import atomic_write_text
 from cxrviewer.labels import not_covered
 from cxrviewer.model.cam import CAM_SMOOTHING
 from cxrviewer.model.network import CXRNet, build_network
 from cxrviewer.model.preprocess import preprocessing_record
 from cxrviewer.model.weights import save_bundle
-from cxrviewer.report.atomic import atomic_write_bytes
 from cxrviewer.train.calibration import OperatingPoints, choose_operating_points
 from cxrviewer.train.metrics import label_report, sensitivity_threshold, youden_threshold
 
@@ -180,7 +180,7 @@ def export_bundle(net: CXRNet, card: dict[str, Any], out_card: Path,
 
 def write_text(path: Path, text: str) -> None:
     """Write a text file atomically (temporary file + rename): a crash never leaves it truncated."""
-    atomic_write_bytes(path, text.encode("utf-8"))
+    atomic_write_text(path, text)
 
 
 def write_json(path: Path, obj: Any) -> None:

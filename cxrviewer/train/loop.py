@@ -24,6 +24,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
+from cxrviewer.fileio import atomic_write_stream
 from cxrviewer.labels import EXTRA_LABELS, HIERARCHY, KNOWN_LABELS
 from cxrviewer.model.network import CXRNet
 from cxrviewer.model.pretrained import initialised_network
@@ -180,10 +181,19 @@ def evaluate_split(probs: np.ndarray, targets: np.ndarray, masks: np.ndarray, la
 
 def _save_best(net: CXRNet, labels: list[str], cfg: TrainConfig, epoch: int, out: Path) -> None:
     """The selected model (weights + what is needed to rebuild it), written atomically."""
-    tmp = out / "best.pt.tmp"
-    torch.save({"model": net.state_dict(), "labels": labels, "arch": cfg.arch, "input_size": cfg.input_size,
-                "epoch": epoch}, tmp)
-    tmp.replace(out / "best.pt")
+    best = {"model": net.state_dict(), "labels": labels, "arch": cfg.arch, "input_size": cfg.input_size,
+            "epoch": epoch}
+    atomic_write_stream(out / "best.pt", lambda fh: torch.save(best, fh))
+
+
+def _save_checkpoint(path: Path, net: nn.Module, opt: torch.optim.Optimizer, state: _TrainState) -> None:
+    """The resumable state (weights, optimiser, history), written atomically."""
+    checkpoint = {"model": net.state_dict(), "optimizer": opt.state_dict(), **state}
+    atomic_write_stream(path, lambda fh: torch.save(checkpoint, fh))
+
+
+def _save_array(path: Path, array: np.ndarray) -> None:
+    atomic_write_stream(path, lambda fh: np.save(fh, array))
 
 
 def _training_boxes(cfg: TrainConfig, samples: list[Sample], train_idx: np.ndarray, labels: list[str],
@@ -362,9 +372,7 @@ def train(cfg: TrainConfig) -> dict:
                 fh.write(json.dumps(rec) + "\n")
             log.info("epoch %d: loss %.4f, %.1f img/s", epoch + 1, rec["train_loss"], rec["images_per_s"])
             _save_best(net, labels, cfg, epoch + 1, out)
-            tmp = ckpt_path.with_suffix(".tmp")
-            torch.save({"model": net.state_dict(), "optimizer": opt.state_dict(), **state}, tmp)
-            tmp.replace(ckpt_path)
+            _save_checkpoint(ckpt_path, net, opt, state)
         elif main_proc:
             probs = predict_probs(net, val_dl, device, cfg.amp)
             ev = evaluate_split(probs, targets[val_idx], masks[val_idx], labels, ds_names[val_idx])
@@ -379,13 +387,9 @@ def train(cfg: TrainConfig) -> dict:
             if ev["score"] > state["best_score"]:
                 state["best_score"], state["best_epoch"] = ev["score"], epoch + 1
                 _save_best(net, labels, cfg, epoch + 1, out)
-                with open(out / "val_probs.npy.tmp", "wb") as fh:
-                    np.save(fh, probs)
-                (out / "val_probs.npy.tmp").replace(out / "val_probs.npy")
+                _save_array(out / "val_probs.npy", probs)
                 write_json(out / "val_eval.json", ev)
-            tmp = ckpt_path.with_suffix(".tmp")
-            torch.save({"model": net.state_dict(), "optimizer": opt.state_dict(), **state}, tmp)
-            tmp.replace(ckpt_path)
+            _save_checkpoint(ckpt_path, net, opt, state)
         if world > 1:
             dist.barrier()
             # keep early-stopping state identical on every rank

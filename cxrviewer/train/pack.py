@@ -12,10 +12,12 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 
+from cxrviewer.fileio import atomic_write_stream
 from cxrviewer.labels import KNOWN_LABELS
 from cxrviewer.model.preprocess import Letterbox
 from cxrviewer.train.boxes import MAX_BOXES, model_box
@@ -93,15 +95,14 @@ def write_pack(samples: list[Sample], size: int, cache_dir: Path, out: Path, bbo
             if row is not None and b["label"] in LABEL_INDEX:
                 rows.append([row, LABEL_INDEX[b["label"]], b["x"], b["y"], b["w"], b["h"]])
     offsets = np.cumsum([0] + [len(b) for b in blobs]).astype(np.int64)
-    tmp = out.with_name(out.name + ".tmp.npz")
-    np.savez(tmp, version=np.array(PACK_VERSION), size=np.array(size), data=np.frombuffer(b"".join(blobs), np.uint8),
-             offsets=offsets, ok=np.array(ok), paths=np.array([str(p) for p in paths]),
-             patients=np.array([s.patient_id for s in samples]), views=np.array([s.view for s in samples]),
-             datasets=np.array([s.dataset for s in samples]), targets=np.stack([s.target for s in samples]),
-             masks=np.stack([s.mask for s in samples]), geometry=built.geometry, crop=np.array(crop or ""),
-             labels=np.array(KNOWN_LABELS),
-             boxes=np.asarray(rows, np.float32).reshape(-1, 6))
-    tmp.replace(out)
+    arrays: dict[str, Any] = {
+        "version": np.array(PACK_VERSION), "size": np.array(size), "data": np.frombuffer(b"".join(blobs), np.uint8),
+        "offsets": offsets, "ok": np.array(ok), "paths": np.array([str(p) for p in paths]),
+        "patients": np.array([s.patient_id for s in samples]), "views": np.array([s.view for s in samples]),
+        "datasets": np.array([s.dataset for s in samples]), "targets": np.stack([s.target for s in samples]),
+        "masks": np.stack([s.mask for s in samples]), "geometry": built.geometry, "crop": np.array(crop or ""),
+        "labels": np.array(KNOWN_LABELS), "boxes": np.asarray(rows, np.float32).reshape(-1, 6)}
+    atomic_write_stream(out, lambda fh: np.savez(fh, **arrays))
     return {"images": len(samples), "unreadable": int(len(ok) - sum(ok)), "boxes": len(rows),
             "bytes": out.stat().st_size}
 

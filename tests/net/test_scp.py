@@ -14,8 +14,9 @@ import pytest
 from pydicom.uid import JPEGBaseline8Bit, generate_uid
 from pynetdicom import AE
 
+from cxrviewer.fileio import atomic_write_bytes
 from cxrviewer.net import Limits, NetError, NodeConfig, StorageSCP
-from cxrviewer.net.inbox import Inbox, atomic_write_bytes
+from cxrviewer.net.inbox import Inbox
 
 GOOD_AE = "GOODSCU"
 SC = "1.2.840.10008.5.1.4.1.1.7"
@@ -178,7 +179,7 @@ def test_atomic_write_leaves_nothing_on_failure(tmp_path: Path, monkeypatch: pyt
     def broken_fsync(fd: int) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("cxrviewer.net.inbox.os.fsync", broken_fsync)
+    monkeypatch.setattr("cxrviewer.fileio.os.fsync", broken_fsync)
     with pytest.raises(OSError, match="No space left"):
         atomic_write_bytes(target, b"new data")
     assert target.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["x.dcm"]
