@@ -369,14 +369,6 @@ def _ladder(smooth: np.ndarray, mid: int) -> list[tuple[np.ndarray, dict[str, li
     return out
 
 
-def _debug_ladder(image01: np.ndarray) -> tuple[np.ndarray, int, list[tuple[np.ndarray, dict[str, list[_Cand]]]]]:
-    """For tuning by eye: the working image, its midline and the threshold ladder."""
-    smooth, _ = _prepare(np.asarray(image01, dtype=np.float32))
-    assert smooth is not None
-    mid = _midline(smooth)
-    return smooth, mid, _ladder(smooth, mid)
-
-
 def _lung_shape(m: np.ndarray) -> str:
     """Why a (working-size) lung mask is not lung-shaped, or "" when it is."""
     pts = cv2.findNonZero(m)

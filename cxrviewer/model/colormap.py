@@ -79,12 +79,6 @@ def bar_colours(values01: np.ndarray, opacity: float) -> np.ndarray:
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
-def colour_of(value: float) -> tuple[int, int, int]:
-    """Opaque RGB colour of one scale value."""
-    r, g, b = LUT_RGB[int(round(float(np.clip(value, 0.0, 1.0)) * 255))]
-    return int(r), int(g), int(b)
-
-
 def overlay_bgra(heat01: np.ndarray, max_side: int = OVERLAY_SIDE) -> np.ndarray:
     """A heat map (float [0, 1], any size) as a premultiplied BGRA uint8 image of at most max_side.
 
