@@ -20,7 +20,7 @@
   - ``send_failed(str)``: the results could not even be queued (e.g. not a DICOM study).
 
   ``apply(settings)`` starts, restarts or stops the receiver to match; ``send_study(images, predictions,
-  card)`` writes SR + SC into the outbox and delivers them; ``send_files(paths)``; ``retry_outbox()``;
+  card)`` writes SR + SC into the outbox and delivers them; ``send_files(paths)``;
   ``shutdown()`` before the application quits (stops the receiver, waits for the sender).
 """
 
@@ -54,9 +54,8 @@ from cxrviewer.model.card import ModelCard
 from cxrviewer.net.config import MIB, ConfigError, Limits, NodeConfig, RemoteNode, default_data_dir
 from cxrviewer.net.errors import NetError
 from cxrviewer.net.node import Analysed, Node
-from cxrviewer.net.outbox import Outbox
 from cxrviewer.net.scp import Received
-from cxrviewer.net.send import SendResult, echo
+from cxrviewer.net.send import echo
 
 log = logging.getLogger(__name__)
 
@@ -346,10 +345,6 @@ class PacsController(QObject):
     def auto_send(self) -> bool:
         return self.settings.auto_send and self.settings.config.remote is not None
 
-    @property
-    def outbox(self) -> Outbox:
-        return Outbox(self.settings.config.outbox)
-
     def _set_status(self, text: str) -> None:
         self.status = text
         self.state_changed.emit(text)
@@ -426,14 +421,6 @@ class PacsController(QObject):
         except NetError as exc:
             self.send_failed.emit(str(exc))
 
-    def retry_outbox(self) -> None:
-        """Deliver everything waiting in the outbox (background)."""
-        if self.node is not None:
-            self.node.deliver_now()
-
-    def pending_count(self) -> int:
-        return len(self.outbox.pending())
-
     def shutdown(self, timeout: float = 30.0) -> None:
         """Stop the receiver and the sender (an interrupted delivery leaves its files in the outbox)."""
         node, self.node = self.node, None
@@ -441,7 +428,3 @@ class PacsController(QObject):
             node.stop(timeout)
         self._set_status("Receiver off")
 
-
-def send_result_text(result: SendResult) -> str:
-    """One line for a per-object status list: "<file>: delivered (…)"."""
-    return f"{result.path.name}: {result.status} ({result.message})"

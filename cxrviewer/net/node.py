@@ -339,10 +339,6 @@ class Node:
         self._wake.set()
         return queued
 
-    def deliver_now(self) -> None:
-        """Wake the delivery thread (everything pending in the outbox is sent)."""
-        self._wake.set()
-
     # -- delivery ---------------------------------------------------------------------------------
     def _deliver_loop(self) -> None:
         while not self._stop.is_set():
