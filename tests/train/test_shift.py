@@ -8,12 +8,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from sklearn.metrics import roc_auc_score
 
 from cxrviewer.imaging import load_image, model_input
 from cxrviewer.imaging.anatomy import find_lung_fields
 from cxrviewer.imaging.image import Image
 from cxrviewer.imaging.voi import auto_voi
 from cxrviewer.train.shift import SHIFTS, apply_shift, film_of, parse_shifts, shift_image
+from cxrviewer.train.shift.battery import _mean_auroc
 from cxrviewer.train.shift.battery import main as battery
 from cxrviewer.train.shift.films import nih_samples, pack_patients
 
@@ -122,3 +124,13 @@ def test_tiny_battery_writes_the_table(shared_data: Path, tmp_path: Path, one_to
     assert raw == ["nih_ecg_leads_seed0.npz", "nih_plain_seed0.npz", "nih_text_seed0.npz"]
     assert battery(args) == 0  # a rerun resumes from raw/ and gives the same numbers
     assert json.loads((tmp_path / "battery.json").read_text()) == result
+
+
+def test_bootstrap_auroc_matches_sklearn_with_ties_and_masks() -> None:
+    rng = np.random.default_rng(0)
+    y = (rng.random((200, 3)) < 0.3).astype(np.float32)
+    p = np.round(rng.random((200, 3)), 1)  # many ties
+    m = np.ones_like(y)
+    m[:60, 1] = 0
+    ref = np.mean([roc_auc_score(y[m[:, j] > 0, j], p[m[:, j] > 0, j]) for j in range(3)])
+    assert _mean_auroc(y, p, m) == pytest.approx(ref, abs=1e-12)

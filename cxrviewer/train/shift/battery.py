@@ -118,6 +118,46 @@ def _mean(values: np.ndarray) -> float | None:
     return float(values.mean()) if values.size else None
 
 
+def _ranks(x: np.ndarray) -> np.ndarray:
+    """1-based ranks, ties given their average rank."""
+    order = np.argsort(x, kind="mergesort")
+    _, first, counts = np.unique(x[order], return_index=True, return_counts=True)
+    ranks = np.empty(len(x), dtype=np.float64)
+    ranks[order] = np.repeat(first + (counts + 1) / 2.0, counts)
+    return ranks
+
+
+def _mean_auroc(y: np.ndarray, p: np.ndarray, m: np.ndarray) -> float:
+    """Mean over labels (columns) with both classes among known rows of AUROC (Mann-Whitney, ties halved)."""
+    vals = []
+    for j in range(y.shape[1]):
+        keep = m[:, j] > 0
+        yy, pp = y[keep, j] >= 0.5, p[keep, j]
+        n1 = int(yy.sum())
+        n0 = yy.size - n1
+        if n1 and n0:
+            ranks = _ranks(pp)
+            vals.append((ranks[yy].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
+    return float(np.mean(vals)) if vals else float("nan")
+
+
+def delta_interval(site: Site, plain: Run, run: Run, draws: int = 300, seed: int = 0) -> list[float] | None:
+    """95 % paired bootstrap interval (films resampled) of the change in mean AUROC, transform minus plain."""
+    if not (site.mask > 0).any():
+        return None
+    rng = np.random.default_rng(seed)
+    n = len(site.images)
+    deltas = []
+    for _ in range(draws):
+        i = rng.integers(0, n, n)
+        y, m = site.target[i], site.mask[i]
+        deltas.append(_mean_auroc(y, run.prob[i], m) - _mean_auroc(y, plain.prob[i], m))
+    if np.isnan(deltas).all():
+        return None
+    lo, hi = np.nanquantile(deltas, [0.025, 0.975])
+    return [float(lo), float(hi)]
+
+
 def summarise(site: Site, labels: list[str], runs: dict[str, Run]) -> dict[str, dict]:
     """The battery's numbers for one site: {transform: {...}}."""
     plain = runs[PLAIN]
@@ -135,6 +175,7 @@ def summarise(site: Site, labels: list[str], runs: dict[str, Run]) -> dict[str, 
             "group": "none" if name == PLAIN else SHIFTS[name].group,
             "films": len(site.images), "normal_films": int(normal.sum()),
             "auroc": per_label, "mean_auroc": float(np.mean(known)) if known else None,
+            "mean_auroc_delta_95ci": None if name == PLAIN else delta_interval(site, plain, run),
             "flags_per_film": _mean(flags), "flags_per_normal_film": _mean(flags[normal]),
             "shift": {lab: {"median": _q(shift[:, j], 0.5), "p90": _q(shift[:, j], 0.9),
                             "median_normal": _q(shift[normal, j], 0.5)} for j, lab in enumerate(labels)},

@@ -20,12 +20,14 @@ def _pct(v: Any) -> str:
 def summary_table(site: dict[str, dict]) -> list[str]:
     """One row per transform: the numbers the team acts on."""
     base = site["plain"]["mean_auroc"]
-    lines = ["| transform | group | mean AUROC (Δ) | flags / film | flags / normal film | Pneumothorax flagged "
-             "| PTX shift median / p90 | gate AUROC vs plain | gate warns | gate rejects |",
+    lines = ["| transform | group | mean AUROC (Δ [95 % CI]) | flags / film | flags / normal film "
+             "| Pneumothorax flagged | PTX shift median / p90 | gate AUROC vs plain | gate warns | gate rejects |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for name, r in site.items():
         mean = r["mean_auroc"]
-        delta = "" if name == "plain" or mean is None or base is None else f" ({mean - base:+.3f})"
+        delta = "" if name == "plain" or mean is None or base is None else f" ({mean - base:+.3f}"
+        ci = r.get("mean_auroc_delta_95ci")
+        delta += f" [{ci[0]:+.3f}, {ci[1]:+.3f}])" if delta and ci else (")" if delta else "")
         s = r["shift"].get(PTX, {})
         shift = "–" if name == "plain" else f"{_f(s.get('median'), signed=True)} / {_f(s.get('p90'), signed=True)}"
         g = r["gate"]
