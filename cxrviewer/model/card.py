@@ -214,6 +214,26 @@ class WeightsRef(_Record):
 
 
 @dataclass(frozen=True, kw_only=True)
+class OnnxRef(_Record):
+    """The network exported to ONNX beside the card (``cxrviewer-train export-onnx``) and its SHA-256, checked
+    before ONNX Runtime reads it (`cxrviewer.model.runners`).
+
+    Its graph: input ``image`` (1, 1, N, N), the normalised letterbox; outputs ``logits`` (1, L: the mean over the
+    card's test-time views), ``cams`` (1, L, h, w: every label's map in logit units, identity view) and ``pooled``
+    (1, C: the feature gate's vector). ``parity`` records what the exporter measured against torch."""
+
+    file: str = _field(_str)
+    sha256: str = _field(_str)
+    opset: int | None = _field(_int, None)
+    exported_with: str | None = _field(_str, None)
+    parity: Mapping[str, JSON] | None = _field(_json_object, None)
+
+    def __post_init__(self) -> None:
+        if Path(self.file).name != self.file or self.file in ("", ".", ".."):
+            raise CardError("the ONNX file must sit beside the card (no directories)")
+
+
+@dataclass(frozen=True, kw_only=True)
 class Preprocessing(_Record):
     """How the model input was made; `cxrviewer.model.inference` refuses values it does not implement."""
 
@@ -372,13 +392,15 @@ class ModelCard(_Record):
     gate: Mapping[str, JSON] | None = _field(_json_object, None)
     ensemble_of: JSON = _field(_json, None)
     weights: WeightsRef = _field(_record(WeightsRef))
+    #: The same network exported to ONNX (optional; absent: torch runs it).
+    onnx: OnnxRef | None = _field(_record(OnnxRef), None)
     #: SHA-256 of the canonical content when the trainer wrote the card (absent in cards older than the seal).
     seal: CardSeal | None = _field(_record(CardSeal), None)
 
     format: ClassVar[str] = CARD_FORMAT
 
     def __post_init__(self) -> None:
-        from cxrviewer.model.network import is_known_architecture  # torch loads here, not for a reader of the type
+        from cxrviewer.model.architectures import is_known_architecture
 
         if not is_known_architecture(self.architecture):
             raise CardError(f"unknown architecture {self.architecture!r}")

@@ -26,16 +26,19 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
-import torch
 
 from cxrviewer.imaging.image import Flag, Image
 from cxrviewer.model.gate_status import GateStatus
-from cxrviewer.model.network import CXRNet
 from cxrviewer.model.preprocess import preprocess
+
+if TYPE_CHECKING:  # torch loads only where features are computed with it (fitting, the torch runner)
+    import torch
+
+    from cxrviewer.model.network import CXRNet
 
 log = logging.getLogger(__name__)
 
@@ -261,6 +264,8 @@ class FeatureGate:
 def network_features(network: CXRNet, images01: Sequence[np.ndarray], size: int,
                      batch: int = 16) -> np.ndarray:
     """Pooled features (N, C) of [0, 1] images through the shared preprocessing."""
+    import torch
+
     out: list[np.ndarray] = []
     was_training = network.training
     network.eval()

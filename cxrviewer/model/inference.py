@@ -1,8 +1,11 @@
 """The inference engine: one verified model, the input gate, probabilities, operating points and CAMs.
 
 `Engine.predict(image)` runs the shared preprocessing (`cxrviewer.model.preprocess`), one forward pass
-that yields the logits and the last feature map, the class-activation maps of **every** label from that
-same pass (`CXRNet.cams`, logit units) and the input gate (`cxrviewer.model.gate`).
+that yields the logits, the class-activation maps of **every** label from that same pass (`CXRNet.cams`, logit
+units, on the network's grid) and the pooled features for the input gate (`cxrviewer.model.gate`). The pass runs
+in ONNX Runtime when the card names an ONNX export, else in torch (`cxrviewer.model.runners`); on the ONNX path
+torch is never imported. Maps are resampled to the original pixels only when asked for (`Prediction.cam`): peaks
+come from the grid.
 
 Colour scale of the maps (fixed, documented, never a per-image min-max): a CAM value v in logit units is
 shown as sigmoid(v) in [0, 1], a "local probability". The spatial mean of a label's logit map equals the
@@ -23,15 +26,13 @@ everything else works on per-call data.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from cxrviewer import labels as vocabulary
 from cxrviewer.imaging.anatomy import LungFields, find_lung_fields
@@ -41,8 +42,11 @@ from cxrviewer.model import gate as gating
 from cxrviewer.model.cam import cam_peak, cam_to_original, smooth_cams
 from cxrviewer.model.gate import FeatureGate, GateResult, GateStatus
 from cxrviewer.model.preprocess import CROPS, MEAN, STD, Letterbox, preprocess
-from cxrviewer.model.tta import tta_views, view_batch
+from cxrviewer.model.runners import Runner, TorchRunner, open_runner
 from cxrviewer.model.weights import ModelBundle, ModelCard, ModelError, bundled_card_path, load_bundle
+
+if TYPE_CHECKING:
+    from cxrviewer.model.network import CXRNet
 
 __all__ = ["Engine", "Finding", "GateResult", "Prediction", "ModelError"]
 
@@ -129,19 +133,6 @@ class Prediction:
         return self._cache[label]
 
 
-def _configure_threads(threads: int | None) -> None:
-    """Intra-op threads: as asked, else no more than the cores this process may use."""
-    if threads:
-        torch.set_num_threads(threads)
-        return
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cores = os.cpu_count() or 1
-    if torch.get_num_threads() > cores:
-        torch.set_num_threads(cores)
-
-
 def _check_preprocessing(card: ModelCard, where: str) -> None:
     rec = card.preprocessing
     expected = {"method": "letterbox", "mean": MEAN, "std": STD, "pad_value": 0.0}
@@ -157,16 +148,18 @@ class Engine:
     """A loaded model ready for inference; cheap to call repeatedly, load it once."""
 
     def __init__(self, bundle: ModelBundle, *, operating_point: str = "default", threads: int | None = None,
-                 lung_outline: bool = False):
-        """`lung_outline`: also find the lung fields of every analysed image (about 11 ms; the viewer draws them)."""
+                 lung_outline: bool = False, backend: str = "auto"):
+        """`lung_outline`: also find the lung fields of every analysed image (about 11 ms; the viewer draws them).
+
+        `backend`: "auto", "onnx" or "torch" (`cxrviewer.model.runners.open_runner`); `threads`: intra-op threads
+        (default: the cores this process may use)."""
         if operating_point not in OPERATING_POINTS:
             raise ValueError(f"operating_point must be one of {OPERATING_POINTS}")
         where = str(bundle.card_path)
         _check_preprocessing(bundle.card, where)
         self.bundle = bundle
-        # channels-last tensors run oneDNN's faster convolution kernels on CPU (1.3-1.8x, same results
-        # within 1e-5); the bundle's network is converted in place.
-        self.network = bundle.network.eval().to(memory_format=torch.channels_last)
+        self.runner: Runner = open_runner(bundle, backend, threads)
+        self.backend: str = self.runner.name  # "onnxruntime" or "torch"
         self.card: ModelCard = bundle.card
         self.labels: list[str] = bundle.labels
         self.name: str = bundle.name
@@ -186,20 +179,17 @@ class Engine:
             thresholds = alt
         self.thresholds: dict[str, float] = {lab: float(thresholds[lab]) for lab in self.labels}
         self.triage: dict[str, float] = dict(self.card.triage_thresholds or {}) if operating_point == "default" else {}
-        self.views = tta_views(self.card.tta)
         self.lung_outline = lung_outline
         self.feature_gate: FeatureGate | None = None
         if self.card.gate is not None:
             try:
-                channels = int(self.network.classifier.in_features)
-                self.feature_gate = FeatureGate.from_record(dict(self.card.gate), channels)
+                self.feature_gate = FeatureGate.from_record(dict(self.card.gate), self.runner.channels)
             except (ValueError, KeyError, TypeError) as exc:
                 raise ModelError(f"{where}: the card's gate entry is unusable ({exc})") from None
         else:
             log.warning("model %s has no feature-space gate statistics; only tags and image statistics "
                         "are checked before predicting", self.name)
         self._lock = threading.Lock()
-        _configure_threads(threads)
 
     # --- construction ------------------------------------------------------------------------------------
 
@@ -207,13 +197,21 @@ class Engine:
     def from_card(cls, path: str | Path, *, allow_modified_card: bool = False, **kwargs: Any) -> Engine:
         """Load and verify a model card + weights (raises ModelError with a readable message).
 
-        `allow_modified_card`: load a card whose content does not match its seal (`load_bundle`)."""
-        return cls(load_bundle(path, allow_modified_card=allow_modified_card), **kwargs)
+        `allow_modified_card`: load a card whose content does not match its seal (`load_bundle`). The torch network
+        is built only when torch runs the model (or `network` is asked for)."""
+        return cls(load_bundle(path, allow_modified_card=allow_modified_card, lazy_network=True), **kwargs)
 
     @classmethod
     def bundled(cls, **kwargs: Any) -> Engine:
         """The model shipped with the application (ModelError when none is installed)."""
         return cls.from_card(bundled_card_path(), **kwargs)
+
+    @property
+    def network(self) -> CXRNet:
+        """The torch network (built on first use when ONNX Runtime runs the model)."""
+        if isinstance(self.runner, TorchRunner):
+            return self.runner.network
+        return self.bundle.network
 
     @property
     def has_feature_gate(self) -> bool:
@@ -233,18 +231,13 @@ class Engine:
         t0 = time.perf_counter()
         x, box = preprocess(image01, self.input_size, self.crop, fields)
         t1 = time.perf_counter()
-        with self._lock, torch.inference_mode():
-            tensor = torch.from_numpy(x)[None]
-            if len(self.views) > 1:  # the identity view first: its map gives the CAMs and the gate features
-                tensor = view_batch(tensor, self.views)
-            logits, fmap = self.network.forward_features(tensor.contiguous(memory_format=torch.channels_last))
-            t2 = time.perf_counter()
-            cams = smooth_cams(self.network.cams(fmap[:1])[0].float().numpy(), self.cam_smoothing)
-            pooled = gating.pooled_features(fmap[:1])[0]
-        logit = logits.float().mean(0).numpy().astype(np.float64)
-        probs = self.card.calibrate(logit)
+        with self._lock:  # the network's maps of every label come from this pass (in the graph on ONNX)
+            out = self.runner.run(x)
+        t2 = time.perf_counter()
+        cams = smooth_cams(out.cams, self.cam_smoothing)
+        probs = self.card.calibrate(out.logits)
         t3 = time.perf_counter()
-        return probs, cams, pooled, box, {"preprocess": t1 - t0, "forward": t2 - t1, "cams": t3 - t2}
+        return probs, cams, out.pooled, box, {"preprocess": t1 - t0, "forward": t2 - t1, "cams": t3 - t2}
 
     def _gate_inputs(self, image01: np.ndarray, image: Image | None) -> tuple[list[str], list[str]]:
         reasons: list[str] = []

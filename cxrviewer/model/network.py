@@ -12,11 +12,12 @@ import torch
 import torchvision
 from torch import nn
 
+from cxrviewer.model.architectures import ARCHITECTURES, ENSEMBLE_MAX, is_known_architecture, split_ensemble
 from cxrviewer.model.efficientnet_lite import EfficientNetLiteFeatures
 
-ARCHITECTURES = ("resnet18", "resnet18_os16", "resnet34", "resnet50", "densenet121", "efficientnet_b0",
-                 "mobilenet_v3_large", "efficientnet_lite0", "efficientnet_lite0_os16", "efficientnet_lite2",
-                 "efficientnet_lite2_os16")
+__all__ = ["ARCHITECTURES", "ENSEMBLE_MAX", "CXRNet", "EnsembleFeatures", "build_network", "is_known_architecture",
+           "merge_networks", "split_ensemble"]
+
 #: torchvision's ImageNet input scaling (per RGB channel), used to fold a 3-channel stem into our 1 channel.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -40,22 +41,6 @@ def _one_channel_conv(conv: nn.Conv2d, pretrained: bool = False) -> nn.Conv2d:
             if conv.bias is not None and one.bias is not None:
                 one.bias.copy_(conv.bias)
     return one
-
-
-#: An ensemble architecture is a base architecture and a member count: "efficientnet_lite0_os16x2".
-ENSEMBLE_MAX = 8
-
-
-def split_ensemble(arch: str) -> tuple[str, int]:
-    """(base architecture, members): ("resnet18", 1) for a plain one, ("efficientnet_lite0_os16", 2) for ...x2."""
-    base, sep, count = arch.rpartition("x")
-    if sep and count.isdigit() and base in ARCHITECTURES and 2 <= int(count) <= ENSEMBLE_MAX:
-        return base, int(count)
-    return arch, 1
-
-
-def is_known_architecture(arch: str) -> bool:
-    return split_ensemble(arch)[0] in ARCHITECTURES
 
 
 class EnsembleFeatures(nn.Module):
