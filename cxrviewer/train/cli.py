@@ -8,6 +8,7 @@ Examples (shared data)::
     cxrviewer-train cv --folds 3 ... --out runs/cv        # patient-level k-fold, spread across folds
     cxrviewer-train bundle --run runs/final --cv runs/cv --out models/cxr.json
     cxrviewer-train evaluate --model models/cxr.json --dataset ... --out runs/eval
+    cxrviewer-train export-onnx --model models/cxr.json   # + models/cxr.onnx, card re-sealed with its SHA-256
     torchrun --nproc_per_node 4 -m cxrviewer.train.cli fit ...   # DistributedDataParallel
 """
 
@@ -379,6 +380,8 @@ def _write_bundle(a: argparse.Namespace, net: CXRNet, card: dict, cfg: TrainConf
         if old.stem != out.stem:
             old.unlink()
             old.with_suffix(".json").unlink(missing_ok=True)
+    for old in out.parent.glob("*.onnx"):  # an export describes the weights being replaced (export-onnx again)
+        old.unlink()
     export_bundle(net, card, out, _gate_images(cfg, paths))
     if a.readme:
         from cxrviewer.train.model_readme import model_readme
@@ -507,6 +510,20 @@ def cmd_ensemble(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export_onnx(a: argparse.Namespace) -> int:
+    """The bundle's network as ONNX beside its card, checked against torch (`cxrviewer.train.onnx_export`)."""
+    from cxrviewer.model.card import ModelCard
+    from cxrviewer.train.onnx_export import export_onnx
+
+    path = export_onnx(a.model, [Path(f) for f in a.films] or None, a.threads)
+    ref = ModelCard.read(a.model).onnx
+    assert ref is not None and ref.parity is not None
+    p = ref.parity
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB); card re-sealed. ONNX Runtime vs torch on {p['films']} "
+          f"films: max |dlogit| {p['max_abs_logit']:.1e}, max |dCAM| {p['max_abs_cam']:.1e} logit units")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="cxrviewer-train", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -542,6 +559,11 @@ def main(argv: list[str] | None = None) -> int:
     ens = sub.add_parser("ensemble", help="average checkpoints of one run into one exportable model")
     ens.add_argument("checkpoints", nargs="+")
     ens.add_argument("--out", required=True)
+    onx = sub.add_parser("export-onnx", help="export a bundle's network to ONNX beside its card (re-sealed)")
+    onx.add_argument("--model", required=True, help="model card (JSON) of the bundle")
+    onx.add_argument("--films", nargs="*", default=[], metavar="FILE",
+                     help="films to check ONNX Runtime against torch on (default: resources/demo)")
+    onx.add_argument("--threads", type=int, default=None)
     a = parser.parse_args(argv)
     if getattr(a, "box_supervision", False) and not (a.bbox or a.packed):
         parser.error("--box-supervision needs --bbox (the bounding-box CSV) or a --packed file with boxes")
@@ -550,7 +572,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     try:
         commands = {"fit": cmd_fit, "cv": cmd_cv, "bundle": cmd_bundle, "evaluate": cmd_evaluate,
-                    "ensemble": cmd_ensemble, "pack": cmd_pack}
+                    "ensemble": cmd_ensemble, "pack": cmd_pack, "export-onnx": cmd_export_onnx}
         return commands[a.cmd](a)
     except (DatasetError, ModelError, ValueError, FileNotFoundError) as exc:
         print(f"cxrviewer-train: error: {exc}", file=sys.stderr)

@@ -77,6 +77,16 @@ def _cam_display(card: dict[str, Any]) -> str:
             "'check' (triage) items, where the model looked; no map is drawn for a label below both points.")
 
 
+def _onnx_line(onnx: dict[str, Any]) -> str:
+    """The ONNX export's file, hash and measured agreement with torch (`cxrviewer-train export-onnx`)."""
+    parity = onnx.get("parity") or {}
+    agree = (f"; on {parity['films']} films it matches torch within {parity['max_abs_logit']:.1e} (logits) and "
+             f"{parity['max_abs_cam']:.1e} (maps) logit units") if "films" in parity else ""
+    return (f"- ONNX export: `{onnx['file']}`, SHA-256 `{onnx['sha256']}` (checked before ONNX Runtime reads it), "
+            f"the same network with its maps and gate features in one graph, run by the app instead of torch"
+            f"{agree} ({onnx.get('exported_with', '')}).")
+
+
 def _members(card: dict[str, Any]) -> str:
     """For an ensemble: how many networks, their seeds and epochs (empty for a single network)."""
     members = card.get("ensemble_of") or []
@@ -146,6 +156,7 @@ def model_readme(card: dict[str, Any], reproduce: str) -> str:
         "of a label's map (logit units) equals its logit; " + _cam_display(card),
         f"- Weights: `{card['weights']['file']}` ({card['weights'].get('dtype', 'float32')}), "
         f"SHA-256 `{card['weights']['sha256']}` (checked at every load).",
+        *([_onnx_line(card["onnx"])] if card.get("onnx") else []),
         *([SEAL_TEXT.format(sha=card["seal"]["sha256"])] if card.get("seal") else []),
         f"- Trainer: cxrviewer-train {card.get('trainer_version', '')}, created {card.get('created', '')}.",
         "",
