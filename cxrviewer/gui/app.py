@@ -8,6 +8,7 @@ import multiprocessing
 import os
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -153,6 +154,10 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging()
     if args.self_test and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    if args.paths or args.demo or args.self_test:  # the decoding helper starts while Qt loads
+        from cxrviewer.gui.backend import warm_decoder
+
+        threading.Thread(target=warm_decoder, name="cxr-warm-decoder", daemon=True).start()
 
     from PySide6.QtCore import QSettings, QTimer
 
@@ -167,6 +172,11 @@ def main(argv: list[str] | None = None) -> int:
     else:
         settings = AppSettings()
     window = MainWindow(settings, backend.model_source(args.model, args.allow_modified_card))
+    if not (args.quit_after_show or args.self_test):  # scanning starts before the first frame; the model waits
+        if args.paths:  # until the film it opens is on screen (`Pipeline.load_model(when_free=True)`)
+            window.open_paths(list(args.paths))
+        if args.demo:
+            window.open_demo()
     window.show()
     log.info("window shown after %.0f ms", 1000 * (time.perf_counter() - t0))
 
@@ -193,11 +203,6 @@ def main(argv: list[str] | None = None) -> int:
         window.close()
         return code
 
-    paths = list(args.paths)
-    if paths:
-        QTimer.singleShot(0, lambda: window.open_paths(paths))
-    if args.demo:
-        QTimer.singleShot(0, window.open_demo)
     code = app.exec()
     window.close()
     return code

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
+import traceback
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -139,6 +141,18 @@ def set_decoder(loader: Any) -> Any:
     with _decoder_lock:
         previous, _decoder = _decoder, loader
     return previous
+
+
+def warm_decoder() -> None:
+    """Start a decoding helper process ahead of the first file (its imports take about 0.5 s) and import what
+    `decode` runs here; never raises."""
+    try:
+        decoder().start()
+        import cv2  # noqa: F401  (thumbnails)
+
+        from cxrviewer.imaging import display, presets  # noqa: F401
+    except Exception:  # the first load starts one (or decodes in this process) and reports real problems
+        log.warning("decoding helper could not be started ahead of time", exc_info=True)
 
 
 def close_decoder() -> None:
@@ -292,22 +306,41 @@ class TorchUnavailable(RuntimeError):
     """torch / torchvision cannot be imported (a broken or mismatched install); the message says so."""
 
 
+def _importing_torch(exc: BaseException) -> bool:
+    """`exc` was raised while torch or torchvision was being imported (a broken or mismatched install: a missing
+    library, torchvision's operators missing from torch ...), not by a model file or a later computation."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    if not any(f.filename.startswith("<frozen importlib") for f in frames):
+        return False
+    for before, frame in zip([None, *frames], frames, strict=False):
+        if {"torch", "torchvision"} & set(Path(frame.filename).parts):
+            return True
+        line = before.line if before is not None else ""
+        if frame.filename.startswith("<frozen importlib") and re.search(r"\b(import|from)\s+torch", line or ""):
+            return True
+    return False
+
+
 def load_engine(source: ModelSource) -> Any:
     """Load the inference engine; raises ModelError with a readable message (TorchUnavailable when torch
-    itself does not import)."""
+    itself does not import: only the torch network needs it, an ONNX model runs without)."""
+    from cxrviewer.model.card import ModelError
+
+    threads = inference_threads()
+    kwargs = {"threads": threads, "lung_outline": True,  # View ▸ Lung outline draws them
+              "allow_modified_card": source.allow_modified_card}
     try:
         from cxrviewer.model.inference import Engine
+
+        engine = Engine.from_card(source.path, **kwargs) if source.path is not None else Engine.bundled(**kwargs)
     except Exception as exc:  # ImportError, OSError (a missing .so), RuntimeError (torchvision's operators)
+        if isinstance(exc, ModelError) or not _importing_torch(exc):
+            raise
         detail = (str(exc).strip().splitlines() or [""])[0][:300]
         raise TorchUnavailable(
             f"PyTorch could not be loaded ({type(exc).__name__}: {detail}). torch and torchvision must be a "
             "matched pair: reinstall them as the README's install section shows"
         ) from exc
-
-    threads = inference_threads()
-    kwargs = {"threads": threads, "lung_outline": True,  # View ▸ Lung outline draws them
-              "allow_modified_card": source.allow_modified_card}
-    engine = Engine.from_card(source.path, **kwargs) if source.path is not None else Engine.bundled(**kwargs)
     try:
         engine.warmup()
     except Exception:  # warm-up is an optimisation; a real prediction reports real problems

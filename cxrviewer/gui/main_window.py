@@ -230,7 +230,8 @@ class MainWindow(QMainWindow):
         super().showEvent(event)
         if not self._shown_once:
             self._shown_once = True
-            QTimer.singleShot(0, self.pipeline.load_model)  # lazily, once the window is on screen
+            # lazily, once the window is on screen and the film being opened is shown
+            QTimer.singleShot(0, lambda: self.pipeline.load_model(when_free=True))
             QTimer.singleShot(0, self.pacs_link.start_if_configured)
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802

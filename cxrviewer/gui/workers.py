@@ -13,7 +13,9 @@ Design:
   `PREFETCH` images ahead of it, so a drop of hundreds of 2k films is not all held in memory.
 - The study the user looks at jumps to the front of both queues (`front`, `prioritise`); display-only
   work nobody waits for any more is dropped before it starts.
-- The model loads once, lazily, in its own job (`load_model`); it is the only job that imports torch.
+- The model loads once, lazily, in its own job (`load_model`); it is the only job that imports torch,
+  and it starts once the film being opened is on screen (importing torch keeps both cores and Python
+  busy for seconds), at the latest MODEL_DEFER_MS after it was asked for.
 - `shutdown` cancels everything queued and waits for what is in flight.
 """
 
@@ -26,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QObject, QThreadPool, Signal
+from PySide6.QtCore import QObject, QThreadPool, QTimer, Signal
 
 from cxrviewer.gui import backend
 from cxrviewer.gui.records import most_abnormal
@@ -38,6 +40,8 @@ log = logging.getLogger(__name__)
 PREFETCH = 2
 #: Decodes running at once (the decoder's helper processes: `backend.DECODERS`).
 DECODE_SLOTS = backend.DECODERS
+#: Longest wait of a model load for the displayed film's decoding (`load_model(when_free=True)`).
+MODEL_DEFER_MS = 3000
 
 
 class _Bridge(QObject):
@@ -90,6 +94,7 @@ class Pipeline(QObject):
         self._bridge = _Bridge()
         self._stop = threading.Event()
         self._model_requested = False
+        self._model_deferred = False
         self._engine: Any = None
         self._model_settled = False
         self._model_error = ""
@@ -109,6 +114,7 @@ class Pipeline(QObject):
         b.analysed.connect(self._on_analysed)
         b.model_ready.connect(self._on_model_ready)
         b.model_failed.connect(self._on_model_failed)
+        self._pool.start(backend.warm_decoder)  # a decoding helper is ready before the first film arrives
 
     # --- model --------------------------------------------------------------------------------------------
 
@@ -132,9 +138,15 @@ class Pipeline(QObject):
         self.model_failed.emit(message)
         self._pump()
 
-    def load_model(self) -> None:
-        """Start loading the model (once); results arrive as model_ready / model_failed."""
+    def load_model(self, when_free: bool = False) -> None:
+        """Start loading the model (once); results arrive as model_ready / model_failed. `when_free`: only once
+        no scan runs and the displayed film is decoded (MODEL_DEFER_MS at most)."""
         if self._model_requested or self._stop.is_set():
+            return
+        if when_free and self._display_pending():
+            if not self._model_deferred:
+                self._model_deferred = True
+                QTimer.singleShot(MODEL_DEFER_MS, self.load_model)
             return
         self._model_requested = True
         source, bridge = self.model_source, self._bridge
@@ -148,6 +160,13 @@ class Pipeline(QObject):
             _emit(bridge.model_ready, engine)
 
         self._pool.start(run)
+
+    def _load_model_when_free(self) -> None:
+        self.load_model(when_free=True)
+
+    def _load_deferred_model(self) -> None:
+        if self._model_deferred and not self._display_pending():
+            self.load_model()
 
     # --- scanning -----------------------------------------------------------------------------------------
 
@@ -175,7 +194,9 @@ class Pipeline(QObject):
 
     def _on_scanned(self, token: int, outcome: object) -> None:
         self._scans_running -= 1
-        self.scanned.emit(token, outcome)
+        self.scanned.emit(token, outcome)  # the window lists the studies and says which film it shows
+        self._load_deferred_model()
+        self._pump()
         self._check_idle()
 
     # --- image queues -------------------------------------------------------------------------------------
@@ -202,7 +223,7 @@ class Pipeline(QObject):
         if analyse:
             self._batch_total += 1
             self.progress.emit(self._batch_done, self._batch_total)
-            self.load_model()
+            QTimer.singleShot(0, self._load_model_when_free)  # once the window has said which film it shows
         self._pump()
 
     def prioritise(self, key: str) -> bool:
@@ -217,8 +238,14 @@ class Pipeline(QObject):
                 queue.remove(job)
                 queue.appendleft(job)
                 job.urgent = found = True
+        for job in self._decoding:
+            job.urgent = job.urgent or job.key == key
         self._pump()
         return found
+
+    def _display_pending(self) -> bool:
+        """A scan runs or the displayed film is still being decoded."""
+        return self._scans_running > 0 or any(j.urgent for j in (*self._to_decode, *self._decoding))
 
     def is_pending(self, key: str) -> bool:
         """Work on the image is queued or running."""
@@ -304,6 +331,7 @@ class Pipeline(QObject):
                     self._to_analyse.appendleft(job)
                 else:
                     self._to_analyse.append(job)
+        self._load_deferred_model()
         self._pump()
         self._check_idle()
 

@@ -153,6 +153,7 @@ class GuardedLoader:
         self._slots = threading.BoundedSemaphore(max(1, size))
         self._idle: list[_Helper] = []
         self._lock = threading.Lock()
+        self._spawning = threading.Lock()  # one helper starts at a time: a caller waits for the one starting
         self._in_process = False  # set when helper processes cannot start in this environment
         self._finalizer = weakref.finalize(self, _close_all, self._idle, self._lock)
 
@@ -175,19 +176,38 @@ class GuardedLoader:
                     self._give_back(helper)
         raise AssertionError("unreachable")
 
+    def start(self) -> None:
+        """Start a helper ahead of the first file (unless one is idle): a `load` meanwhile waits for this one
+        instead of starting another, so the first file does not pay the helper's imports twice over."""
+        if self.timeout <= 0 or self._in_process:
+            return
+        with self._spawning:
+            with self._lock:
+                if any(helper.alive for helper in self._idle):
+                    return
+            try:
+                helper = _Helper(self.spec)
+            except OSError as exc:
+                log.warning("decoding without a time limit: %s", exc)
+                self._in_process = True
+                return
+            with self._lock:
+                self._idle.append(helper)
+
     def _borrow(self) -> _Helper | None:
-        with self._lock:
-            while self._idle:
-                helper = self._idle.pop()
-                if helper.alive:
-                    return helper
-                helper.kill()
-        try:
-            return _Helper(self.spec)
-        except OSError as exc:
-            log.warning("decoding without a time limit: %s", exc)
-            self._in_process = True
-            return None
+        with self._spawning:
+            with self._lock:
+                while self._idle:
+                    helper = self._idle.pop()
+                    if helper.alive:
+                        return helper
+                    helper.kill()
+            try:
+                return _Helper(self.spec)
+            except OSError as exc:
+                log.warning("decoding without a time limit: %s", exc)
+                self._in_process = True
+                return None
 
     def _give_back(self, helper: _Helper) -> None:
         with self._lock:

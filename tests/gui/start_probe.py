@@ -71,7 +71,7 @@ def main() -> int:
         app.processEvents()
         time.sleep(0.01)
     image = window.current_image()
-    if "--broken" in options and image is not None:  # the image's own verdict follows the model's failure
+    if "--broken" in options and image is not None:  # the image's own verdict follows the model's
         while image.state.value in ("queued", "analysing") and time.monotonic() < end:
             app.processEvents()
             time.sleep(0.01)

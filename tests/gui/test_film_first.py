@@ -115,3 +115,15 @@ def test_opened_studies_are_shown_and_rows_open_their_own_study(qtbot, window: M
     assert window.current_image() is patient2.images[4]
     assert window.image_combo.currentText().startswith("Image 5 of 5")
     wait_all_finished(qtbot, window, expected_images=10, timeout=60000)
+
+
+def test_an_onnx_model_gives_findings_with_torch_broken(dicom_dir: Path) -> None:
+    from cxrviewer.model.weights import bundled_card_path
+
+    card = bundled_card_path()
+    if json.loads(card.read_text(encoding="utf-8")).get("onnx") is None:
+        pytest.skip("the bundled model has no ONNX export")
+    result = probe(dicom_dir / "udacity_nih_test3.dcm", card, "--broken", "torch")
+    assert result["film"] and result["engine"], result
+    assert result["image_state"] == State.DONE.value, result
+    assert not result["torch"], result
