@@ -1,12 +1,25 @@
 """README's install and test commands work on a fresh Debian machine, CI runs exactly them, and the
-CPU-only torch path is documented and used by the desktop build (no package is installed here)."""
+CPU-only torch path is documented and used by the desktop build.
+
+What is checked here and what is not: no package is installed (PyTorch's CPU index is not reachable from the
+test machines), so the CPU-only recipe is checked for what can be checked offline: its commands parse as bash,
+it pins one torch and one torchvision that fit the project's bounds and are a matched pair per torchvision's
+published compatibility table (and, where this environment has the pinned torchvision, per that wheel's own
+metadata), and it installs torch before the app."""
 
 from __future__ import annotations
 
+import importlib.metadata
 import re
 import shlex
+import shutil
+import subprocess
 import tomllib
 from pathlib import Path
+
+import pytest
+from packaging.requirements import Requirement
+from packaging.version import Version
 
 REPO = Path(__file__).resolve().parents[2]
 README = (REPO / "README.md").read_text(encoding="utf-8")
@@ -32,12 +45,21 @@ def steps(command: str) -> list[str]:
     return [s.strip() for s in command.split("&&")]
 
 
+#: How README runs a command as root: `sudo` for a user, nothing as root on an image without sudo.
+AS_ROOT = ("$(command -v sudo) ", "sudo ")
+
+
+def without_sudo(step: str) -> str:
+    for prefix in AS_ROOT:
+        step = step.replace(prefix, "", 1) if step.startswith(prefix) else step
+    return step
+
+
 def apt_installs(command: str) -> list[list[str]]:
     """The package lists of every `apt-get install` in a command line."""
     out = []
     for step in steps(command):
-        words = shlex.split(step)
-        words = words[1:] if words[:1] == ["sudo"] else words
+        words = shlex.split(without_sudo(step))
         if words[:2] == ["apt-get", "install"]:
             out.append([w for w in words[2:] if not w.startswith("-")])
     return out
@@ -49,7 +71,7 @@ def test_every_apt_install_is_preceded_by_apt_get_update() -> None:
     lines += [line for line in CI.splitlines() if not line.lstrip().startswith("#")]
     checked = 0
     for line in lines:
-        line_steps = [s.removeprefix("sudo ") for s in steps(line)]
+        line_steps = [without_sudo(s) for s in steps(line)]
         for i, step in enumerate(line_steps):
             if step.startswith("apt-get install"):
                 assert any(s.startswith("apt-get update") for s in line_steps[:i]), line
@@ -85,18 +107,83 @@ def test_ci_runs_exactly_readmes_test_command() -> None:
     assert 'pip install -e ".[dev]"' in setup  # CI installs the dev extra (pytest, ruff, mypy, ...)
 
 
-def test_cpu_only_torch_path_is_documented_with_the_projects_bounds() -> None:
-    deps = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]["dependencies"]
-    bounds = {re.match(r"[A-Za-z0-9_-]+", d).group(0): d for d in (d.split("#")[0].strip() for d in deps)}
+#: torchvision's published compatibility table (its README, "Installation"): the torch release each torchvision
+#: release is built for. From torch 2.0 on, torchvision 0.N pairs with torch 2.(N - 15), patch for patch.
+TORCHVISION_FOR_TORCH = {(2, minor): (0, minor + 15) for minor in range(0, 15)}
+
+
+def matched_pair(torch: Version, torchvision: Version) -> bool:
+    expected = TORCHVISION_FOR_TORCH.get((torch.major, torch.minor))
+    return expected == (torchvision.major, torchvision.minor) and torch.micro == torchvision.micro
+
+
+def cpu_recipe() -> list[str]:
     cpu = [b for b in bash_blocks(section("Install and run")) if CPU_INDEX in b]
     assert cpu, "README shows no CPU-only install"
-    parts = steps(cpu[0])
+    return steps(cpu[0])
+
+
+def pinned(words: list[str]) -> dict[str, Version]:
+    """name -> version of every `name==version` requirement in a pip command's words."""
+    out = {}
+    for word in words:
+        if "==" in word:
+            req = Requirement(word)
+            (spec,) = req.specifier
+            out[req.name] = Version(spec.version)
+    return out
+
+
+def test_cpu_only_torch_path_pins_a_matched_pair_within_the_projects_bounds() -> None:
+    deps = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]["dependencies"]
+    bounds = {req.name: req.specifier for req in (Requirement(d.split("#")[0]) for d in deps)}
+    parts = cpu_recipe()
     (torch_step,) = [s for s in parts if CPU_INDEX in s]
     words = shlex.split(torch_step)
-    assert bounds["torch"].replace(" ", "") in words and bounds["torchvision"].replace(" ", "") in words
     assert words[words.index("--index-url") + 1] == CPU_INDEX
+    pins = pinned(words)
+    assert set(pins) == {"torch", "torchvision"}, words  # both pinned: open ranges let pip mix releases
+    assert pins["torch"] in bounds["torch"] and pins["torchvision"] in bounds["torchvision"]
+    assert matched_pair(pins["torch"], pins["torchvision"]), pins
     assert parts.index("pip install .") > parts.index(torch_step)  # torch first, so pip keeps the CPU build
     assert CPU_INDEX in PACKAGING_README
+
+
+def test_the_pair_check_knows_published_pairs_and_mismatches() -> None:
+    for torch, vision in (("2.4.1", "0.19.1"), ("2.6.0", "0.21.0"), ("2.9.1", "0.24.1"), ("2.13.0", "0.28.0")):
+        assert matched_pair(Version(torch), Version(vision))
+    for torch, vision in (("2.14.1", "0.28.0"), ("2.13.0", "0.29.0"), ("2.9.1", "0.24.0"), ("1.13.1", "0.14.1")):
+        assert not matched_pair(Version(torch), Version(vision))
+
+
+def test_pinned_torchvision_wheel_accepts_the_pinned_torch() -> None:
+    """Where this environment has the pinned torchvision, its own metadata must accept the pinned torch."""
+    pins = pinned(shlex.split(next(s for s in cpu_recipe() if CPU_INDEX in s)))
+    try:
+        installed = Version(importlib.metadata.version("torchvision"))
+    except importlib.metadata.PackageNotFoundError:
+        pytest.skip("torchvision is not installed here")
+    if Version(installed.base_version) != pins["torchvision"]:
+        pytest.skip(f"torchvision {installed} here, README pins {pins['torchvision']}")
+    requires = [Requirement(r) for r in importlib.metadata.requires("torchvision") or []]
+    (torch_req,) = [r for r in requires if r.name == "torch" and not r.marker]
+    assert torch_req.specifier.contains(pins["torch"], prereleases=True), torch_req
+
+
+def test_readme_commands_parse_as_bash() -> None:
+    bash = shutil.which("bash")
+    if bash is None:
+        pytest.skip("no bash here")
+    for block in bash_blocks(README):
+        proc = subprocess.run([bash, "-n", "-c", block], capture_output=True, text=True, timeout=30)
+        assert proc.returncode == 0, f"{block}\n{proc.stderr}"
+
+
+def test_build_scripts_default_torch_is_a_matched_pair() -> None:
+    default = re.search(r'TORCH_REQ="\$\{CXR_TORCH:-([^}]*)\}"', BUILD)
+    assert default is not None
+    pins = {name: Version(v.base_version) for name, v in pinned(default.group(1).split()).items()}
+    assert matched_pair(pins["torch"], pins["torchvision"]), pins
 
 
 def test_build_script_installs_a_cpu_torch_and_refuses_a_cuda_one() -> None:
