@@ -202,8 +202,10 @@ def child(mode: str, target: Path, tmp: Path) -> dict:
     return out
 
 
-def run_child(mode: str, target: Path, tmp: Path) -> dict:
+def run_child(mode: str, target: Path, tmp: Path, threads: str = "") -> dict:
     env = dict(os.environ, HOME=str(tmp), XDG_CONFIG_HOME=str(tmp / "config"), QT_QPA_PLATFORM="offscreen")
+    if threads:
+        env["CXRVIEWER_THREADS"] = threads
     spawned = time.time()
     proc = subprocess.run([sys.executable, __file__, "--child", mode, str(target), str(tmp)],
                           capture_output=True, text=True, env=env, timeout=1200)
@@ -226,6 +228,14 @@ def cli_seconds(films: Path, tmp: Path) -> float:
     return time.perf_counter() - t0
 
 
+def report_first(firsts: list[dict], dicom: Path) -> None:
+    print(f"open -> film on screen ({dicom.name}, model loading): median "
+          f"{1000 * statistics.median(r['open_to_film_s'] for r in firsts):.0f} ms (goal <= 1000 ms)")
+    warm = [w for r in firsts for w in r["warm_open_to_film_s"]]
+    print(f"open -> film on screen, warm: median {1000 * statistics.median(warm):.0f} ms, worst "
+          f"{1000 * max(warm):.0f} ms (goal <= 300 ms)")
+
+
 def main() -> int:
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
         print(json.dumps(child(sys.argv[2], Path(sys.argv[3]), Path(sys.argv[4]))), flush=True)
@@ -235,44 +245,49 @@ def main() -> int:
     parser.add_argument("--dicom", type=Path, default=None, help="the 2k film to open (default RG1_UNCR.dcm)")
     parser.add_argument("--runs", type=int, default=2)
     parser.add_argument("--skip-batch", action="store_true")
+    parser.add_argument("--skip-first", action="store_true", help="only the batch")
+    parser.add_argument("--viewer-threads", default="", metavar="N[,M]",
+                        help="CXRVIEWER_THREADS settings of the batch's viewer runs, each after the same CLI run "
+                             "(default: the app's own choice)")
     args = parser.parse_args()
     dicom = args.dicom or rg1_uncr()
     tmp = Path(tempfile.mkdtemp(prefix="cxrviewer-bench-start-"))
     print(f"CPU cores: {os.cpu_count()}, load average {os.getloadavg()[0]:.1f} (other work on the machine "
           "makes every number pessimistic)")
     try:
-        firsts = [run_child("first-film", dicom, tmp) for _ in range(args.runs)]
+        firsts = [] if args.skip_first else [run_child("first-film", dicom, tmp) for _ in range(args.runs)]
         for r in firsts:
             print(f"  open -> film {r['open_to_film_s'] * 1000:.0f} ms (model still loading: "
                   f"{r['model_loading_then']}; model ready after {r['open_to_model_s']:.1f} s; "
                   f"{', '.join(f'{k} at {v}' for k, v in r['phases_ms'].items())} ms), warm "
                   + ", ".join(f"{w * 1000:.0f}" for w in r["warm_open_to_film_s"]) + " ms")
-        print(f"open -> film on screen ({dicom.name}, model loading): median "
-              f"{1000 * statistics.median(r['open_to_film_s'] for r in firsts):.0f} ms (goal <= 1000 ms)")
-        warm = [w for r in firsts for w in r["warm_open_to_film_s"]]
-        print(f"open -> film on screen, warm: median {1000 * statistics.median(warm):.0f} ms, worst "
-              f"{1000 * max(warm):.0f} ms (goal <= 300 ms)")
+        if firsts:
+            report_first(firsts, dicom)
         if args.skip_batch:
             return 0
         films = sorted(p for p in args.films.iterdir() if p.is_file())
         print(f"batch: {len(films)} files in {args.films}")
-        ratios = []
-        for run in range(args.runs):
+        ratios: dict[str, list[float]] = {}
+        settings = args.viewer_threads.split(",") if args.viewer_threads else [""]
+        for run, threads in ((r, t) for r in range(args.runs) for t in settings):
             cli = cli_seconds(args.films, tmp)
-            viewer = run_child("batch", args.films, tmp)
-            ratios.append(viewer["viewer_process_s"] / cli)
+            viewer = run_child("batch", args.films, tmp, threads)
+            ratios.setdefault(threads, []).append(viewer["viewer_process_s"] / cli)
             switches = viewer["switch_s"]
-            print(f"  run {run + 1}: cxrviewer-predict {cli:.1f} s; viewer {viewer['viewer_process_s']:.1f} s from "
+            name = f"viewer ({threads} thread(s))" if threads else "viewer"
+            print(f"  run {run + 1}: cxrviewer-predict {cli:.1f} s; {name} {viewer['viewer_process_s']:.1f} s from "
                   f"process start ({viewer['viewer_s']:.1f} s from the open; {viewer['films']} films, "
                   f"{'/'.join(viewer['states'])}; model ready {viewer['model_ready_s']} s after the open) "
-                  f"-> {ratios[-1]:.2f} x")
+                  f"-> {ratios[threads][-1]:.2f} x")
             print(f"    stalls while analysing: {viewer['stall_analysing']}; while the model loads: "
                   f"{viewer['stall_model_loading']}")
             if switches:
                 print(f"    J -> next film painted: median {1000 * statistics.median(switches):.0f} ms, worst "
                       f"{1000 * max(switches):.0f} ms over {len(switches)} presses")
             print(f"    engine stages summed (s): {viewer['stage_s']}")
-        print(f"viewer / CLI, both from process start: {', '.join(f'{r:.2f}' for r in ratios)} (goal <= 1.3)")
+        for threads, values in ratios.items():
+            print(f"viewer{f' ({threads} thread(s))' if threads else ''} / CLI, both from process start: "
+                  f"{', '.join(f'{r:.2f}' for r in values)} (goal <= 1.3)")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return 0
