@@ -132,7 +132,8 @@ def test_a_missing_onnx_file_falls_back_to_torch_unless_onnx_is_required(tmp_pat
 
 @pytest.fixture(scope="module")
 def small_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An untrained ResNet-18 at 128 px with two test-time views (the views go into the graph)."""
+    """An untrained EfficientNet-Lite0 (output stride 16: TensorFlow "same" padding, dilated stages) at 128 px with
+    two test-time views (the views go into the graph)."""
     import torch
 
     from cxrviewer.model.network import build_network
@@ -142,7 +143,7 @@ def small_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     labels = ["Cardiomegaly", "Pleural Effusion", "Pneumothorax"]
     doc = {"name": "onnx-test", "version": "0", "input_size": 128, "preprocessing": preprocessing_record(128),
            "labels": labels, "thresholds": {lab: 0.5 for lab in labels}, "tta": ["zoom_in", "shift_left"]}
-    return save_bundle(build_network("resnet18", len(labels)).eval(), doc,
+    return save_bundle(build_network("efficientnet_lite0_os16", len(labels)).eval(), doc,
                        tmp_path_factory.mktemp("onnx_model") / "small.json")
 
 
@@ -157,7 +158,11 @@ def test_export_writes_the_onnx_file_and_reseals_the_card(small_bundle: Path, sh
     assert card.card_status == "sealed" and card.onnx is not None and path.name == card.onnx.file
     import hashlib
 
+    import onnx
+
     assert hashlib.sha256(path.read_bytes()).hexdigest() == card.onnx.sha256
+    ops = {node.op_type for node in onnx.load(path).graph.node}
+    assert "GridSample" in ops and "Pad" not in ops  # the views in the graph; "same" padding inside the convolutions
     after = card.to_json()
     del after["onnx"], after["seal"], before["seal"]
     assert canonical_card_json(after) == canonical_card_json(before)  # nothing else changed
