@@ -2,6 +2,14 @@
 
 JPEG re-compression is applied to a random half of ALL images so that compression history (the
 shared NIH no-finding images are mostly JPEG-sourced) cannot become a label shortcut.
+
+Site-shift augmentation (``site_shift_p``, off by default; `cxrviewer-train --site-shift-augment P`): with
+probability P an image first gets one of the battery's transforms (`cxrviewer.train.shift`: painted
+devices, another detector's processing, burned-in text, frames, the portable AP look) at a random severity,
+positives and negatives alike and labels unchanged, so that a chest drain, ECG leads or edge enhancement
+cannot stand in for a finding. The battery then measures whether the shortcut is gone (its transforms
+are the same family: its numbers for a model trained this way measure robustness to these shifts, not to
+unseen ones).
 """
 
 from __future__ import annotations
@@ -10,6 +18,11 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+
+from cxrviewer.train.shift import SHIFTS, apply_shift
+
+#: Transforms used in training: every single one of the battery's ("icu_devices" is three of them at once).
+TRAIN_SHIFTS = tuple(name for name in SHIFTS if name != "icu_devices")
 
 
 @dataclass(frozen=True)
@@ -26,6 +39,17 @@ class AugmentConfig:
     jpeg_quality: tuple[int, int] = (35, 95)
     aspect_p: float = 0.2  # simulate letterbox margins of non-square films
     hflip_p: float = 0.0
+    site_shift_p: float = 0.0  # probability of one site-shift transform (see the module docstring)
+    site_shifts: tuple[str, ...] = TRAIN_SHIFTS
+    site_severity: tuple[float, float] = (0.5, 1.25)
+
+
+def site_shift(img: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig) -> np.ndarray:
+    """One random site-shift transform of a uint8 square (display polarity, as the cache holds it)."""
+    name = cfg.site_shifts[int(rng.integers(len(cfg.site_shifts)))]
+    severity = float(rng.uniform(*cfg.site_severity))
+    film = apply_shift(img.astype(np.float32) / 255.0, name, seed=int(rng.integers(2**31)), severity=severity).film
+    return np.clip(np.rint(film * 255.0), 0, 255).astype(np.uint8)
 
 
 def augment(img: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig = AugmentConfig()) -> np.ndarray:
@@ -39,6 +63,8 @@ def augment_with_geometry(img: np.ndarray, rng: np.random.Generator,
     size = img.shape[0]
     out = img
     geo = np.eye(3)
+    if cfg.site_shift_p and rng.random() < cfg.site_shift_p:  # before the detector-like steps below
+        out = site_shift(out, rng, cfg)
     if rng.random() < cfg.jpeg_p:
         q = int(rng.integers(cfg.jpeg_quality[0], cfg.jpeg_quality[1] + 1))
         ok, buf = cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, q])

