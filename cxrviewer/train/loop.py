@@ -79,6 +79,9 @@ class TrainConfig:
     packed: str | None = None  # a `cxrviewer-train pack` file instead of `datasets` (see train/pack.py)
     crop: str | None = None  # preprocessing crop mode (model/preprocess.CROPS); a pack's own mode wins
     site_shift_augment: float = 0.0  # probability of a site-shift transform per training image (train/augment.py)
+    # Nested selection: > 1 holds out 1/inner_folds of the training patients as the inner validation set that
+    # chooses the epoch (and, in `bundle`, calibration and operating points); the outer fold only measures.
+    inner_folds: int = 0
 
     def save(self, path: Path) -> None:
         write_json(path, asdict(self))
@@ -193,6 +196,18 @@ def _save_checkpoint(path: Path, net: nn.Module, opt: torch.optim.Optimizer, sta
     atomic_write_stream(path, lambda fh: torch.save(checkpoint, fh))
 
 
+def selection_summary(history: list[dict[str, Any]], chosen_epoch: int) -> dict[str, Any]:
+    """The outer-fold score at the chosen epoch beside the best outer-fold score of any epoch.
+
+    With inner selection the first is the honest (nested) figure and the second what single-level CV, which
+    picks the epoch on the fold it reports, would have said; without it the two are the same number."""
+    scored = [h for h in history if "val_score" in h]
+    if not scored:
+        return {}
+    at_chosen = next((h["val_score"] for h in scored if h["epoch"] == chosen_epoch), None)
+    return {"outer_score_at_chosen_epoch": at_chosen, "outer_score_best_epoch": max(h["val_score"] for h in scored)}
+
+
 def _save_array(path: Path, array: np.ndarray) -> None:
     atomic_write_stream(path, lambda fh: np.save(fh, array))
 
@@ -272,13 +287,18 @@ def train(cfg: TrainConfig) -> dict:
         if len(sel) > cap:
             drop = set(rng.choice(sel, len(sel) - cap, replace=False).tolist())
             train_idx = np.array([i for i in train_idx if i not in drop])
+    inner_idx = np.zeros(0, dtype=np.int64)
+    if cfg.inner_folds > 1 and len(val_idx):
+        inner = patient_folds([samples[i] for i in train_idx], cfg.inner_folds, cfg.seed + 1)
+        train_idx, inner_idx = train_idx[inner != 0], train_idx[inner == 0]
     labels = choose_labels(cfg, targets[train_idx], masks[train_idx])
     cols = [LABEL_INDEX[lab] for lab in labels]
     targets, masks = targets[:, cols], masks[:, cols]
     if main_proc:
         log.info("labels (%d): %s", len(labels), ", ".join(labels))
-        log.info("train %d images, validation %d images (fold %d/%d, patient-disjoint)",
-                 len(train_idx), len(val_idx), cfg.fold, cfg.folds)
+        log.info("train %d images, validation %d images (fold %d/%d, patient-disjoint)%s",
+                 len(train_idx), len(val_idx), cfg.fold, cfg.folds,
+                 f"; {len(inner_idx)} inner-validation images choose the epoch" if len(inner_idx) else "")
         cfg.save(out / "config.json")
 
     if pack is not None:
@@ -289,7 +309,7 @@ def train(cfg: TrainConfig) -> dict:
                             progress=cfg.progress and main_proc, crop=cfg.crop)
         cache, ok = built.squares, built.ok
     okv = np.asarray(ok)
-    train_idx, val_idx = train_idx[okv[train_idx]], val_idx[okv[val_idx]]
+    train_idx, val_idx, inner_idx = train_idx[okv[train_idx]], val_idx[okv[val_idx]], inner_idx[okv[inner_idx]]
 
     pos = (targets[train_idx] * masks[train_idx]).sum(0)
     neg = ((1 - targets[train_idx]) * masks[train_idx]).sum(0)
@@ -309,6 +329,8 @@ def train(cfg: TrainConfig) -> dict:
                           num_workers=workers, drop_last=True, generator=gen, pin_memory=pin,
                           persistent_workers=workers > 0)
     val_dl = DataLoader(val_ds, cfg.batch_size * 2, shuffle=False, num_workers=workers, pin_memory=pin)
+    inner_dl = DataLoader(CachedImages(cache, inner_idx, targets[inner_idx], masks[inner_idx], False),
+                          cfg.batch_size * 2, shuffle=False, num_workers=workers, pin_memory=pin)
 
     net, init_record = initialised_network(cfg.arch, len(labels), cfg.init, cfg.dropout)
     if main_proc:
@@ -380,16 +402,26 @@ def train(cfg: TrainConfig) -> dict:
             rec = {"epoch": epoch + 1, "train_loss": loss_sum / max(1, seen), "val_score": ev["score"],
                    "images_per_s": seen * world / (time.time() - t0),
                    "val_auroc": {k: v["auroc"] for k, v in ev["per_label"].items()}}
+            chosen_by = ev
+            if len(inner_idx):  # the inner set chooses; the outer fold is only recorded
+                inner_probs = predict_probs(net, inner_dl, device, cfg.amp)
+                chosen_by = evaluate_split(inner_probs, targets[inner_idx], masks[inner_idx], labels,
+                                           ds_names[inner_idx])
+                rec["inner_score"] = chosen_by["score"]
             state["history"].append(rec)
             with open(out / "log.jsonl", "a") as fh:
                 fh.write(json.dumps(rec) + "\n")
-            log.info("epoch %d: loss %.4f, val score %.4f, %.1f img/s", epoch + 1, rec["train_loss"],
-                     ev["score"], rec["images_per_s"])
-            if ev["score"] > state["best_score"]:
-                state["best_score"], state["best_epoch"] = ev["score"], epoch + 1
+            log.info("epoch %d: loss %.4f, val score %.4f%s, %.1f img/s", epoch + 1, rec["train_loss"],
+                     ev["score"], f", inner {chosen_by['score']:.4f}" if len(inner_idx) else "",
+                     rec["images_per_s"])
+            if chosen_by["score"] > state["best_score"]:
+                state["best_score"], state["best_epoch"] = chosen_by["score"], epoch + 1
                 _save_best(net, labels, cfg, epoch + 1, out)
                 _save_array(out / "val_probs.npy", probs)
                 write_json(out / "val_eval.json", ev)
+                if len(inner_idx):
+                    _save_array(out / "inner_probs.npy", inner_probs)
+                    write_json(out / "inner_eval.json", chosen_by)
             _save_checkpoint(ckpt_path, net, opt, state)
         if world > 1:
             dist.barrier()
@@ -398,11 +430,14 @@ def train(cfg: TrainConfig) -> dict:
             dist.broadcast_object_list(obj, src=0)
             state = obj[0]
     result = {"labels": labels, "best_score": state["best_score"], "best_epoch": state["best_epoch"],
-              "val_idx": val_idx.tolist(), "train_idx": train_idx.tolist(),
-              "paths": [str(s.path) for s in samples], "history": state["history"]}
+              "val_idx": val_idx.tolist(), "train_idx": train_idx.tolist(), "inner_idx": inner_idx.tolist(),
+              "paths": [str(s.path) for s in samples], "history": state["history"],
+              **selection_summary(state["history"], state["best_epoch"])}
     if main_proc:
         write_json(out / "split.json", {"val": [str(samples[i].path) for i in val_idx],
-                                        "train": [str(samples[i].path) for i in train_idx]})
+                                        "train": [str(samples[i].path) for i in train_idx],
+                                        **({"inner": [str(samples[i].path) for i in inner_idx]}
+                                           if len(inner_idx) else {})})
     if world > 1 and dist.is_initialized():
         dist.barrier()
         dist.destroy_process_group()
