@@ -521,6 +521,13 @@ def cmd_export_onnx(a: argparse.Namespace) -> int:
     p = ref.parity
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB); card re-sealed. ONNX Runtime vs torch on {p['films']} "
           f"films: max |dlogit| {p['max_abs_logit']:.1e}, max |dCAM| {p['max_abs_cam']:.1e} logit units")
+    if a.readme:
+        from cxrviewer.train.model_readme import refresh_integrity_lines
+
+        readme = Path(a.readme)
+        card = json.loads(Path(a.model).read_text(encoding="utf-8"))
+        write_text(readme, refresh_integrity_lines(readme.read_text(encoding="utf-8"), card))
+        print(f"updated the ONNX and card lines of {readme}")
     return 0
 
 
@@ -564,6 +571,7 @@ def main(argv: list[str] | None = None) -> int:
     onx.add_argument("--films", nargs="*", default=[], metavar="FILE",
                      help="films to check ONNX Runtime against torch on (default: resources/demo)")
     onx.add_argument("--threads", type=int, default=None)
+    onx.add_argument("--readme", help="also rewrite the ONNX and card-seal lines of this model README")
     a = parser.parse_args(argv)
     if getattr(a, "box_supervision", False) and not (a.bbox or a.packed):
         parser.error("--box-supervision needs --bbox (the bounding-box CSV) or a --packed file with boxes")

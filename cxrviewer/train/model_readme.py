@@ -87,6 +87,25 @@ def _onnx_line(onnx: dict[str, Any]) -> str:
             f"{agree} ({onnx.get('exported_with', '')}).")
 
 
+def refresh_integrity_lines(readme: str, card: dict[str, Any]) -> str:
+    """An existing README with its ONNX and card-seal lines rewritten from `card` (after `export-onnx` re-sealed it);
+    the ONNX line goes after the weights line when the README had none."""
+    lines = readme.splitlines()
+    wanted = {"- ONNX export": _onnx_line(card["onnx"]) if card.get("onnx") else None,
+              "- Card:": SEAL_TEXT.format(sha=card["seal"]["sha256"]) if card.get("seal") else None}
+    out: list[str] = []
+    for line in lines:
+        prefix = next((p for p in wanted if line.startswith(p)), None)
+        if prefix is None:
+            out.append(line)
+            if line.startswith("- Weights:") and not any(x.startswith("- ONNX export") for x in lines) \
+                    and wanted["- ONNX export"]:
+                out.append(str(wanted["- ONNX export"]))
+        elif wanted[prefix] is not None:
+            out.append(str(wanted[prefix]))
+    return "\n".join(out) + ("\n" if readme.endswith("\n") else "")
+
+
 def _members(card: dict[str, Any]) -> str:
     """For an ensemble: how many networks, their seeds and epochs (empty for a single network)."""
     members = card.get("ensemble_of") or []

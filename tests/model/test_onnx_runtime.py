@@ -174,6 +174,14 @@ def test_export_writes_the_onnx_file_and_reseals_the_card(small_bundle: Path, sh
     np.testing.assert_allclose([f.probability for f in a.findings],
                                [b.finding(f.label).probability for f in a.findings], atol=1e-4)  # type: ignore[union-attr]
     np.testing.assert_allclose(a.cams_logit, b.cams_logit, atol=1e-3)
+    # the model README's integrity lines follow the re-sealed card (export-onnx --readme)
+    from cxrviewer.train.model_readme import refresh_integrity_lines
+
+    readme = "# model\n- Weights: `small.safetensors`\n- Card: sealed; SHA-256 `0123` of its canonical content\n"
+    refreshed = refresh_integrity_lines(readme, json.loads(small_bundle.read_text(encoding="utf-8")))
+    assert f"- ONNX export: `{path.name}`, SHA-256 `{card.onnx.sha256}`" in refreshed
+    assert card.card_sha256 in refreshed and "`0123`" not in refreshed
+    assert refresh_integrity_lines(refreshed, json.loads(small_bundle.read_text(encoding="utf-8"))) == refreshed
     # writing the bundle again (new weights) drops the export that described the old ones
     save_bundle(ref.network, card, small_bundle)
     assert ModelCard.read(small_bundle).onnx is None
