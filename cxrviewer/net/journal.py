@@ -46,6 +46,7 @@ class Journal:
         self.inbox_root = Path(inbox_root)
         self.root = self.inbox_root / FOLDER
         self.model = model
+        self._answered: set[Path] = set()  # known answered by this model (entries are never taken back here)
 
     def entry_path(self, image: Path) -> Path:
         return self.root / f"{image.parent.name}.{image.stem}.json"
@@ -58,8 +59,18 @@ class Journal:
         return data if isinstance(data, dict) else None
 
     def answered(self, image: Path) -> bool:
+        if image in self._answered:
+            return True
         entry = self.entry(image)
-        return entry is not None and entry.get("model") == self.model
+        if entry is not None and entry.get("model") == self.model:
+            self._answered.add(image)
+            return True
+        return False
+
+    def forget(self, image: Path) -> None:
+        """Remove the entry of `image` (it will be answered again, with the same result UIDs)."""
+        self._answered.discard(image)
+        self.entry_path(image).unlink(missing_ok=True)
 
     def record(self, image: Path, answer: str, message: str, results: Sequence[Path] = ()) -> Path:
         """Write the entry for `image` (atomically; `OSError` when the disk refuses)."""
@@ -67,7 +78,9 @@ class Journal:
         entry = {"file": f"{image.parent.name}/{image.name}", "model": self.model, "answer": answer,
                  "results": [p.name for p in results], "message": message,
                  "at": time.strftime("%Y-%m-%dT%H:%M:%S")}
-        return atomic_write_text(self.entry_path(image), json.dumps(entry, indent=1) + "\n")
+        path = atomic_write_text(self.entry_path(image), json.dumps(entry, indent=1) + "\n")
+        self._answered.add(image)
+        return path
 
     def unanswered(self, images: Iterable[Path]) -> list[Path]:
         return [p for p in images if not self.answered(p)]
