@@ -25,6 +25,15 @@ threshold, positive, cam_x, cam_y); a result without findings gives one row with
 ``--cams DIR`` writes one 8-bit PNG per label per "ok" image, ``DIR/<image>/<Label_Name>.png``, at the
 original image size: grey level = 255 x local probability, the fixed colour scale of `cxrviewer.model.cam`.
 
+Site operating points (`cxrviewer.model.site`): ``--site NAME`` (a profile stored under
+``$XDG_DATA_HOME/cxrviewer/sites/``) or ``--site-profile FILE`` replaces the card's default operating points with
+those fitted at this site; a profile fitted for another model (weights or card) is refused (exit status 2). The
+JSON always carries ``"operating_points"``: ``"source": "model card"`` or ``"site profile"`` with its name, how
+and when it was fitted; with a profile, a line on stderr says so too (CSV has no room for it). Fitting one:
+``--fit-site NAME --site-films PATH...`` (an unlabelled batch of the site's films: quantile matching) or
+``--fit-site NAME --site-feedback FILE`` (the viewer's feedback log, ``feedback.jsonl`` in the same folder),
+``--site-first N`` to use only the first N films or records; ``--list-sites``, ``--delete-site NAME``.
+
 Exit status: 0 when every input was handled (ok, rejected or error entries); 2 for a usage error or an
 unusable model (message on stderr, no traceback); 130 when interrupted.
 """
@@ -81,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Second opinion (multi-label chest X-ray findings) for image files and folders. "
                     "Not for diagnostic use.",
     )
-    parser.add_argument("paths", nargs="+", metavar="PATH", help="image files (DICOM, PNG, JPEG, TIFF, BMP) "
+    parser.add_argument("paths", nargs="*", metavar="PATH", help="image files (DICOM, PNG, JPEG, TIFF, BMP) "
                         "or folders (scanned recursively)")
     parser.add_argument("--model", metavar="FILE", help="model card (JSON) to use instead of the bundled model")
     parser.add_argument("--allow-modified-card", action="store_true",
@@ -101,6 +110,19 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"give up on a file whose decoding takes longer (default {DEFAULT_TIMEOUT_S:g}; "
                              "0 = decode in this process, no limit)")
     parser.add_argument("--threads", type=int, metavar="N", help="CPU threads for the network (default: all)")
+    site = parser.add_argument_group("site operating points (see cxrviewer.model.site)")
+    use = site.add_mutually_exclusive_group()
+    use.add_argument("--site", metavar="NAME", help="use the operating points fitted at this site (a stored profile)")
+    use.add_argument("--site-profile", metavar="FILE", help="use the operating points of this site profile file")
+    site.add_argument("--fit-site", metavar="NAME", help="fit and store site operating points NAME (from "
+                      "--site-films or --site-feedback), then exit")
+    site.add_argument("--site-films", nargs="+", metavar="PATH", help="--fit-site: an unlabelled batch of the "
+                      "site's films (files or folders)")
+    site.add_argument("--site-feedback", metavar="FILE", help="--fit-site: the reader's feedback log "
+                      "(the viewer's feedback.jsonl)")
+    site.add_argument("--site-first", type=int, metavar="N", help="--fit-site: only the first N films / records")
+    site.add_argument("--list-sites", action="store_true", help="list the stored site profiles and exit")
+    site.add_argument("--delete-site", metavar="NAME", help="delete a stored site profile and exit")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar, errors only")
     parser.add_argument("--verbose", "-v", action="store_true", help="log each file")
     return parser
@@ -223,12 +245,20 @@ def _load_engine(args: argparse.Namespace) -> Engine:
     kwargs: dict[str, Any] = {"operating_point": args.operating_point, "threads": args.threads,
                               "allow_modified_card": args.allow_modified_card}
     try:
-        if args.model:
-            return Engine.from_card(args.model, **kwargs)
-        return Engine.bundled(**kwargs)
+        engine = Engine.from_card(args.model, **kwargs) if args.model else Engine.bundled(**kwargs)
     except ModelError as exc:
         hint = "" if args.model else " (give one with --model FILE)"
         raise UsageError(f"model unusable: {exc}{hint}") from None
+    if args.site or args.site_profile:
+        from cxrviewer.model import site
+
+        try:
+            profile = site.read(args.site_profile) if args.site_profile else site.load(args.site)
+            site.apply(engine, profile)
+        except site.SiteError as exc:
+            raise UsageError(str(exc)) from None
+        log.warning("operating points: %s", profile.describe())
+    return engine
 
 
 def _progress(items: list[Item], quiet: bool) -> Iterator[Item]:
@@ -282,9 +312,95 @@ def _process(item: Item, loader: GuardedLoader, engine: Engine, args: argparse.N
         log.warning("%s: could not be processed (%s)", item.path.name, type(exc).__name__)
 
 
+# --- site operating points ---------------------------------------------------------------------------------
+
+def _site_probabilities(engine: Engine, paths: Sequence[str], args: argparse.Namespace) -> tuple[Any, str]:
+    """Calibrated probabilities (films x labels) of the site's films the gate accepts, and what was skipped."""
+    import numpy as np
+
+    items = collect(paths)
+    if args.site_first is not None:
+        items = items[: max(0, args.site_first)]
+    rows, rejected, unreadable = [], 0, 0
+    with GuardedLoader(args.decode_timeout) as loader:
+        for item in _progress(items, args.quiet):
+            try:
+                if item.error is not None:
+                    raise ImageLoadError(item.path, item.error)
+                prediction = engine.predict(loader.load(item.path))
+            except Exception as exc:  # one bad file must not stop the fit
+                unreadable += 1
+                log.info("%s: not used (%s)", item.path.name, getattr(exc, "reason", type(exc).__name__))
+                continue
+            if not prediction.findings:
+                rejected += 1
+                continue
+            probs = {f.label: f.probability for f in prediction.findings}
+            rows.append([probs[lab] for lab in engine.labels])
+    skipped = ", ".join(f"{n} {what}" for n, what in ((rejected, "refused by the input check"),
+                                                       (unreadable, "unreadable")) if n)
+    return np.array(rows, dtype=np.float64).reshape(-1, len(engine.labels)), skipped
+
+
+def _site_summary(profile: Any, path: Path) -> str:
+    rate = "flag rate" if profile.method == "unlabelled" else "rate on films without the finding"
+    lines = [f"{profile.describe()}", f"saved to {path}",
+             f"{'label':<18} {'card':>7} {'site':>7}   {rate}: validation / here at card point / here at site point"]
+    for label, fit in profile.labels.items():
+        rates = " / ".join("n/a" if r is None else f"{r:.2f}" for r in (fit.target, fit.rate_at_card,
+                                                                        fit.rate_at_site))
+        lines.append(f"{label:<18} {fit.card_threshold:7.4f} {fit.threshold:7.4f}   {rates}"
+                     + (f"  ({fit.note})" if fit.note else ""))
+    return "\n".join(lines) + "\n"
+
+
+def site_command(args: argparse.Namespace) -> int:
+    """--fit-site / --list-sites / --delete-site: manage site profiles (output on stdout)."""
+    from cxrviewer.model import feedback, site
+
+    try:
+        if args.list_sites:
+            active = site.active_name()
+            for profile in site.list_profiles():
+                mark = " (the viewer's active profile)" if profile.name == active else ""
+                print(f"{profile.name}: for {profile.model}, {profile.describe()}{mark}")
+            return 0
+        if args.delete_site:
+            if not site.delete(args.delete_site):
+                raise UsageError(f"no site profile named '{args.delete_site}' in {site.sites_dir()}")
+            print(f"deleted site profile '{args.delete_site}'")
+            return 0
+        name = site.check_name(args.fit_site)
+        if bool(args.site_films) == bool(args.site_feedback):
+            raise UsageError("--fit-site needs either --site-films PATH... or --site-feedback FILE")
+        if args.site or args.site_profile:
+            raise UsageError("--fit-site fits against the model card's operating points; leave out --site")
+        engine = _load_engine(args)
+        if args.site_feedback:
+            records = feedback.read_log(args.site_feedback)
+            source = f"log {Path(args.site_feedback).name}"
+            profile = site.fit_feedback(name, engine, records, args.site_first, source)
+        else:
+            probs, skipped = _site_probabilities(engine, args.site_films, args)
+            source = ", ".join(Path(p).name for p in args.site_films[:3]) + (" ..." if len(args.site_films) > 3
+                                                                             else "")
+            profile = site.fit_unlabelled(name, engine, probs, source + (f"; skipped {skipped}" if skipped else ""))
+        path = site.save(profile)
+    except (site.SiteError, feedback.FeedbackError) as exc:
+        raise UsageError(str(exc)) from None
+    sys.stdout.write(_site_summary(profile, path))
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     if args.threads is not None and args.threads < 1:
         raise UsageError("--threads must be at least 1")
+    if args.fit_site or args.list_sites or args.delete_site:
+        return site_command(args)
+    if args.site_films or args.site_feedback or args.site_first is not None:
+        raise UsageError("--site-films, --site-feedback and --site-first go with --fit-site NAME")
+    if not args.paths:
+        raise UsageError("give at least one image file or folder (PATH)")
     output = Path(args.output) if args.output else None
     if output is not None and not output.parent.is_dir():
         raise UsageError(f"cannot write {output}: folder {output.parent} does not exist")
@@ -298,7 +414,10 @@ def run(args: argparse.Namespace) -> int:
     with GuardedLoader(args.decode_timeout) as loader:
         for item in _progress(items, args.quiet):
             _process(item, loader, engine, args, cams, exporter, results)
-    text = to_csv(results) if args.format == "csv" else dumps(contract(engine.card, results))
+    from cxrviewer.model.site import operating_points_entry
+
+    text = to_csv(results) if args.format == "csv" else dumps(contract(engine.card, results,
+                                                                        operating_points_entry(engine)))
     if output is None:
         sys.stdout.write(text)
         sys.stdout.flush()
@@ -317,6 +436,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     parser = build_parser()
     args = parser.parse_args(argv)
+    if not args.paths and not (args.fit_site or args.list_sites or args.delete_site):
+        parser.error("give at least one image file or folder (PATH)")
     level = logging.INFO if args.verbose else logging.ERROR if args.quiet else logging.WARNING
     logging.basicConfig(level=level, format=f"{PROG}: %(message)s", stream=sys.stderr)
     install_log_privacy()

@@ -71,7 +71,8 @@ def test_json_contract(card: Path, inputs: Path, tmp_path: Path, capsys: pytest.
     assert rc == 0 and "Traceback" not in err
     assert "%|" in err  # progress bar on stderr for more than a few files
     doc = json.loads(output.read_text())
-    assert set(doc) == {"model", "results"}
+    assert set(doc) == {"model", "operating_points", "results"}
+    assert doc["operating_points"]["source"] == "model card"  # no site profile (tests/test_predict_site.py)
     engine = Engine.from_card(card)
     assert doc["model"] == {"name": "cli-test", "sha256": engine.sha256, "labels": LABELS,
                             "card_sha256": engine.card_sha256, "card": "sealed"}

@@ -8,9 +8,11 @@
 ```
 ``sha256`` is the weights' SHA-256, ``card_sha256`` that of the model card's canonical content; ``card`` is
 "modified" when the card does not match the seal the trainer wrote (loaded only on explicit request; the JSON
-then also carries ``"card_note"``, the "modified model card" warning). Findings are listed highest probability
-first. A rejected image (the input gate refused it) has no findings and its reasons as message; gate warnings
-on an accepted image go into its message.
+then also carries ``"card_note"``, the "modified model card" warning). ``"operating_points"`` (cxrviewer-predict
+always; `cxrviewer.model.site.operating_points_entry`) says whose thresholds decided "positive": ``"source"``
+"model card" or "site profile" (then with the profile's name, method, films and date). Findings are listed
+highest probability first. A rejected image (the input gate refused it) has no findings and its reasons as
+message; gate warnings on an accepted image go into its message.
 """
 
 from __future__ import annotations
@@ -107,9 +109,15 @@ def error_entry(path: str | Path, message: str, *, status: str = "error",
             "view": _view(view), "findings": []}
 
 
-def contract(card: ModelCard | None, results: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """The whole document: {"model": ..., "results": [...]}."""
-    return {"model": model_entry(card), "results": [dict(r) for r in results]}
+def contract(card: ModelCard | None, results: Sequence[Mapping[str, Any]],
+             operating_points: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The whole document: {"model": ..., "results": [...]}, plus ``"operating_points"`` when given
+    (`cxrviewer.model.site.operating_points_entry`: the card's or a site profile's, and which)."""
+    doc: dict[str, Any] = {"model": model_entry(card)}
+    if operating_points is not None:
+        doc["operating_points"] = dict(operating_points)
+    doc["results"] = [dict(r) for r in results]
+    return doc
 
 
 def dumps(document: Mapping[str, Any]) -> str:
