@@ -25,6 +25,7 @@ class Display:
         self.displayed_study = ""  # study key ("" for none)
         self.displayed_image = ""  # image key ("" for none)
         self.selected_label: str | None = None  # the finding whose heat map is shown
+        self.outline_asked: dict[str, int] = {}  # image key -> id of the prediction whose outline was asked for
 
     # --- display ---
 
@@ -136,6 +137,7 @@ class Display:
             return
         self.show_analysed_region(prediction)
         self.w.canvas.set_lung_outline(getattr(prediction, "lung_outline", None))
+        self.ask_outline(image)
         label = self.selected_label
         if label is None and auto_select:
             top = image.top_finding()
@@ -189,6 +191,24 @@ class Display:
             f"{label}: probability {finding.probability:.3f}, operating point {finding.threshold:.3f}"
             + (" — above it" if finding.positive else " — below it")
         )
+
+    def ask_outline(self, image: ImageRecord) -> None:
+        """Find the displayed film's lung fields in the background when its analysis did not (it was not on
+        screen then), once per prediction."""
+        prediction, decoded = image.prediction, self.w.images.peek(image.key)
+        if prediction is None or prediction.lung_outline or decoded is None:
+            return
+        if self.outline_asked.get(image.key) != id(prediction):
+            self.outline_asked[image.key] = id(prediction)
+            self.w.pipeline.find_outline(image.key, decoded.image)
+
+    def on_outline(self, key: str, contours: list[Any]) -> None:
+        entry = self.w.worklist.entry(key)
+        if entry is None or entry.image.prediction is None or entry.image.state != State.DONE:
+            return
+        entry.image.prediction.lung_outline = contours
+        if key == self.displayed_image:
+            self.w.canvas.set_lung_outline(contours)
 
     def set_lung_outline_visible(self, visible: bool) -> None:
         self.w.canvas.set_lung_outline_visible(visible)

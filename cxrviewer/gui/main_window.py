@@ -179,6 +179,7 @@ class MainWindow(QMainWindow):
         p.started.connect(self._when_listed(w.started, i.after_change))
         p.loaded.connect(self._when_listed(lambda key, decoded: w.entry(key), i.on_loaded))
         p.overlay_ready.connect(self.overlays.put)
+        p.outlined.connect(d.on_outline)
         p.analysed.connect(self._when_listed(w.analysed, i.after_result))
         p.failed.connect(self._when_listed(w.failed, i.after_failure))
         p.unanalysed.connect(self._when_listed(w.unanalysed, i.after_result))

@@ -22,6 +22,7 @@ Design:
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections import deque
 from dataclasses import dataclass, field
@@ -42,6 +43,22 @@ PREFETCH = 2
 DECODE_SLOTS = backend.DECODERS
 #: Longest wait of a model load for the displayed film's decoding (`load_model(when_free=True)`).
 MODEL_DEFER_MS = 3000
+#: Worker threads (and the decoding helpers they start) run this much nicer than the GUI thread (Linux), so that
+#: on 2 busy cores the event loop gets a core at once when the user acts.
+BACKGROUND_NICE = 5
+_BASE_NICE = os.getpriority(os.PRIO_PROCESS, 0) if hasattr(os, "getpriority") else 0
+
+
+def background_priority() -> None:
+    """Lower the calling worker thread's priority (once; Linux per-thread nice, elsewhere nothing)."""
+    if not hasattr(os, "setpriority"):
+        return
+    try:
+        tid = threading.get_native_id()
+        if os.getpriority(os.PRIO_PROCESS, tid) < _BASE_NICE + BACKGROUND_NICE:
+            os.setpriority(os.PRIO_PROCESS, tid, _BASE_NICE + BACKGROUND_NICE)
+    except OSError:  # not allowed here: run at the normal priority
+        pass
 
 
 class _Bridge(QObject):
@@ -52,6 +69,7 @@ class _Bridge(QObject):
     started = Signal(str)  # image key: its analysis began
     overlay = Signal(str, str, object)  # image key, label, premultiplied BGRA heat map (numpy)
     analysed = Signal(object, object, str)  # ImageJob, Prediction or None, error message ("" if none)
+    outlined = Signal(str, object)  # image key, lung-field contours (list of N x 2 arrays)
     model_ready = Signal(object)  # Engine
     model_failed = Signal(str)
 
@@ -75,6 +93,7 @@ class Pipeline(QObject):
     started = Signal(str)
     loaded = Signal(str, object)
     overlay_ready = Signal(str, str, object)  # image key, label, BGRA heat map of its top finding
+    outlined = Signal(str, object)  # image key, lung-field contours (`find_outline`)
     analysed = Signal(str, object)
     failed = Signal(str, str)
     unanalysed = Signal(str, str)
@@ -102,6 +121,7 @@ class Pipeline(QObject):
         self._decoding: list[ImageJob] = []
         self._to_analyse: deque[ImageJob] = deque()  # decoded, waiting for the model or the analysis slot
         self._analysing: ImageJob | None = None
+        self._focus = ""  # the image on screen (`prioritise`): its analysis comes next once it is decoded
         self._scan_token = 0
         self._scans_running = 0
         self._batch_total = 0
@@ -111,10 +131,11 @@ class Pipeline(QObject):
         b.decoded.connect(self._on_decoded)
         b.started.connect(self._on_started)
         b.overlay.connect(self.overlay_ready)
+        b.outlined.connect(self.outlined)
         b.analysed.connect(self._on_analysed)
         b.model_ready.connect(self._on_model_ready)
         b.model_failed.connect(self._on_model_failed)
-        self._pool.start(backend.warm_decoder)  # a decoding helper is ready before the first film arrives
+        self._pool.start(_warm_decoder)  # a decoding helper is ready before the first film arrives
 
     # --- model --------------------------------------------------------------------------------------------
 
@@ -199,6 +220,23 @@ class Pipeline(QObject):
         self._pump()
         self._check_idle()
 
+    def find_outline(self, key: str, image: Any) -> None:
+        """Find a decoded image's lung fields in the background; the contours arrive as `outlined`. (Analyses find
+        them only for the displayed film: nobody may ever look at the others.)"""
+        if self._stop.is_set():
+            return
+        bridge = self._bridge
+
+        def run() -> None:
+            try:
+                contours = backend.lung_outline(image)
+            except Exception:  # an outline is an aid; the film and its findings stand without it
+                log.warning("lung fields not found", exc_info=True)
+                contours = []
+            _emit(bridge.outlined, key, contours)
+
+        self._pool.start(run)
+
     # --- image queues -------------------------------------------------------------------------------------
 
     def enqueue(
@@ -228,7 +266,9 @@ class Pipeline(QObject):
 
     def prioritise(self, key: str) -> bool:
         """Move an image's queued work to the front; display-only jobs of other images are dropped (stale).
-        False when nothing of it is queued (it may be running: `is_pending`)."""
+        False when nothing of it is queued (it may be running: `is_pending`). Its analysis is the next one: the
+        analysis lane waits for its decoding rather than start another film."""
+        self._focus = key
         for job in [j for j in self._to_decode if not j.analyse and j.key != key]:
             self._to_decode.remove(job)
         found = False
@@ -303,10 +343,14 @@ class Pipeline(QObject):
                 job = self._to_analyse.popleft()
                 self._count_done(job)
                 self.unanalysed.emit(job.key, self._model_error or "no model available")
-        if self._analysing is None and self._to_analyse and self._engine is not None:
+        if self._analysing is None and self._to_analyse and self._engine is not None and not self._focus_decoding():
             job = self._analysing = self._to_analyse.popleft()
             engine = self._engine
             self._pool.start(lambda: _analyse_job(job, engine, bridge, stop))
+
+    def _focus_decoding(self) -> bool:
+        """The film on screen is still being decoded for its analysis (which then goes first)."""
+        return any(j.key == self._focus and j.analyse for j in (*self._to_decode, *self._decoding))
 
     def _next_to_decode(self) -> ImageJob | None:
         """Display work and the displayed image first; analyses only up to PREFETCH ahead of the model."""
@@ -396,9 +440,15 @@ def _emit(signal: Any, *args: Any) -> None:
         pass
 
 
+def _warm_decoder() -> None:
+    background_priority()  # the helper process inherits it
+    backend.warm_decoder()
+
+
 def _decode_job(job: ImageJob, bridge: _Bridge, stop: threading.Event) -> None:
     """Decode one image in a worker thread (never imports torch). Only numpy / dataclasses leave it."""
     decoded, message = None, ""
+    background_priority()
     try:
         if not (job.cancel.is_set() or stop.is_set()):
             decoded = backend.decode(job.path, job.image, screen_ready=job.urgent)
@@ -416,10 +466,13 @@ def _decode_job(job: ImageJob, bridge: _Bridge, stop: threading.Event) -> None:
 def _analyse_job(job: ImageJob, engine: Any, bridge: _Bridge, stop: threading.Event) -> None:
     """Analyse one decoded image in a worker thread. Only numpy / dataclasses leave this function."""
     prediction, message = None, ""
+    background_priority()
     try:
         if not (job.cancel.is_set() or stop.is_set()):
             _emit(bridge.started, job.key)
             prediction = engine.predict(job.image, force=job.force)
+            if job.urgent and prediction.findings and not prediction.lung_outline:  # the displayed film's outline
+                prediction.lung_outline = backend.lung_outline(job.image)
             top = most_abnormal(list(prediction.findings))
             if top is not None and top.positive:  # the map shown first is coloured here, not on the GUI thread
                 heat = backend.heat_map(prediction, top.label, colormap.OVERLAY_SIDE)

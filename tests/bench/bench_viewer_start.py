@@ -134,8 +134,8 @@ def child(mode: str, target: Path, tmp: Path) -> dict:
         done_at: list[float] = []
         window.pipeline.loaded.connect(on_loaded)
         window.show()
-        t0 = clock()
         probe.start()
+        t0 = clock()
         window.open_paths([target])
 
         def all_done() -> bool:
@@ -146,7 +146,7 @@ def child(mode: str, target: Path, tmp: Path) -> dict:
         switches: list[float] = []
 
         def press_j() -> None:
-            if all_done() or len(window.studies) < 2:
+            if all_done() or len(window.studies) < 2 or os.environ.get("BENCH_NO_SWITCH"):
                 return
             before = window.displayed_image
             t = clock()
@@ -175,6 +175,16 @@ def child(mode: str, target: Path, tmp: Path) -> dict:
         settler.start()
         wait(all_done, 900)
         done_at.append(clock())
+        out["done_wall"] = time.time()
+        jk.stop()
+        busy = list(late)
+        late.clear()  # baseline: the window idle for 3 s afterwards (what the machine's other work alone causes)
+        idle_end = clock() + 3.0
+        wait(lambda: clock() > idle_end, 10)
+        idle = sorted(ms for _, ms in late[1:])
+        out["stall_idle"] = {"max_ms": round(idle[-1], 1), "p99_ms": round(idle[int(0.99 * (len(idle) - 1))], 1),
+                             "over_50ms": sum(v > 50 for v in idle)}
+        late[:] = busy
         probe.stop()
         jk.stop()
         settler.stop()
@@ -196,7 +206,6 @@ def child(mode: str, target: Path, tmp: Path) -> dict:
             for stage, seconds in (getattr(image.prediction, "timings", None) or {}).items():
                 out["stage_s"][stage] = out["stage_s"].get(stage, 0.0) + seconds
         out["stage_s"] = {k: round(v, 2) for k, v in out["stage_s"].items()}
-        out["done_wall"] = time.time()
     window.close()
     QApplication.processEvents()
     return out
@@ -268,11 +277,14 @@ def main() -> int:
         films = sorted(p for p in args.films.iterdir() if p.is_file())
         print(f"batch: {len(films)} files in {args.films}")
         ratios: dict[str, list[float]] = {}
+        times: dict[str, list[float]] = {"cli": []}
         settings = args.viewer_threads.split(",") if args.viewer_threads else [""]
         for run, threads in ((r, t) for r in range(args.runs) for t in settings):
             cli = cli_seconds(args.films, tmp)
             viewer = run_child("batch", args.films, tmp, threads)
             ratios.setdefault(threads, []).append(viewer["viewer_process_s"] / cli)
+            times["cli"].append(cli)
+            times.setdefault(threads, []).append(viewer["viewer_process_s"])
             switches = viewer["switch_s"]
             name = f"viewer ({threads} thread(s))" if threads else "viewer"
             print(f"  run {run + 1}: cxrviewer-predict {cli:.1f} s; {name} {viewer['viewer_process_s']:.1f} s from "
@@ -280,14 +292,17 @@ def main() -> int:
                   f"{'/'.join(viewer['states'])}; model ready {viewer['model_ready_s']} s after the open) "
                   f"-> {ratios[threads][-1]:.2f} x")
             print(f"    stalls while analysing: {viewer['stall_analysing']}; while the model loads: "
-                  f"{viewer['stall_model_loading']}")
+                  f"{viewer['stall_model_loading']}; window idle afterwards: {viewer['stall_idle']}")
             if switches:
                 print(f"    J -> next film painted: median {1000 * statistics.median(switches):.0f} ms, worst "
                       f"{1000 * max(switches):.0f} ms over {len(switches)} presses")
             print(f"    engine stages summed (s): {viewer['stage_s']}")
+        cli_median = statistics.median(times["cli"])
         for threads, values in ratios.items():
+            viewer_median = statistics.median(times[threads])
             print(f"viewer{f' ({threads} thread(s))' if threads else ''} / CLI, both from process start: "
-                  f"{', '.join(f'{r:.2f}' for r in values)} (goal <= 1.3)")
+                  f"{', '.join(f'{r:.2f}' for r in values)} per run; medians {viewer_median:.1f} s / "
+                  f"{cli_median:.1f} s = {viewer_median / cli_median:.2f} (goal <= 1.3)")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return 0

@@ -127,3 +127,18 @@ def test_an_onnx_model_gives_findings_with_torch_broken(dicom_dir: Path) -> None
     assert result["film"] and result["engine"], result
     assert result["image_state"] == State.DONE.value, result
     assert not result["torch"], result
+
+
+def test_lung_outline_is_found_for_films_on_screen_only(qtbot, window: MainWindow, dicom_dir: Path) -> None:  # noqa: ANN001
+    files = [dicom_dir / f"udacity_nih_test{i}.dcm" for i in (1, 2, 3)]
+    with qtbot.waitSignal(window.pipeline.scanned, timeout=20000):
+        window.open_paths(files)
+    wait_all_finished(qtbot, window, expected_images=3, timeout=120000)
+    shown = window.current_study()
+    others = [s for s in window.studies.values() if s is not shown]
+    assert shown is not None and shown.images[0].prediction.lung_outline  # found with the displayed film's analysis
+    assert all(s.images[0].prediction.lung_outline == [] for s in others)  # nobody looked at these
+    window.table["lungs"].setChecked(True)
+    window.browser.set_current(others[0].key)
+    prediction = others[0].images[0].prediction
+    qtbot.waitUntil(lambda: len(prediction.lung_outline) == 2 and window.canvas.lung_outline_shown(), timeout=20000)
