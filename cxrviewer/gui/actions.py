@@ -117,6 +117,8 @@ ACTIONS: tuple[ActionSpec, ...] = (
     A("reanalyse", "Re-analyse study", "reanalyse_current", enabled_when=(STUDY,)),
     A("cancel", "Cancel queued analyses", "cancel_queued"),
     A("model_card", "Model card…", "show_model_card", ("Ctrl+M",), "model", enabled_when=(MODEL,)),
+    A("feedback", "Reader feedback on this film…", "site.record_feedback", enabled_when=(STUDY, MODEL),
+      tip="Agree or disagree with each finding; the verdicts fit this site's operating points (Model card)"),
     A("pacs_prefs", "PACS connection…", "show_pacs_preferences",
       tip="Receive studies from a PACS and send results back (off by default)"),
     A("pacs_send", "Send results to PACS", "send_current_to_pacs",
@@ -142,7 +144,7 @@ MENUS: tuple[Submenu, ...] = (
                       Submenu("Window/level presets", (), name="presets"), SEP, "heatmap", "lungs", "hide_ids", SEP,
                       "next", "prev", "next_image", "prev_image", SEP, "info")),
     Submenu("&Tools", ("tool_pan", "tool_ruler", "tool_ctr", SEP, "clear_measurements", SEP, "magnifier")),
-    Submenu("&Analysis", ("anyway", "reanalyse", "cancel", SEP, "model_card")),
+    Submenu("&Analysis", ("anyway", "reanalyse", "cancel", SEP, "feedback", "model_card")),
     Submenu("&Help", ("keys", "model_card", SEP, "about")),
 )
 #: Toolbar items: action ids, SEP, or "widget:<name>" for a widget the window passes in.

@@ -5,13 +5,18 @@ from __future__ import annotations
 import html
 from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QTextDocumentFragment
 from PySide6.QtWidgets import (
+    QComboBox,
     QDialog,
     QDialogButtonBox,
+    QHBoxLayout,
     QHeaderView,
+    QInputDialog,
     QLabel,
     QMessageBox,
+    QPushButton,
     QTableWidget,
     QTableWidgetItem,
     QTextBrowser,
@@ -22,6 +27,7 @@ from PySide6.QtWidgets import (
 from cxrviewer import __version__
 from cxrviewer.gui import backend
 from cxrviewer.gui.records import StudyRecord, format_person_name
+from cxrviewer.model import feedback, site
 
 if TYPE_CHECKING:
     from cxrviewer.model.card import ModelCard
@@ -105,11 +111,16 @@ def _fmt(value: Any, digits: int = 3) -> str:
 
 
 class ModelCardDialog(QDialog):
-    """Name, data and per-label validation metrics of the loaded model."""
+    """Name, data and per-label validation metrics of the loaded model, and the operating points in use: the
+    card's, or a site profile's beside them (`cxrviewer.model.site`), which it can fit from the reader's feedback,
+    switch and revert. `operating_points_changed` fires after any such change."""
+
+    operating_points_changed = Signal()
 
     def __init__(self, engine: Any, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("modelCardDialog")
+        self.engine = engine
         card: ModelCard | None = getattr(engine, "card", None)
         layout = _dialog_layout(self, f"Model card — {engine.name}")
         self.resize(780, 680)
@@ -130,21 +141,24 @@ class ModelCardDialog(QDialog):
         layout.addWidget(head)
 
         table_rows = backend.validation_table(card)
-        thresholds = dict(getattr(engine, "thresholds", None) or (card.thresholds if card else {}))
+        in_use = dict(getattr(engine, "thresholds", None) or (card.thresholds if card else {}))
+        thresholds = dict(card.thresholds) if card and site.applied(engine) is not None else in_use
         labels = list(getattr(engine, "labels", card.labels if card else ()))
+        self.labels = labels
         not_covered = list(getattr(engine, "not_covered", card.not_covered if card else ()))
-        self.table = QTableWidget(len(labels) + len(not_covered), 6)
+        self.table = QTableWidget(len(labels) + len(not_covered), 7)
         self.table.setObjectName("validationTable")
         self.table.setHorizontalHeaderLabels(
-            ["Label", "AUROC", "Fold ±", "Pos / neg", "Operating point", "Sens / spec"]
+            ["Label", "AUROC", "Fold ±", "Pos / neg", "Operating point", "Site point", "Sens / spec"]
         )
         tips = [
             "",
             "Validation AUROC (patient-disjoint validation)",
             "Spread of AUROC across folds",
             "Positive / negative validation images",
-            "Probability above which a finding is called positive",
-            "Sensitivity / specificity at the operating point",
+            "The model card's probability above which a finding is called positive",
+            "This site's operating point, when a site profile is in use (AUROC does not change with it)",
+            "Sensitivity / specificity at the card's operating point (validation films)",
         ]
         for col, tip in enumerate(tips):
             if tip:
@@ -166,6 +180,7 @@ class ModelCardDialog(QDialog):
                 "± " + _fmt(spread) if spread is not None else "",
                 f"{_fmt(n_pos)} / {_fmt(n_neg)}" if n_pos is not None else "",
                 _fmt(thresholds.get(label)),
+                "",
                 f"{_fmt(sens, 2)} / {_fmt(spec, 2)}" if sens is not None else "",
             ]
             for col, text in enumerate(values):
@@ -181,12 +196,13 @@ class ModelCardDialog(QDialog):
             note = QTableWidgetItem("not assessed by this model (no training labels)")
             note.setForeground(Qt.GlobalColor.gray)
             self.table.setItem(row, 1, note)
-            self.table.setSpan(row, 1, 1, 5)
+            self.table.setSpan(row, 1, 1, 6)
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         header.setStretchLastSection(True)
         self.table.verticalHeader().setDefaultSectionSize(24)
         layout.addWidget(self.table, 1)
+        self._site_controls(layout)
 
         details = []
         validation = card.validation.to_json() if card and card.validation else {}
@@ -216,6 +232,111 @@ class ModelCardDialog(QDialog):
         layout.addWidget(self.details)
         _close_buttons(self, layout)
 
+    # --- site operating points ---------------------------------------------------------------------------
+
+    def _site_controls(self, layout: QVBoxLayout) -> None:
+        self.site_label = QLabel()
+        self.site_label.setObjectName("siteProfile")
+        self.site_label.setWordWrap(True)
+        self.site_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        layout.addWidget(self.site_label)
+        row = QHBoxLayout()
+        row.addWidget(QLabel("Operating points:"))
+        self.site_combo = QComboBox()
+        self.site_combo.setObjectName("siteChoice")
+        self.site_combo.setToolTip("The model card's operating points, or a site profile fitted for this model")
+        row.addWidget(self.site_combo, 1)
+        self.revert_button = QPushButton("Revert to the model's operating points")
+        self.revert_button.setObjectName("revertSite")
+        self.revert_button.clicked.connect(self.revert_to_card)
+        row.addWidget(self.revert_button)
+        self.fit_button = QPushButton("Fit from feedback…")
+        self.fit_button.setObjectName("fitSite")
+        self.fit_button.clicked.connect(self._ask_and_fit)
+        row.addWidget(self.fit_button)
+        layout.addLayout(row)
+        self._refresh_site()
+        self.site_combo.activated.connect(self._choose)
+
+    def _refresh_site(self, error: str = "") -> None:
+        """Show the operating points in use, the site column and what the buttons can do."""
+        engine = self.engine
+        profile = site.applied(engine)
+        for row, label in enumerate(self.labels):
+            text = _fmt(profile.labels[label].threshold) if profile is not None and label in profile.labels else ""
+            item = QTableWidgetItem(text)
+            item.setTextAlignment(Qt.AlignmentFlag.AlignCenter)
+            if profile is not None and label in profile.labels and profile.labels[label].note:
+                item.setToolTip(profile.labels[label].note)
+            self.table.setItem(row, 5, item)
+        self.table.setColumnHidden(5, profile is None)
+        if profile is not None:
+            text = (f"<b>In use: {html.escape(profile.describe())}</b>, method: {html.escape(_METHODS[profile.method])}"
+                    ". Probabilities, AUROC and the card's validation figures are unchanged; only where each label "
+                    "is called positive moved.")
+        else:
+            text = "<b>In use: the model card's operating points.</b>"
+        films = feedback_films(engine)
+        text += f" Reader feedback collected for this model: {films} film{'s' if films != 1 else ''}."
+        if error:
+            text += f"<div style='color:#ff8a70'><b>{html.escape(error)}</b></div>"
+        self.site_label.setText(text)
+        self.revert_button.setEnabled(profile is not None)
+        self.fit_button.setEnabled(films >= site.MIN_FILMS)
+        self.fit_button.setToolTip(f"Fit this site's operating points from the reader's feedback (at least "
+                                   f"{site.MIN_FILMS} films; Analysis ▸ Reader feedback on this film)")
+        self.site_combo.clear()
+        self.site_combo.addItem("Model card", None)
+        for stored in site.list_profiles():
+            if stored.model_sha256 == str(getattr(engine, "sha256", "")) and \
+                    stored.card_sha256 == str(getattr(engine, "card_sha256", "")):
+                self.site_combo.addItem(f"Site: {stored.name} ({stored.fitted_from})", stored.name)
+        current = self.site_combo.findData(profile.name) if profile is not None else 0
+        self.site_combo.setCurrentIndex(max(0, current))
+
+    def _changed(self, error: str = "") -> None:
+        self._refresh_site(error)
+        self.operating_points_changed.emit()
+
+    def use_profile(self, name: str | None) -> bool:
+        """Use a stored site profile (None: the card's points) here and from now on; False (shown) on failure."""
+        try:
+            site.apply(self.engine, site.load(name) if name is not None else None)
+            site.set_active(name)
+        except site.SiteError as exc:
+            self._refresh_site(str(exc))
+            return False
+        self._changed()
+        return True
+
+    def revert_to_card(self) -> None:
+        self.use_profile(None)
+
+    def _choose(self, index: int) -> None:
+        name = self.site_combo.itemData(index)
+        if name != (getattr(site.applied(self.engine), "name", None)):
+            self.use_profile(name)
+
+    def fit_from_feedback(self, name: str) -> site.SiteProfile | None:
+        """Fit a profile NAME from the feedback collected for this model, store it and use it."""
+        try:
+            records = feedback.read_log(site.feedback_log())
+            profile = site.fit_feedback(name, self.engine, records, source="feedback collected in the viewer")
+            site.save(profile)
+        except (site.SiteError, feedback.FeedbackError) as exc:
+            self._refresh_site(str(exc))
+            return None
+        return profile if self.use_profile(profile.name) else None
+
+    def _ask_and_fit(self) -> None:
+        name, ok = QInputDialog.getText(self, "Fit site operating points", "Name of this site (e.g. the ward):")
+        if ok and name.strip():
+            self.fit_from_feedback(name.strip())
+
+    def site_text(self) -> str:
+        """What the site line says, as plain text."""
+        return QTextDocumentFragment.fromHtml(self.site_label.text()).toPlainText()
+
     def auroc_text(self, label: str) -> str:
         for row in range(self.table.rowCount()):
             item = self.table.item(row, 0)
@@ -223,6 +344,21 @@ class ModelCardDialog(QDialog):
                 cell = self.table.item(row, 1)
                 return cell.text() if cell is not None else ""
         return ""
+
+
+_METHODS = {site.METHOD_FEEDBACK: "each label's point flags the films the reader said lack the finding as often "
+                                  "as the card's validation negatives were flagged",
+            site.METHOD_UNLABELLED: "each label's point flags as many of the site's films as the card's point "
+                                    "flagged validation films (assumes a similar case mix)"}
+
+
+def feedback_films(engine: Any) -> int:
+    """Films with the reader's feedback for this model (0 when the log cannot be read)."""
+    try:
+        records = feedback.read_log(site.feedback_log())
+    except feedback.FeedbackError:
+        return 0
+    return len(feedback.for_model(records, str(getattr(engine, "sha256", "")), str(getattr(engine, "card_sha256", ""))))
 
 
 class AboutDialog(QDialog):

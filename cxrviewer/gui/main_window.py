@@ -55,6 +55,7 @@ from cxrviewer.gui.intake import Intake
 from cxrviewer.gui.pacs_link import PacsLink
 from cxrviewer.gui.records import ImageRecord, State, StudyRecord
 from cxrviewer.gui.settings import AppSettings
+from cxrviewer.gui.site_calibration import SiteCalibration
 from cxrviewer.gui.status_bar import StatusBar
 from cxrviewer.gui.study_browser import SORT_MODES, StudyBrowser
 from cxrviewer.gui.welcome import WelcomePage
@@ -94,6 +95,7 @@ class MainWindow(QMainWindow):
         self.pacs_link = PacsLink(self)
         self.display = Display(self)  # the displayed study and image
         self.intake = Intake(self)  # opening files, pipeline results
+        self.site = SiteCalibration(self)  # site operating points, the reader's feedback
         self.model_error = ""  # why no model is available ("" when one is)
         self.info_dialog: StudyInfoDialog | None = None
         self._shown_once = False
@@ -185,6 +187,7 @@ class MainWindow(QMainWindow):
         p.unanalysed.connect(self._when_listed(w.unanalysed, i.after_result))
         p.cancelled.connect(self._when_listed(i.cancel_if_not_pending, i.after_cancel))
         p.model_ready.connect(i.on_model_ready)
+        p.model_ready.connect(self.site.on_model_ready)  # before any analysis starts (the pipeline pumps after)
         p.model_failed.connect(i.on_model_failed)
         p.progress.connect(self.status.show_progress)
         p.idle.connect(self.status.progress.hide)
@@ -452,7 +455,7 @@ class MainWindow(QMainWindow):
                 self, "Model card", f"No model is loaded.\n{self.model_error}\n{backend.NO_MODEL_HINT}"
             )
             return None
-        return self._open_dialog(ModelCardDialog(self.engine, self))
+        return self._open_dialog(self.site.card_dialog())
 
     def show_about(self) -> AboutDialog:
         return self._open_dialog(AboutDialog(self.model_card(), self))
