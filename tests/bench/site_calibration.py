@@ -12,7 +12,10 @@ devices would. No model is run: the battery kept each film's calibrated probabil
 Per site, per N and per random draw: N films are the calibration batch, the others (disjoint) are scored.
 Fits, through `cxrviewer.model.site`: **unlabelled** (the batch's probabilities only) and **feedback** (the
 reader's verdicts simulated from the films' labels: agree where the card's call matches the label, disagree
-where it does not; labels the data set does not know get no verdict). Scored on the held-out films at the
+where it does not). A label the data set does not know (Kermany labels only normal / pneumonia: a pneumonia
+film's other labels are unknown) is taken as absent, as a reader reviewing every label of a child's pneumonia
+film would mostly say (``--unknown skip``: no verdict; the only negatives are then the normal films, which
+drags the points far down). Scored on the held-out films at the
 card's and at the site's operating points: flags per normal film (findings other than No Finding, on films
 labelled No Finding), Pneumothorax flagged (all films), flags per film, mean sensitivity and specificity over
 the labels with both classes among the scored films (Pneumothorax's own too). Mean ± sd over the draws.
@@ -80,8 +83,10 @@ def battery_sites(folders: list[Path], data: Path, labels: list[str], wanted: se
     return out
 
 
-def feedback_records(engine: SimpleNamespace, films: SiteFilms, rows: np.ndarray) -> list[FeedbackRecord]:
-    """The reader's verdicts simulated from the labels: agree where the card's call matches them."""
+def feedback_records(engine: SimpleNamespace, films: SiteFilms, rows: np.ndarray,
+                     unknown_absent: bool = True) -> list[FeedbackRecord]:
+    """The reader's verdicts simulated from the labels: agree where the card's call matches them (an unknown
+    label: absent, or no verdict)."""
     thr = np.array([engine.card.thresholds[lab] for lab in engine.labels])
     records = []
     for k, i in enumerate(rows):
@@ -91,6 +96,8 @@ def feedback_records(engine: SimpleNamespace, films: SiteFilms, rows: np.ndarray
             verdict = None
             if films.mask[i, j] > 0:
                 verdict = AGREE if flagged == bool(films.target[i, j] >= 0.5) else DISAGREE
+            elif unknown_absent:
+                verdict = DISAGREE if flagged else AGREE
             labels[lab] = LabelVerdict(p, float(thr[j]), flagged, verdict)
         records.append(FeedbackRecord(f"film{i}", engine.name, engine.sha256, engine.card_sha256, labels,
                                       complete=False, time=f"2025-01-01T00:{k // 60:02d}:{k % 60:02d}"))
@@ -108,6 +115,10 @@ def score(films: SiteFilms, rows: np.ndarray, thr: np.ndarray, labels: list[str]
     out: dict[str, float] = {}
     for j, lab in enumerate(labels):
         pos, neg = m[:, j] & y[:, j], m[:, j] & ~y[:, j]
+        if neg.sum():
+            out[f"spec:{lab}"] = 1 - flag[neg, j].mean()
+        if pos.sum():
+            out[f"sens:{lab}"] = flag[pos, j].mean()
         if pos.sum() and neg.sum():
             sens.append(flag[pos, j].mean())
             spec.append(1 - flag[neg, j].mean())
@@ -122,8 +133,8 @@ def score(films: SiteFilms, rows: np.ndarray, thr: np.ndarray, labels: list[str]
 METRICS = ("flags_normal", "ptx_rate", "flags", "sens", "spec", "ptx_sens", "ptx_spec")
 
 
-def measure(engine: SimpleNamespace, films: SiteFilms, n: int, draws: int, shrink: float
-            ) -> dict[str, dict[str, tuple[float, float]]]:
+def measure(engine: SimpleNamespace, films: SiteFilms, n: int, draws: int, shrink: float,
+            unknown_absent: bool = True) -> dict[str, dict[str, tuple[float, float]]]:
     labels = engine.labels
     card_thr = np.array([engine.card.thresholds[lab] for lab in labels])
     runs: dict[str, list[dict[str, float]]] = {"card": [], "unlabelled": [], "feedback": []}
@@ -133,13 +144,16 @@ def measure(engine: SimpleNamespace, films: SiteFilms, n: int, draws: int, shrin
         runs["card"].append(score(films, eval_rows, card_thr, labels))
         unl = sitecal.fit_unlabelled("bench", engine, films.prob[fit_rows], shrink_films=shrink)
         runs["unlabelled"].append(score(films, eval_rows, np.array([unl.thresholds[lab] for lab in labels]), labels))
-        fb = sitecal.fit_feedback("bench", engine, feedback_records(engine, films, fit_rows), shrink_films=shrink)
+        records = feedback_records(engine, films, fit_rows, unknown_absent)
+        fb = sitecal.fit_feedback("bench", engine, records, shrink_films=shrink)
         runs["feedback"].append(score(films, eval_rows, np.array([fb.thresholds[lab] for lab in labels]), labels))
     out = {}
+    keys = [*METRICS, *(f"{m}:{lab}" for lab in labels for m in ("sens", "spec"))]
     for method, rows in runs.items():
-        out[method] = {k: (float(np.nanmean([r.get(k, np.nan) for r in rows])),
-                           float(np.nanstd([r.get(k, np.nan) for r in rows])))
-                       for k in METRICS}
+        out[method] = {}
+        for k in keys:
+            values = [r[k] for r in rows if k in r]
+            out[method][k] = (float(np.mean(values)), float(np.std(values))) if values else (np.nan, np.nan)
     return out
 
 
@@ -158,6 +172,38 @@ def fmt(cell: tuple[float, float], digits: int = 2, pct: bool = False) -> str:
     return f"{m:.{digits}f} ± {s:.{digits}f}"
 
 
+def compact(engine: SimpleNamespace, sites: list[SiteFilms], ns: list[int], draws: int, shrink: float,
+            unknown_absent: bool) -> None:
+    """Flags per normal film and Pneumothorax flagged at each N; sensitivity / specificity at the middle N."""
+    mid = ns[len(ns) // 2]
+    head = " | ".join(f"N={n}" for n in ns)
+    print(f"| site (AUROC, any threshold) | operating points | flags / normal film: {head} | PTX flagged: {head} "
+          f"| mean sens / spec (N={mid}) | PTX sens / spec (N={mid}) |")
+    print("|---|---|" + "---|" * (2 * len(ns)) + "---|---|")
+    for films in sites:
+        res = {n: measure(engine, films, n, draws, shrink, unknown_absent) for n in ns if n < len(films.prob) - 20}
+        for method in ("card", "unlabelled", "feedback"):
+            cells = [fmt(res[n][method]["flags_normal"]) if n in res else "–" for n in ns]
+            cells += [fmt(res[n][method]["ptx_rate"], pct=True) if n in res else "–" for n in ns]
+            r = res.get(mid, res[min(res)])[method]
+            cells += [f"{fmt(r['sens'])} / {fmt(r['spec'])}", f"{fmt(r['ptx_sens'])} / {fmt(r['ptx_spec'])}"]
+            name = f"{films.name} ({mean_auroc(films):.3f})" if method == "card" else ""
+            print(f"| {name} | {method} | " + " | ".join(cells) + " |", flush=True)
+
+
+def per_label(engine: SimpleNamespace, sites: list[SiteFilms], n: int, draws: int, shrink: float,
+              unknown_absent: bool) -> None:
+    """Each label's sensitivity / specificity on the held-out films: card, unlabelled, feedback (N films)."""
+    print(f"| site (N={n}) | label | sens: card / unlabelled / feedback | spec: card / unlabelled / feedback |")
+    print("|---|---|---|---|")
+    for films in sites:
+        res = measure(engine, films, n, draws, shrink, unknown_absent)
+        for k, lab in enumerate(engine.labels):
+            sens = " / ".join(fmt(res[m][f"sens:{lab}"]) for m in ("card", "unlabelled", "feedback"))
+            spec = " / ".join(fmt(res[m][f"spec:{lab}"]) for m in ("card", "unlabelled", "feedback"))
+            print(f"| {films.name if k == 0 else ''} | {lab} | {sens} | {spec} |", flush=True)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--battery", nargs="+", type=Path, default=[REPO / "runs" / "battery",
@@ -169,6 +215,11 @@ def main() -> int:
     ap.add_argument("--n", default="20,50,100")
     ap.add_argument("--draws", type=int, default=30)
     ap.add_argument("--shrink", default=str(sitecal.SHRINK_FILMS), help="n0 value(s), comma-separated")
+    ap.add_argument("--unknown", choices=("absent", "skip"), default="absent",
+                    help="simulated reader's verdict on a label the data set does not know")
+    ap.add_argument("--compact", action="store_true", help="one row per site and method, the N side by side "
+                    "(the table in models/README.md)")
+    ap.add_argument("--per-label", action="store_true", help="per-label sensitivity / specificity at the middle N")
     a = ap.parse_args()
     card = ModelCard.read(a.model or bundled_card_path())
     engine = SimpleNamespace(name=card.display_name, sha256=card.weights.sha256, card_sha256=card.card_sha256,
@@ -178,6 +229,12 @@ def main() -> int:
         print("no battery predictions found (run python -m cxrviewer.train.shift.battery first)", file=sys.stderr)
         return 2
     ns = [int(x) for x in a.n.split(",")]
+    if a.compact:
+        compact(engine, sites, ns, a.draws, float(a.shrink.split(",")[0]), a.unknown == "absent")
+        return 0
+    if a.per_label:
+        per_label(engine, sites, ns[len(ns) // 2], a.draws, float(a.shrink.split(",")[0]), a.unknown == "absent")
+        return 0
     print("| site | films | AUROC (any threshold) | N | n0 | operating points | flags / normal film | PTX flagged "
           "| flags / film | mean sens | mean spec | PTX sens / spec |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
@@ -186,7 +243,7 @@ def main() -> int:
             for n in ns:
                 if n >= len(films.prob) - 20:
                     continue
-                res = measure(engine, films, n, a.draws, shrink)
+                res = measure(engine, films, n, a.draws, shrink, a.unknown == "absent")
                 for method in ("card", "unlabelled", "feedback"):
                     r = res[method]
                     print(f"| {films.name} | {len(films.prob)} | {mean_auroc(films):.3f} | {n} | {shrink:g} | {method} "
