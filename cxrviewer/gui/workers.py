@@ -22,7 +22,6 @@ Design:
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections import deque
 from dataclasses import dataclass, field
@@ -43,23 +42,6 @@ PREFETCH = 2
 DECODE_SLOTS = backend.DECODERS
 #: Longest wait of a model load for the displayed film's decoding (`load_model(when_free=True)`).
 MODEL_DEFER_MS = 3000
-#: Worker threads (and the decoding helpers they start) run this much nicer than the GUI thread (Linux), so that
-#: on 2 busy cores the event loop gets a core at once when the user acts.
-BACKGROUND_NICE = 5
-_BASE_NICE = os.getpriority(os.PRIO_PROCESS, 0) if hasattr(os, "getpriority") else 0
-
-
-def background_priority() -> None:
-    """Lower the calling worker thread's priority (once; Linux per-thread nice, elsewhere nothing)."""
-    if not hasattr(os, "setpriority"):
-        return
-    try:
-        tid = threading.get_native_id()
-        if os.getpriority(os.PRIO_PROCESS, tid) < _BASE_NICE + BACKGROUND_NICE:
-            os.setpriority(os.PRIO_PROCESS, tid, _BASE_NICE + BACKGROUND_NICE)
-    except OSError:  # not allowed here: run at the normal priority
-        pass
-
 
 class _Bridge(QObject):
     """Signals emitted from worker threads; lives in the GUI thread, so slots run there."""
@@ -135,7 +117,7 @@ class Pipeline(QObject):
         b.analysed.connect(self._on_analysed)
         b.model_ready.connect(self._on_model_ready)
         b.model_failed.connect(self._on_model_failed)
-        self._pool.start(_warm_decoder)  # a decoding helper is ready before the first film arrives
+        self._pool.start(backend.warm_decoder)  # a decoding helper is ready before the first film arrives
 
     # --- model --------------------------------------------------------------------------------------------
 
@@ -440,15 +422,10 @@ def _emit(signal: Any, *args: Any) -> None:
         pass
 
 
-def _warm_decoder() -> None:
-    background_priority()  # the helper process inherits it
-    backend.warm_decoder()
-
-
 def _decode_job(job: ImageJob, bridge: _Bridge, stop: threading.Event) -> None:
     """Decode one image in a worker thread (never imports torch). Only numpy / dataclasses leave it."""
     decoded, message = None, ""
-    background_priority()
+    backend.background_priority()
     try:
         if not (job.cancel.is_set() or stop.is_set()):
             decoded = backend.decode(job.path, job.image, screen_ready=job.urgent)
@@ -466,7 +443,7 @@ def _decode_job(job: ImageJob, bridge: _Bridge, stop: threading.Event) -> None:
 def _analyse_job(job: ImageJob, engine: Any, bridge: _Bridge, stop: threading.Event) -> None:
     """Analyse one decoded image in a worker thread. Only numpy / dataclasses leave this function."""
     prediction, message = None, ""
-    background_priority()
+    backend.background_priority()
     try:
         if not (job.cancel.is_set() or stop.is_set()):
             _emit(bridge.started, job.key)

@@ -142,3 +142,20 @@ def test_lung_outline_is_found_for_films_on_screen_only(qtbot, window: MainWindo
     window.browser.set_current(others[0].key)
     prediction = others[0].images[0].prediction
     qtbot.waitUntil(lambda: len(prediction.lung_outline) == 2 and window.canvas.lung_outline_shown(), timeout=20000)
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "setpriority"), reason="per-thread priority is a Linux feature")
+def test_worker_threads_yield_to_the_event_loop() -> None:
+    import os
+
+    seen: list[int] = []
+
+    def worker() -> None:
+        backend.background_priority()
+        backend.background_priority()  # once: a second call does not lower it further
+        seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    thread.join()
+    assert seen == [os.getpriority(os.PRIO_PROCESS, 0) + backend.BACKGROUND_NICE]  # this (GUI) thread's + 5
