@@ -89,6 +89,20 @@ def test_json_says_which_operating_points_decided(fitted: site.SiteProfile, film
     assert by_file["operating_points"]["name"] == "ward" and by_file["results"] == doc["results"]
 
 
+def test_exported_reports_name_the_site_profile(fitted: site.SiteProfile, films: Path, tmp_path: Path) -> None:
+    from pypdf import PdfReader
+
+    film = str(sorted(films.glob("*.png"))[1])
+    out = tmp_path / "reports"
+    run_json([film, "--site", "ward", "--export", str(out), "--formats", "json,pdf"], tmp_path)
+    (report,) = out.glob("*.json")
+    points = json.loads(report.read_text())["operating_points"]
+    assert points["source"] == "site profile" and points["name"] == "ward"
+    (pdf,) = out.glob("*.pdf")
+    text = " ".join((page.extract_text() or "") for page in PdfReader(str(pdf)).pages)
+    assert "Operating points: site operating points 'ward'" in " ".join(text.split())
+
+
 def test_csv_run_with_a_profile_says_so_on_stderr(fitted: site.SiteProfile, films: Path,
                                                   capsys: pytest.CaptureFixture[str],
                                                   caplog: pytest.LogCaptureFixture) -> None:

@@ -12,6 +12,7 @@ from PySide6.QtWidgets import QApplication, QFileDialog, QMessageBox
 
 from cxrviewer.gui import backend
 from cxrviewer.gui.records import State, scrub
+from cxrviewer.model.site import operating_points_entry
 
 if TYPE_CHECKING:
     from cxrviewer.gui.main_window import MainWindow
@@ -99,7 +100,7 @@ class StudyExporter:
             written = exporter.export_study(
                 images, predictions, window.model_card(), folder, chosen, anonymise, windows,
                 window.selected_label, invert=canvas.inverted, displays=displays, alpha=canvas.overlay_opacity,
-                annotations=marks,
+                annotations=marks, operating_points=operating_points_entry(window.engine) if window.engine else None,
             )
         except Exception as exc:  # ExportError (plain message) or anything unexpected
             QApplication.restoreOverrideCursor()

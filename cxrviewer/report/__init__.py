@@ -34,4 +34,7 @@ def export_prediction(image: Any, prediction: Any, engine: Any, out_dir: str | P
     skipped = sorted(set(n.strip().lower() for n in names) & DICOM_FORMATS - chosen)
     if skipped:
         log.info("%s: not a DICOM file, %s not written", Path(image.path).name, "/".join(skipped).upper())
-    return export_study(image, prediction, engine.card, out_dir, formats=chosen, anonymise=anonymise)
+    from cxrviewer.model.site import operating_points_entry
+
+    return export_study(image, prediction, engine.card, out_dir, formats=chosen, anonymise=anonymise,
+                        operating_points=operating_points_entry(engine))

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -97,8 +97,10 @@ class _Study:
 
     def __init__(self, images: list[Any], preds: list[Any], card: ModelCard | None, folder: Path,
                  chosen: frozenset[str], pseudo: Pseudonymiser | None, references: list[Dataset | None],
-                 alpha: float, marks: list[ReaderMarks | None]) -> None:
+                 alpha: float, marks: list[ReaderMarks | None],
+                 operating_points: Mapping[str, Any] | None = None) -> None:
         self.images, self.preds, self.card, self.folder = images, preds, card, folder
+        self.operating_points = operating_points
         self.chosen, self.pseudo, self.references, self.alpha = chosen, pseudo, references, alpha
         self.marks = marks
         self.model_name = model_display_name(card)
@@ -187,14 +189,18 @@ class _Study:
                              pseudonym=self.pseudo.pseudonym if self.pseudo else None,
                              image_size=(image.width, image.height))
         marks = self.marks[i]
-        return build_page(header=header, figure=render_figure(display, heat, self.alpha, marks), map_label=top,
+        page = build_page(header=header, figure=render_figure(display, heat, self.alpha, marks), map_label=top,
                           map_shown=heat is not None, prediction=pred, card=self.card,
                           not_assessed=self.not_assessed, page_label=f"Image {i + 1} of {len(self.images)}",
                           measurements=marks.describe() if marks else ())
+        if self.operating_points:
+            page.model.operating_points = str(self.operating_points.get("description")
+                                              or f"the {self.operating_points.get('source', 'model card')}'s")
+        return page
 
     def study_files(self, staged: StagedFiles) -> None:
         if "json" in self.chosen:
-            text = json_report.dumps(json_report.contract(self.card, self.results))
+            text = json_report.dumps(json_report.contract(self.card, self.results, self.operating_points))
             staged.stage(self.folder / f"{self.study_stem}.cxr.json",
                          lambda p: p.write_text(text, encoding="utf-8"))
         if "pdf" in self.chosen:
@@ -220,6 +226,7 @@ def export_study(
     pseudonym: str | None = None,
     annotations: Sequence[ReaderMarks | None] | None = None,
     uid_seed: str | None = None,
+    operating_points: Mapping[str, Any] | None = None,
 ) -> list[Path]:
     """Write the chosen formats for one study (one image or several) into `out_dir`; return the paths.
 
@@ -232,6 +239,8 @@ def export_study(
     (None: nothing drawn), the reader's measuring lines and lung outline drawn on the PNG, SC and PDF figure.
     uid_seed: derive the SR / SC series and instance UIDs from this seed and the source UIDs (the same
     analysis exported twice gives the same instances; the node passes its model key) instead of new ones.
+    operating_points: `cxrviewer.model.site.operating_points_entry` of the engine (the card's or a site profile's
+    points): carried by the JSON and named on the PDF's model lines.
     Raises `ExportError` with a plain message; nothing is left behind then.
     """
     image_list = _as_list(images)
@@ -261,7 +270,7 @@ def export_study(
 
     if not isinstance(card, ModelCard):  # no model loaded (callers may pass an empty mapping)
         card = None
-    study = _Study(image_list, preds, card, folder, chosen, pseudo, references, alpha, marks)
+    study = _Study(image_list, preds, card, folder, chosen, pseudo, references, alpha, marks, operating_points)
     study.uid_seed = uid_seed if pseudo is None else None  # anonymised copies never reuse source-derived UIDs
     try:
         with StagedFiles() as staged:

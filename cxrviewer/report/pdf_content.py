@@ -60,6 +60,7 @@ class ModelSummary:
     validation_note: str
     card_sha256: str = ""  # the card's canonical content (first 16 hex digits), beside the weights'
     card_note: str = ""  # the "modified model card" warning; empty for a sealed card
+    operating_points: str = ""  # whose operating points decided "flagged" (the card's or a site profile's)
 
 
 @dataclass

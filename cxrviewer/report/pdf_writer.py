@@ -235,6 +235,8 @@ def _lower(c: _Cursor, page: ReportPage) -> None:
     c.text(f"{m.name} {m.version}   (weights SHA-256 {m.sha256}...{card})", 8.5)
     if m.card_note:
         c.text(m.card_note, 8.5, bold=True, colour=ALERT)
+    if m.operating_points:
+        c.text(f"Operating points: {m.operating_points}", 8.5)
     if m.description:
         c.text(m.description, 8, colour=MUTED)
     c.text(m.validation_note + ": " + "; ".join(f"{lab} {v}" for lab, v in m.auroc), 8)

@@ -132,6 +132,9 @@ def test_window_applies_the_active_profile_and_re_decides_films(qtbot, make_wind
     assert "site operating points 'flip'" in window.findings.model_label.text()
     flagged = {f.label for f in prediction.findings if f.positive}
     assert flagged and not flagged & POSITIVE  # decided at the site's points from the first film on
+    written = window.export_current(tmp_path / "out", {"json"}, anonymise=True)
+    (report,) = [p for p in written if p.suffix == ".json"]
+    assert json.loads(report.read_text())["operating_points"]["name"] == "flip"  # exports say whose points
     dialog = window.show_model_card()
     assert dialog is not None and "flip" in dialog.site_text()
     dialog.revert_to_card()
