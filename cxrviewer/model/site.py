@@ -32,6 +32,10 @@ site as JSON under ``$XDG_DATA_HOME/cxrviewer/sites/NAME.json`` (written atomica
 viewer's active one is named in ``sites/active.json`` (removing that file reverts to the card). Applying one
 (`apply`) changes the engine's thresholds and remembers the profile, so every output can say which operating
 points it used (`operating_points_entry`, `describe`).
+
+Both fits are two-sided: they restore the card's rates, so where the model is *more* specific at a site than on
+validation they lower points and add flags. Only the default operating points are refitted: the triage ("check")
+points and the high-sensitivity points stay the card's, and a profile cannot be combined with the latter.
 """
 
 from __future__ import annotations
@@ -403,9 +407,12 @@ def delete(name: str, folder: Path | None = None) -> bool:
     """Remove a stored profile (and its activation); False when there was none."""
     path = profile_path(name, folder)
     existed = path.is_file()
-    remove_quietly(path)
-    if active_name(folder) == name:
-        set_active(None, folder)
+    try:
+        remove_quietly(path)
+        if active_name(folder) == name:
+            set_active(None, folder)
+    except OSError as exc:
+        raise SiteError(f"cannot delete the site profile {path}: {exc.strerror or exc}") from None
     return existed
 
 
@@ -422,11 +429,11 @@ def active_name(folder: Path | None = None) -> str | None:
 def set_active(name: str | None, folder: Path | None = None) -> None:
     """Make a stored profile the viewer's (None: back to the card's operating points)."""
     path = (folder or sites_dir()) / ACTIVE_FILE
-    if name is None:
-        remove_quietly(path)
-        return
-    check_name(name)
     try:
+        if name is None:
+            remove_quietly(path)
+            return
+        check_name(name)
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(path, json.dumps({"name": name}) + "\n")
     except OSError as exc:
