@@ -143,14 +143,15 @@ def set_decoder(loader: Any) -> Any:
     return previous
 
 
-#: Worker threads (and the decoding helpers they start) run this much nicer than the GUI thread (Linux), so that
-#: on 2 busy cores the event loop gets a core at once when the user acts.
+#: The analysis thread runs this much nicer than the GUI thread and the decoding (Linux), so that on 2 busy cores
+#: the event loop and the film the user asks for get a core at once.
 BACKGROUND_NICE = 5
 _BASE_NICE = os.getpriority(os.PRIO_PROCESS, 0) if hasattr(os, "getpriority") else 0
 
 
 def background_priority() -> None:
-    """Lower the calling worker thread's priority (once; Linux per-thread nice, elsewhere nothing)."""
+    """Lower the calling thread's priority for good (once; Linux per-thread nice, elsewhere nothing): for a thread
+    that only ever analyses."""
     if not hasattr(os, "setpriority"):
         return
     try:
@@ -163,8 +164,7 @@ def background_priority() -> None:
 
 def warm_decoder() -> None:
     """Start a decoding helper process ahead of the first file (its imports take about 0.5 s) and import what
-    `decode` runs here; never raises. Call it from a worker thread: its priority drops, and the helper's too."""
-    background_priority()
+    `decode` runs here; never raises."""
     try:
         decoder().start()
         import cv2  # noqa: F401  (thumbnails)

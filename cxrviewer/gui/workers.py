@@ -89,9 +89,13 @@ class Pipeline(QObject):
         super().__init__(parent)
         self.model_source = model_source
         self._pool = QThreadPool.globalInstance()
-        needed = DECODE_SLOTS + 3  # decodes + one analysis + the model load + a scan may overlap
+        needed = DECODE_SLOTS + 2  # decodes + the model load + a scan may overlap
         if self._pool.maxThreadCount() < needed:
             self._pool.setMaxThreadCount(needed)
+        # analyses run on a thread of their own, at a lower priority (`backend.background_priority`): the CPU-heavy
+        # work yields to the event loop and to decoding the film the user asks for
+        self._analysis_pool = QThreadPool(self)
+        self._analysis_pool.setMaxThreadCount(1)
         self._bridge = _Bridge()
         self._stop = threading.Event()
         self._model_requested = False
@@ -328,16 +332,19 @@ class Pipeline(QObject):
         if self._analysing is None and self._to_analyse and self._engine is not None and not self._focus_decoding():
             job = self._analysing = self._to_analyse.popleft()
             engine = self._engine
-            self._pool.start(lambda: _analyse_job(job, engine, bridge, stop))
+            self._analysis_pool.start(lambda: _analyse_job(job, engine, bridge, stop))
 
     def _focus_decoding(self) -> bool:
         """The film on screen is still being decoded for its analysis (which then goes first)."""
         return any(j.key == self._focus and j.analyse for j in (*self._to_decode, *self._decoding))
 
     def _next_to_decode(self) -> ImageJob | None:
-        """Display work and the displayed image first; analyses only up to PREFETCH ahead of the model."""
+        """Display work and the displayed image first; analyses only up to PREFETCH ahead of the model, and
+        never in the last free slot (kept for the film the user asks for next)."""
         ahead = len(self._to_analyse) + sum(1 for j in self._decoding if j.analyse)
-        return next((j for j in self._to_decode if not j.analyse or j.urgent or ahead < PREFETCH), None)
+        prefetching = sum(1 for j in self._decoding if j.analyse and not j.urgent)
+        return next((j for j in self._to_decode if not j.analyse or j.urgent
+                     or (ahead < PREFETCH and prefetching < DECODE_SLOTS - 1)), None)
 
     def _on_decoded(self, job: ImageJob, decoded: object, message: str) -> None:
         if job in self._decoding:
@@ -407,7 +414,7 @@ class Pipeline(QObject):
         """Cancel queued work, stop running jobs at their next step and wait for the workers."""
         self._stop.set()
         self.cancel_all()
-        finished = self._pool.waitForDone(timeout_ms)
+        finished = self._analysis_pool.waitForDone(timeout_ms) and self._pool.waitForDone(timeout_ms)
         if not finished:
             log.warning("background work still running after %d ms", timeout_ms)
         backend.close_decoder()
@@ -425,7 +432,6 @@ def _emit(signal: Any, *args: Any) -> None:
 def _decode_job(job: ImageJob, bridge: _Bridge, stop: threading.Event) -> None:
     """Decode one image in a worker thread (never imports torch). Only numpy / dataclasses leave it."""
     decoded, message = None, ""
-    backend.background_priority()
     try:
         if not (job.cancel.is_set() or stop.is_set()):
             decoded = backend.decode(job.path, job.image, screen_ready=job.urgent)
