@@ -1,7 +1,8 @@
 """Background work: folder scans, decoding and inference, off the GUI thread.
 
 Design:
-- Work runs as plain Python callables on `QThreadPool.globalInstance()`. Workers never touch a Qt
+- Work runs as plain Python callables on `QThreadPool.globalInstance()`, analyses on a one-thread pool of
+  their own at a lower OS priority (the event loop and decoding come first). Workers never touch a Qt
   object: they compute numpy arrays and dataclasses and hand them over by emitting signals of a
   `_Bridge` that lives in the GUI thread (queued delivery).
 - Every image goes through two stages, each with its own queue kept here in the GUI thread:
@@ -11,11 +12,12 @@ Design:
   runs at a time (the engine is used by one worker); analyses wait in their queue until the model has
   loaded (or failed, which turns them into "not analysed"), and decoding for analysis runs at most
   `PREFETCH` images ahead of it, so a drop of hundreds of 2k films is not all held in memory.
-- The study the user looks at jumps to the front of both queues (`front`, `prioritise`); display-only
-  work nobody waits for any more is dropped before it starts.
-- The model loads once, lazily, in its own job (`load_model`); it is the only job that imports torch,
-  and it starts once the film being opened is on screen (importing torch keeps both cores and Python
-  busy for seconds), at the latest MODEL_DEFER_MS after it was asked for.
+- The study the user looks at jumps to the front of both queues (`front`, `prioritise`; one decode slot is
+  kept free for it, and the analysis lane waits for its decoding); display-only work nobody waits for any
+  more is dropped before it starts. Lung outlines are found for films on screen only (`find_outline`).
+- The model loads once, lazily, in its own job (`load_model`); it is the only job that may import torch
+  (an ONNX model needs none), and it starts once the film being opened is on screen (importing torch keeps
+  both cores and Python busy for seconds), at the latest MODEL_DEFER_MS after it was asked for.
 - `shutdown` cancels everything queued and waits for what is in flight.
 """
 
