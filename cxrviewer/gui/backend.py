@@ -355,7 +355,8 @@ def load_engine(source: ModelSource) -> Any:
     from cxrviewer.model.card import ModelError
 
     threads = inference_threads()
-    kwargs = {"threads": threads, "allow_modified_card": source.allow_modified_card}  # outlines: `lung_outline`
+    kwargs: dict[str, Any] = {"threads": threads,  # no lung outlines: `lung_outline` finds those on screen
+                              "allow_modified_card": source.allow_modified_card}
     try:
         from cxrviewer.model.inference import Engine
 

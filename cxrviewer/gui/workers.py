@@ -261,11 +261,11 @@ class Pipeline(QObject):
             self._to_decode.remove(job)
         found = False
         for queue in (self._to_decode, self._to_analyse):
-            job = next((j for j in queue if j.key == key), None)
-            if job is not None:
-                queue.remove(job)
-                queue.appendleft(job)
-                job.urgent = found = True
+            queued = next((j for j in queue if j.key == key), None)
+            if queued is not None:
+                queue.remove(queued)
+                queue.appendleft(queued)
+                queued.urgent = found = True
         for job in self._decoding:
             job.urgent = job.urgent or job.key == key
         self._pump()
