@@ -23,6 +23,7 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cxrviewer.fileio import atomic_write, atomic_write_bytes, atomic_write_text
 from cxrviewer.model.card import (
     ALLOW_MODIFIED_FLAG,
     CARD_FORMAT,
@@ -193,10 +194,8 @@ def save_bundle(network: CXRNet, card: ModelCard | Mapping[str, Any], card_path:
     weights_path = card_path.with_suffix(".safetensors")
     state = {k: (v.detach().half() if fp16 and v.is_floating_point() else v.detach()).contiguous().cpu()
              for k, v in network.state_dict().items()}
-    tmp_weights = weights_path.with_name(weights_path.name + ".tmp")
-    save_file(state, str(tmp_weights), metadata={"format": "cxrviewer"})
-    tmp_weights.chmod(0o644)  # readable by every user of a system-wide installation
-    tmp_weights.replace(weights_path)
+    # 0644: readable by every user of a system-wide installation
+    atomic_write(weights_path, lambda p: save_file(state, str(p), metadata={"format": "cxrviewer"}), mode=0o644)
     doc = card.to_json() if isinstance(card, ModelCard) else dict(card)
     doc["format"] = CARD_FORMAT
     doc["architecture"] = network.arch
@@ -209,10 +208,8 @@ def save_bundle(network: CXRNet, card: ModelCard | Mapping[str, Any], card_path:
 
 
 def _write_sealed(card: ModelCard, card_path: Path) -> None:
-    """Write `card`, sealed over its content, to `card_path` (temporary file + rename)."""
-    tmp_card = card_path.with_name(card_path.name + ".tmp")
-    tmp_card.write_text(card.sealed().dumps(), encoding="utf-8")
-    tmp_card.replace(card_path)
+    """Write `card`, sealed over its content, to `card_path` (atomically)."""
+    atomic_write_text(card_path, card.sealed().dumps(), mode=0o644)
 
 
 def save_onnx(card_path: str | Path, model: bytes, *, opset: int, exported_with: str,
@@ -229,10 +226,7 @@ def save_onnx(card_path: str | Path, model: bytes, *, opset: int, exported_with:
     onnx_path = card_path.with_suffix(".onnx")
     if onnx_path.name == card.weights.file:
         raise ModelError(f"{card_path}: the ONNX file would replace the weights file {onnx_path.name}")
-    tmp = onnx_path.with_name(onnx_path.name + ".tmp")
-    tmp.write_bytes(model)
-    tmp.chmod(0o644)
-    tmp.replace(onnx_path)
+    atomic_write_bytes(onnx_path, model, mode=0o644)
     ref = OnnxRef(file=onnx_path.name, sha256=hashlib.sha256(model).hexdigest(), opset=opset,
                   exported_with=exported_with, parity=dict(parity))
     _write_sealed(card.replace(onnx=ref), card_path)
@@ -258,10 +252,3 @@ def bundled_card_path() -> Path:
 
     return max(sorted(cards), key=created)
 
-
-def torch_threads(n: int | None = None) -> None:
-    """Use all available cores for intra-op parallelism (call once at start-up)."""
-    if n:
-        import torch
-
-        torch.set_num_threads(n)
