@@ -312,6 +312,13 @@ def card_warning(engine: Any) -> str:
 NO_MODEL_HINT = (
     "Start with --model CARD.json or set CXRVIEWER_MODEL to a model card (see the README for the bundled model)."
 )
+#: How a torch that does not import is reported (`load_engine`); its message says how to fix it.
+TORCH_FAILED = "PyTorch could not be loaded"
+
+
+def no_model_hint(message: str) -> str:
+    """What to do about a model that did not load: choosing another card does not mend a broken torch."""
+    return "Images can still be viewed." if message.startswith(TORCH_FAILED) else NO_MODEL_HINT
 
 
 #: Environment variable overriding the number of inference threads.
@@ -366,7 +373,7 @@ def load_engine(source: ModelSource) -> Any:
             raise
         detail = (str(exc).strip().splitlines() or [""])[0][:300]
         raise TorchUnavailable(
-            f"PyTorch could not be loaded ({type(exc).__name__}: {detail}). torch and torchvision must be a "
+            f"{TORCH_FAILED} ({type(exc).__name__}: {detail}). torch and torchvision must be a "
             "matched pair: reinstall them as the README's install section shows"
         ) from exc
     try:

@@ -119,7 +119,8 @@ class Display:
         elif image.state == State.NOT_ANALYSED and image.message == CANCELLED:
             self.w.findings.clear("Not analysed: the analysis was cancelled. Analysis ▸ Re-analyse study runs it.")
         elif image.state == State.NOT_ANALYSED:
-            findings.clear(f"Not analysed — no model is available.\n{self.w.model_error}\n{backend.NO_MODEL_HINT}")
+            findings.clear(f"Not analysed — no model is available.\n{self.w.model_error}\n"
+                           f"{backend.no_model_hint(self.w.model_error)}")
         elif image.state == State.ANALYSING:
             self.w.findings.clear("Analysing…" if self.w.pipeline.model_loaded else "Loading the model…")
         elif image.state == State.QUEUED or prediction is None:

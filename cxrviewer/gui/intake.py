@@ -188,9 +188,11 @@ class Intake:
     def on_model_failed(self, message: str) -> None:
         self.w.model_error = message
         text = f"No model available: {message}"
-        self.w.findings.set_model(None, f"{text}. {backend.NO_MODEL_HINT}")
+        self.w.findings.set_model(None, f"{text}. {backend.no_model_hint(message)}")
         self.w.status.model_failed(text)
-        self.w.welcome.model_label.setText(f"{text}\nImages can still be viewed. {backend.NO_MODEL_HINT}")
+        hint = backend.no_model_hint(message)
+        self.w.welcome.model_label.setText(f"{text}\nImages can still be viewed."
+                                           + ("" if hint.startswith("Images") else f" {hint}"))
         self.w.message(text, 15000)
         self.w.update_enabled()
         if self.w.displayed_image:

@@ -452,7 +452,8 @@ class MainWindow(QMainWindow):
     def show_model_card(self) -> ModelCardDialog | None:
         if self.engine is None:
             QMessageBox.information(
-                self, "Model card", f"No model is loaded.\n{self.model_error}\n{backend.NO_MODEL_HINT}"
+                self, "Model card",
+                f"No model is loaded.\n{self.model_error}\n{backend.no_model_hint(self.model_error)}"
             )
             return None
         return self._open_dialog(self.site.card_dialog())

@@ -80,6 +80,7 @@ def test_broken_torchvision_still_shows_the_film_and_says_what_failed(dicom_dir:
     text = result["model_text"]
     assert "No model available" in text and "PyTorch could not be loaded" in text, text
     assert "torchvision::nms does not exist" in text and "matched pair" in text, text
+    assert "--model" not in text  # another model card would not mend torch
     assert result["image_state"] == State.NOT_ANALYSED.value, result
 
 
