@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from cxrviewer.fileio import atomic_write_stream
 from cxrviewer.model.network import CXRNet
 from cxrviewer.model.preprocess import Letterbox, normalize
 from cxrviewer.model.weights import ModelError, load_bundle
@@ -259,7 +260,8 @@ def cmd_ensemble(a: argparse.Namespace) -> int:
         avg[k] = (sum(s["model"][k].float() for s in states) / len(states)).to(v.dtype) if v.is_floating_point() else v
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    torch.save({**states[0], "model": avg, "ensemble_of": [str(p) for p in a.checkpoints]}, out / "best.pt")
+    averaged = {**states[0], "model": avg, "ensemble_of": [str(p) for p in a.checkpoints]}
+    atomic_write_stream(out / "best.pt", lambda fh: torch.save(averaged, fh))
     print(f"averaged {len(states)} checkpoints into {out / 'best.pt'}")
     return 0
 

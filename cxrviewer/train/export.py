@@ -109,9 +109,10 @@ def calibrated_validation(y: np.ndarray, p: np.ndarray, m: np.ndarray, ds: np.nd
     """Calibration + budgeted operating points (train/calibration.py) and the validation record they give:
     metrics at the chosen points on calibrated probabilities, with each label's ECE before calibration.
 
-    `fit` (targets, masks, datasets and probabilities of other films, as `RunFolder.inner_arrays` gives them: the
-    inner validation sets of nested cross-validation): calibration and operating points are chosen on those and only measured on (y, p):
-    the figures then predict a new patient-disjoint set instead of describing the films they were tuned on.
+    `fit` (targets, masks, datasets and probabilities of other films, as `RunFolder.inner_arrays` gives them:
+    the inner validation sets of nested cross-validation): calibration and operating points are chosen on
+    those and only measured on (y, p), so the figures predict a new patient-disjoint set instead of
+    describing the films they were tuned on.
     """
     if fit is None:
         ops = choose_operating_points(y, p, m, labels, primary_rows(ds)[0])

@@ -30,6 +30,15 @@ def _json(path: Path) -> Any:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
+def _row(line: str) -> dict[str, Any] | None:
+    """One learning-curve record (None for a blank line or one a crash tore)."""
+    try:
+        row = json.loads(line)
+    except ValueError:
+        return None
+    return row if isinstance(row, dict) else None
+
+
 def label_arrays(samples: dict[str, Sample], paths: list[str], labels: list[str]
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Targets, masks (columns of `labels`) and dataset names of the images at `paths`."""
@@ -99,7 +108,7 @@ class RunFolder:
         if (self.path / "init.json").is_file():
             out["init"] = _json(self.path / "init.json")
         if (self.path / "log.jsonl").is_file():
-            rows = [json.loads(line) for line in (self.path / "log.jsonl").read_text().splitlines() if line.strip()]
+            rows = [row for line in (self.path / "log.jsonl").read_text().splitlines() if (row := _row(line))]
             out["learning_curve"] = [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()
                                       if k in ("epoch", "train_loss", "val_score", "inner_score")} for r in rows]
         return out
