@@ -103,9 +103,13 @@ def _write_bundle(a: argparse.Namespace, net: CXRNet, card: dict[str, Any], run:
         old.unlink()
     export_bundle(net, card, out, gate_images(run.config, run.train_paths))
     if a.readme:
-        from cxrviewer.train.model_readme import model_readme
+        from cxrviewer.train.model_readme import carry_sections, model_readme
         reproduce = a.reproduce or f"cxrviewer-train cv ... --out {root}\n{' '.join(sys.argv)}"
-        write_text(Path(a.readme), model_readme(json.loads(out.read_text()), reproduce))
+        readme = Path(a.readme)
+        text = model_readme(json.loads(out.read_text()), reproduce)
+        if readme.is_file():  # hand-measured sections of the previous README are kept, marked as such
+            text = carry_sections(readme.read_text(encoding="utf-8"), text)
+        write_text(readme, text)
     print_validation(validation)
     print(f"bundled {run.path} -> {out}")
     return 0

@@ -278,3 +278,27 @@ def model_readme(card: dict[str, Any], reproduce: str) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def carry_sections(old: str, new: str) -> str:
+    """`new` plus the sections of `old` (a README of the previous bundle) that the generator does not write,
+    such as measurements made by hand (the site-shift battery, site calibration, speed); each carried section
+    says under its heading that its figures belong to the previous bundle until they are measured again."""
+    def sections(text: str) -> list[tuple[str, str]]:
+        parts: list[tuple[str, str]] = []
+        head, body = "", []
+        for line in text.splitlines():
+            if line.startswith("## "):
+                parts.append((head, "\n".join(body)))
+                head, body = line, []
+            else:
+                body.append(line)
+        parts.append((head, "\n".join(body)))
+        return [(h, b) for h, b in parts if h]
+
+    written = {h for h, _ in sections(new)}
+    old_name = next((line.split("`")[1] for line in old.splitlines()
+                     if line.startswith("# Bundled model: `") and line.count("`") >= 2), "the previous model")
+    carried = [f"{h}\n\n> Measured on the previous bundle (`{old_name}`): measure again for this one.\n{b.rstrip()}"
+               for h, b in sections(old) if h not in written]
+    return "\n\n".join([new.rstrip(), *carried]) + "\n" if carried else new
