@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from cxrviewer.gui import backend
 from cxrviewer.gui.records import ImageRecord, State, StudyRecord, percent, scrub
+from cxrviewer.gui.viewer_state import ModelPhase
 from cxrviewer.gui.welcome import NOTICE
 from cxrviewer.gui.worklist import CANCELLED
 from cxrviewer.model import colormap
@@ -22,10 +23,33 @@ class Display:
 
     def __init__(self, window: MainWindow) -> None:
         self.w = window
-        self.displayed_study = ""  # study key ("" for none)
-        self.displayed_image = ""  # image key ("" for none)
-        self.selected_label: str | None = None  # the finding whose heat map is shown
         self.outline_asked: dict[str, int] = {}  # image key -> id of the prediction whose outline was asked for
+
+    # the shown study, image and finding live in the window's Qt-free `ViewerState`
+
+    @property
+    def displayed_study(self) -> str:
+        return self.w.state.displayed_study
+
+    @displayed_study.setter
+    def displayed_study(self, key: str) -> None:
+        self.w.state.update(displayed_study=key)
+
+    @property
+    def displayed_image(self) -> str:
+        return self.w.state.displayed_image
+
+    @displayed_image.setter
+    def displayed_image(self, key: str) -> None:
+        self.w.state.update(displayed_image=key)
+
+    @property
+    def selected_label(self) -> str | None:
+        return self.w.state.selected_label
+
+    @selected_label.setter
+    def selected_label(self, label: str | None) -> None:
+        self.w.state.update(selected_label=label)
 
     # --- display ---
 
@@ -122,10 +146,11 @@ class Display:
             findings.clear(f"Not analysed — no model is available.\n{self.w.model_error}\n"
                            f"{backend.no_model_hint(self.w.model_error)}")
         elif image.state == State.ANALYSING:
-            self.w.findings.clear("Analysing…" if self.w.pipeline.model_loaded else "Loading the model…")
+            self.w.findings.clear("Loading the model…" if self.w.state.model.phase is ModelPhase.LOADING
+                                  else "Analysing…")
         elif image.state == State.QUEUED or prediction is None:
-            self.w.findings.clear("Queued for analysis…" if self.w.pipeline.model_loaded
-                                  else "Loading the model… the findings follow when it is ready.")
+            self.w.findings.clear("Loading the model… the findings follow when it is ready."
+                                  if self.w.state.model.phase is ModelPhase.LOADING else "Queued for analysis…")
         elif image.state == State.REJECTED:
             self.w.findings.show_rejection(list(prediction.gate.reasons) or ["rejected by the input check"])
         else:

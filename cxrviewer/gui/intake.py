@@ -12,6 +12,7 @@ from PySide6.QtWidgets import QFileDialog
 
 from cxrviewer.gui import assets, backend
 from cxrviewer.gui.records import State, StudyRecord, scrub
+from cxrviewer.gui.viewer_state import ModelPhase, ModelStatus
 from cxrviewer.gui.worklist import Entry
 
 if TYPE_CHECKING:
@@ -177,7 +178,7 @@ class Intake:
         self.w.study_updated.emit(entry.study.key)
 
     def on_model_ready(self, engine: Any) -> None:
-        self.w.model_error = ""
+        self.w.state.update(model=ModelStatus(ModelPhase.READY, engine.name))
         self.w.findings.set_model(engine.name, card_warning=backend.card_warning(engine))
         self.w.status.model_ready(engine)
         self.w.welcome.model_label.setText(f"Model: {engine.name} — {len(engine.labels)} findings, ready.")
@@ -186,7 +187,7 @@ class Intake:
             self.w.display.refresh_findings()
 
     def on_model_failed(self, message: str) -> None:
-        self.w.model_error = message
+        self.w.state.update(model=ModelStatus(ModelPhase.FAILED, message=message))
         text = f"No model available: {message}"
         self.w.findings.set_model(None, f"{text}. {backend.no_model_hint(message)}")
         self.w.status.model_failed(text)

@@ -58,6 +58,7 @@ from cxrviewer.gui.settings import AppSettings
 from cxrviewer.gui.site_calibration import SiteCalibration
 from cxrviewer.gui.status_bar import StatusBar
 from cxrviewer.gui.study_browser import SORT_MODES, StudyBrowser
+from cxrviewer.gui.viewer_state import ViewerState
 from cxrviewer.gui.welcome import WelcomePage
 from cxrviewer.gui.wl_presets import PresetBox
 from cxrviewer.gui.workers import Pipeline
@@ -88,6 +89,7 @@ class MainWindow(QMainWindow):
         self.resize(1400, 880)
         self.setMinimumSize(760, 520)
 
+        self.state = ViewerState()  # what is shown and the model's status, without Qt (`viewer_state`)
         self.worklist = Worklist()
         self.images = ImageCache()
         self.overlays = OverlayCache()
@@ -96,7 +98,6 @@ class MainWindow(QMainWindow):
         self.display = Display(self)  # the displayed study and image
         self.intake = Intake(self)  # opening files, pipeline results
         self.site = SiteCalibration(self)  # site operating points, the reader's feedback
-        self.model_error = ""  # why no model is available ("" when one is)
         self.info_dialog: StudyInfoDialog | None = None
         self._shown_once = False
         self._closing = False
@@ -284,6 +285,11 @@ class MainWindow(QMainWindow):
     @property
     def engine(self) -> Any:
         return self.pipeline.engine
+
+    @property
+    def model_error(self) -> str:
+        """Why no model is available ("" while it loads or once it is ready)."""
+        return self.state.model.message
 
     def model_card(self) -> ModelCard | None:
         """The loaded model's card (None without a model)."""
