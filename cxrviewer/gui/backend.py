@@ -8,6 +8,7 @@ says what failed). Everything returned is plain Python / numpy.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -381,6 +382,23 @@ def load_engine(source: ModelSource) -> Any:
     except Exception:  # warm-up is an optimisation; a real prediction reports real problems
         log.warning("model warm-up failed", exc_info=True)
     return engine
+
+
+def loads_torch(source: ModelSource) -> bool:
+    """Loading this model imports torch (seconds of both cores and of Python's lock): not when its card names an
+    ONNX export that ONNX Runtime runs. A card that cannot be read counts as torch (its load reports why)."""
+    import importlib.util
+
+    if os.environ.get("CXRVIEWER_BACKEND", "").strip().lower() == "torch":
+        return True
+    try:
+        from cxrviewer.model.weights import bundled_card_path
+
+        path = source.path if source.path is not None else bundled_card_path()
+        card = json.loads(Path(path).read_text(encoding="utf-8"))
+    except Exception:  # missing, unreadable: the load says what is wrong
+        return True
+    return not (isinstance(card, dict) and card.get("onnx") and importlib.util.find_spec("onnxruntime"))
 
 
 def model_errors() -> tuple[type[BaseException], ...]:

@@ -16,8 +16,9 @@ Design:
   kept free for it, and the analysis lane waits for its decoding); display-only work nobody waits for any
   more is dropped before it starts. Lung outlines are found for films on screen only (`find_outline`).
 - The model loads once, lazily, in its own job (`load_model`); it is the only job that may import torch
-  (an ONNX model needs none), and it starts once the film being opened is on screen (importing torch keeps
-  both cores and Python busy for seconds), at the latest MODEL_DEFER_MS after it was asked for.
+  (an ONNX model needs none). A model that needs torch starts loading once the film being opened is on
+  screen (importing torch keeps both cores and Python busy for seconds), at the latest MODEL_DEFER_MS after
+  it was asked for; an ONNX model loads beside the first decoding.
 - `shutdown` cancels everything queued and waits for what is in flight.
 """
 
@@ -102,6 +103,7 @@ class Pipeline(QObject):
         self._stop = threading.Event()
         self._model_requested = False
         self._model_deferred = False
+        self._loads_torch: bool | None = None  # `backend.loads_torch`, asked once
         self._engine: Any = None
         self._model_settled = False
         self._model_error = ""
@@ -148,11 +150,12 @@ class Pipeline(QObject):
         self._pump()
 
     def load_model(self, when_free: bool = False) -> None:
-        """Start loading the model (once); results arrive as model_ready / model_failed. `when_free`: only once
-        no scan runs and the displayed film is decoded (MODEL_DEFER_MS at most)."""
+        """Start loading the model (once); results arrive as model_ready / model_failed. `when_free`: a model that
+        imports torch waits until no scan runs and the displayed film is decoded (MODEL_DEFER_MS at most); an
+        ONNX model loads at once, beside the decoding."""
         if self._model_requested or self._stop.is_set():
             return
-        if when_free and self._display_pending():
+        if when_free and self._display_pending() and self._heavy_model():
             if not self._model_deferred:
                 self._model_deferred = True
                 QTimer.singleShot(MODEL_DEFER_MS, self.load_model)
@@ -169,6 +172,11 @@ class Pipeline(QObject):
             _emit(bridge.model_ready, engine)
 
         self._pool.start(run)
+
+    def _heavy_model(self) -> bool:
+        if self._loads_torch is None:
+            self._loads_torch = backend.loads_torch(self.model_source)
+        return self._loads_torch
 
     def _load_model_when_free(self) -> None:
         self.load_model(when_free=True)

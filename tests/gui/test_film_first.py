@@ -160,3 +160,16 @@ def test_worker_threads_yield_to_the_event_loop() -> None:
     thread.start()
     thread.join()
     assert seen == [os.getpriority(os.PRIO_PROCESS, 0) + backend.BACKGROUND_NICE]  # this (GUI) thread's + 5
+
+
+def test_only_a_model_that_needs_torch_waits_for_the_first_film(tiny_model: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from cxrviewer.model.weights import bundled_card_path
+
+    assert backend.loads_torch(backend.ModelSource(tiny_model, "test"))  # no ONNX export
+    assert backend.loads_torch(backend.ModelSource(tiny_model.parent / "missing.json", "test"))
+    bundled = backend.ModelSource(None, "bundled")
+    if json.loads(bundled_card_path().read_text(encoding="utf-8")).get("onnx"):
+        assert not backend.loads_torch(bundled)
+    monkeypatch.setenv("CXRVIEWER_BACKEND", "torch")
+    assert backend.loads_torch(bundled)
