@@ -1,6 +1,6 @@
 """Viewer benchmark (run by hand, 2 cores): the film first, and the viewer against cxrviewer-predict.
 
-    python tests/bench/bench_viewer_start.py [--films DIR] [--dicom FILE] [--runs 2] [--skip-batch]
+    python tests/bench/bench_viewer_start.py [--films DIR] [--dicom FILE] [--runs 2] [--skip-batch | --skip-first]
 
 Each viewer measurement runs in a fresh process (offscreen Qt, temporary settings, the bundled model):
 
@@ -8,12 +8,14 @@ Each viewer measurement runs in a fresh process (offscreen Qt, temporary setting
    window asks for the file until the film is painted (goal <= 1 s for a 2k DICOM; default pydicom-data's
    RG1_UNCR.dcm, 1841 x 1955 15-bit CR); the line says whether the model was still loading then;
 2. open -> film on screen, warm (model loaded, decoders running; another copy of the same file; goal <= 0.3 s);
-3. a batch (default the 33 NIH demo films in ../shared/data/nih/demo): the viewer from the start of the open
-   until every film is analysed (model load included) against `cxrviewer-predict DIR` (process start to exit),
-   alternately in the same run (goal: viewer <= 1.3 x CLI); meanwhile an event-loop stall probe (a 10 ms
-   QTimer; lateness = gap - 10 ms; max and 99th percentile, during the model load and during the analyses;
-   goal: no stall > 50 ms while films are analysed) and J (next study) every 0.7 s, timed until the next
-   film is painted.
+3. a batch (default the 33 NIH demo films in ../shared/data/nih/demo): the viewer from its process start (and
+   from the open) until every film is analysed, model load included, against `cxrviewer-predict DIR` (process
+   start to exit), alternately in the same run (goal: viewer <= 1.3 x CLI; per run and as a ratio of medians);
+   meanwhile an event-loop stall probe (a 10 ms QTimer; lateness = gap - 10 ms; max and 99th percentile, during
+   the model load and during the analyses, and for 3 s of an idle window afterwards as the machine's own
+   baseline; goal: no stall > 50 ms while films are analysed) and J (next study) every 0.7 s, timed until the
+   next film is painted (BENCH_NO_SWITCH=1: no presses, the analyses alone).
+   `--viewer-threads 1,2` compares CXRVIEWER_THREADS settings against the same CLI runs.
 
 Other agents may load the machine: numbers are pessimistic; compare viewer and CLI of the same run only.
 """
