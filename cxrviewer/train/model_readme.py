@@ -286,7 +286,7 @@ def carry_sections(old: str, new: str) -> str:
     says under its heading that its figures belong to the previous bundle until they are measured again."""
     def sections(text: str) -> list[tuple[str, str]]:
         parts: list[tuple[str, str]] = []
-        head, body = "", []
+        head, body = "", list[str]()
         for line in text.splitlines():
             if line.startswith("## "):
                 parts.append((head, "\n".join(body)))
