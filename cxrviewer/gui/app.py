@@ -11,8 +11,14 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cxrviewer import __version__
+
+if TYPE_CHECKING:  # Qt and the window load after the arguments are parsed
+    from PySide6.QtWidgets import QApplication
+
+    from cxrviewer.gui.main_window import MainWindow
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +67,7 @@ def configure_logging() -> None:
     install_log_privacy()  # no DICOM element values from pydicom & co. in the log
 
 
-def make_application(argv: list[str]):  # noqa: ANN201 (Qt type imported lazily)
+def make_application(argv: list[str]) -> QApplication:
     """The QApplication with cxrviewer's identity and dark theme (reuses an existing instance)."""
     from PySide6.QtCore import QCoreApplication
     from PySide6.QtGui import QColor, QPalette
@@ -70,7 +76,8 @@ def make_application(argv: list[str]):  # noqa: ANN201 (Qt type imported lazily)
     from cxrviewer.gui import assets
     from cxrviewer.gui.settings import APPLICATION, ORGANIZATION
 
-    app = QApplication.instance() or QApplication(argv)
+    existing = QApplication.instance()
+    app = existing if isinstance(existing, QApplication) else QApplication(argv)
     QCoreApplication.setOrganizationName(ORGANIZATION)
     QCoreApplication.setApplicationName(APPLICATION)
     QCoreApplication.setApplicationVersion(__version__)
@@ -105,7 +112,7 @@ def make_application(argv: list[str]):  # noqa: ANN201 (Qt type imported lazily)
 class SelfTest:
     """Open one file, wait until it is analysed (or fails), print the outcome and quit."""
 
-    def __init__(self, window, path: Path) -> None:  # noqa: ANN001
+    def __init__(self, window: MainWindow, path: Path) -> None:
         self.window = window
         self.path = path
         self.exit_code = 2
@@ -144,7 +151,7 @@ class SelfTest:
                 print(f"  {label:<28} not assessed by this model")
         sys.stdout and sys.stdout.flush()  # windowed builds have no stdout
         self.exit_code = 0 if image.state.value in ("done", "rejected") else 1
-        QApplication.instance().exit(self.exit_code)
+        QApplication.exit(self.exit_code)
 
 
 def main(argv: list[str] | None = None) -> int:

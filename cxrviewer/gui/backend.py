@@ -210,7 +210,7 @@ def pixel_value(image: Any, x: int, y: int) -> float | None:
     from cxrviewer.imaging.display import pixel_value as _pixel_value
 
     try:
-        return float(_pixel_value(image, x, y))
+        return _pixel_value(image, x, y)
     except (IndexError, ValueError, TypeError):
         return None
 

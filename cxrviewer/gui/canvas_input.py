@@ -81,7 +81,7 @@ class CanvasInput:
                 self._drag = ("measure", pos, None)
             canvas.viewport().update()
         elif button == Qt.MouseButton.RightButton:
-            self._drag = ("wl", pos, canvas.window)
+            self._drag = ("wl", pos, canvas.current_window)
             canvas.viewport().setCursor(Qt.CursorShape.SizeAllCursor)
         elif button in (Qt.MouseButton.LeftButton, Qt.MouseButton.MiddleButton):
             self._drag = ("pan", pos, None)

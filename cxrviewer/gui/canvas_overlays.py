@@ -319,6 +319,8 @@ class HeatMapLayer:
         self.overlay_item.setVisible(shown)
         self.peak_item.setVisible(shown and self.has_peak)
         self.outline_item.setVisible(shown and bool(self.outline_note))
-        changed = self.colour_bar.isVisibleTo(self.colour_bar.parentWidget()) != shown
+        parent = self.colour_bar.parentWidget()
+        visible = self.colour_bar.isVisibleTo(parent) if parent is not None else self.colour_bar.isVisible()
+        changed = visible != shown
         self.colour_bar.setVisible(shown)
         return changed

@@ -161,8 +161,9 @@ class ModelCardDialog(QDialog):
             "Sensitivity / specificity at the card's operating point (validation films)",
         ]
         for col, tip in enumerate(tips):
-            if tip:
-                self.table.horizontalHeaderItem(col).setToolTip(tip)
+            header_item = self.table.horizontalHeaderItem(col)
+            if tip and header_item is not None:
+                header_item.setToolTip(tip)
         self.table.verticalHeader().setVisible(False)
         self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
         self.table.setSelectionMode(QTableWidget.SelectionMode.NoSelection)
@@ -184,18 +185,18 @@ class ModelCardDialog(QDialog):
                 f"{_fmt(sens, 2)} / {_fmt(spec, 2)}" if sens is not None else "",
             ]
             for col, text in enumerate(values):
-                item = QTableWidgetItem(text)
+                cell = QTableWidgetItem(text)
                 if col:
-                    item.setTextAlignment(Qt.AlignmentFlag.AlignCenter)
-                self.table.setItem(row, col, item)
+                    cell.setTextAlignment(Qt.AlignmentFlag.AlignCenter)
+                self.table.setItem(row, col, cell)
         for i, label in enumerate(not_covered):
             row = len(labels) + i
-            item = QTableWidgetItem(label)
-            item.setForeground(Qt.GlobalColor.gray)
-            self.table.setItem(row, 0, item)
-            note = QTableWidgetItem("not assessed by this model (no training labels)")
-            note.setForeground(Qt.GlobalColor.gray)
-            self.table.setItem(row, 1, note)
+            name = QTableWidgetItem(label)
+            name.setForeground(Qt.GlobalColor.gray)
+            self.table.setItem(row, 0, name)
+            not_assessed = QTableWidgetItem("not assessed by this model (no training labels)")
+            not_assessed.setForeground(Qt.GlobalColor.gray)
+            self.table.setItem(row, 1, not_assessed)
             self.table.setSpan(row, 1, 1, 6)
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
@@ -447,12 +448,8 @@ class StudyInfoDialog(QDialog):
         _close_buttons(self, layout)
 
     def texts(self) -> list[str]:
-        return [
-            self.table.item(r, c).text()
-            for r in range(self.table.rowCount())
-            for c in range(2)
-            if self.table.item(r, c) is not None
-        ]
+        items = (self.table.item(r, c) for r in range(self.table.rowCount()) for c in range(2))
+        return [item.text() for item in items if item is not None]
 
 
 def shortcuts_box(rows: list[tuple[str, str]], parent: QWidget | None = None) -> QMessageBox:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from PySide6.QtCore import QEvent, QPointF, QRectF, Qt, Signal
+from PySide6.QtCore import QEvent, QPointF, QRect, QRectF, Qt, Signal
 from PySide6.QtGui import (
     QColor,
     QFont,
@@ -191,7 +191,7 @@ class ImageCanvas(ZoomableView):
     # --- window / level -----------------------------------------------------------------------------------
 
     @property
-    def window(self) -> Window | None:
+    def current_window(self) -> Window | None:
         """The window in use (the file's default when the user has not changed it)."""
         return self._window or self._default_window
 
@@ -467,7 +467,7 @@ class ImageCanvas(ZoomableView):
         if self._image is None:
             return []
         lines = []
-        w = self.window
+        w = self.current_window
         if w is not None:
             lines.append(f"W {w.width:.0f}  L {w.center:.0f}" + ("  (file)" if self._window is None else ""))
         extra = [f"Zoom {self._zoom:.0%}"]
@@ -480,7 +480,7 @@ class ImageCanvas(ZoomableView):
         lines.append("  ".join(extra))
         return lines
 
-    def drawForeground(self, painter: QPainter, rect: QRectF) -> None:  # noqa: N802
+    def drawForeground(self, painter: QPainter, rect: QRectF | QRect) -> None:  # noqa: N802
         if self._image is None:
             return
         painter.save()

@@ -100,7 +100,7 @@ class PresetBox(QObject):
         self.combo.blockSignals(True)
         custom_row = len(self.presets)
         if index is None:
-            window = self.canvas.window
+            window = self.canvas.current_window
             text = f"{CUSTOM} · W {window.width:.0f} L {window.center:.0f}" if window is not None else CUSTOM
             if self.combo.count() <= custom_row:
                 self.combo.addItem(text)

@@ -103,7 +103,7 @@ def test_window_level_and_invert_change_displayed_pixels(qtbot, analysed) -> Non
     assert np.array_equal(canvas.display_array(), before)
 
     # right-drag to the left narrows the window: more contrast, order of grey levels kept
-    start = canvas.window
+    start = canvas.current_window
     vp = canvas.viewport()
     centre = QPointF(vp.width() / 2, vp.height() / 2)
     end = centre + QPointF(-110, 0)
@@ -115,7 +115,7 @@ def test_window_level_and_invert_change_displayed_pixels(qtbot, analysed) -> Non
                                         Qt.MouseButton.NoButton)):
         QApplication.sendEvent(vp, QMouseEvent(kind, pos, vp.mapToGlobal(pos), button, buttons,
                                                Qt.KeyboardModifier.NoModifier))
-    w = canvas.window
+    w = canvas.current_window
     assert w.width < start.width and w.center == pytest.approx(start.center)
     # the preset box no longer claims the file's own window (issue 15: it kept saying "File default")
     combo = window.presets.combo
@@ -166,7 +166,7 @@ def test_zoom_pan_rotate_keys_and_pixel_readout(qtbot, analysed) -> None:  # noq
     move = QMouseEvent(QEvent.Type.MouseMove, QPointF(target), vp.mapToGlobal(QPointF(target)),
                        Qt.MouseButton.NoButton, Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier)
     QApplication.sendEvent(vp, move)
-    text = window.pixel_label.text()
+    text = window.status.pixel_label.text()
     x, y = (int(v) for v in text.split("=")[0].replace("x", "").split("y"))
     assert abs(x - 300) <= 1 and abs(y - 200) <= 1
     assert text.endswith(f"= {canvas.image.pixels[y, x]:g}")
