@@ -104,8 +104,6 @@ class MainWindow(QMainWindow):
 
         self._build_widgets()
         self.table = ActionTable(self)
-        for action_id, action in self.table.actions.items():  # window.act_<id>, for scripts and tests
-            setattr(self, f"act_{action_id}", action)
         self.table.build_menu_bar(self.menuBar())
         self.presets = PresetBox(self.canvas, self.table.menus["presets"], self)
         wl = QLabel(" W/L ")
@@ -113,8 +111,6 @@ class MainWindow(QMainWindow):
         self.toolbar = self.table.build_toolbar({"wl_label": wl, "presets": self.presets.combo})
         self.addToolBar(self.toolbar)
         self.status = StatusBar(self.statusBar())
-        for name in ("pixel_label", "progress", "pacs_status", "model_status", "notice"):
-            setattr(self, name, getattr(self.status, name))
         self._connect()
         self._restore_settings()
         self.display.update_title()

@@ -92,7 +92,7 @@ def test_queue_progress_priority_and_worklist_sort(qtbot, window: MainWindow, di
     wait_all_finished(qtbot, window, expected_images=4)
     assert max(totals) == 3
     assert order.index(last.images[0].key) <= 1  # at most the job already running came first
-    assert not window.progress.isVisible()
+    assert not window.status.progress.isVisible()
 
     window.browser.set_sort_mode(MOST_ABNORMAL)
     keys = window.browser.keys_in_order()
@@ -163,7 +163,7 @@ def test_hide_identifiers_hides_them_everywhere(qtbot, window: MainWindow, ident
     assert "Doe, Jane" in window.windowTitle() and "Doe, Jane" in window.canvas.annotation_text()
     assert "PID-4711-SECRET" in shown and "2019-03-14" in shown  # the test can fail: they were visible
 
-    window.act_hide_ids.trigger()
+    window.table.actions["hide_ids"].trigger()
     assert window.hide_identifiers and window.browser.hide_button.isChecked()
     info = window.show_study_info()
     assert info is not None and "hidden" in info.texts()
@@ -177,7 +177,7 @@ def test_hide_identifiers_hides_them_everywhere(qtbot, window: MainWindow, ident
     assert settings.hide_identifiers  # remembered
     info.close()
 
-    window.act_hide_ids.trigger()  # and back
+    window.table.actions["hide_ids"].trigger()  # and back
     window.browser.set_current(good.key)
     assert "Doe, Jane" in window.windowTitle()
 
@@ -186,7 +186,7 @@ def test_settings_persist_between_sessions(qtbot, make_window, settings_path: Pa
     first = make_window(settings_=AppSettings(QSettings(str(settings_path), QSettings.Format.IniFormat)))
     first.resize(790, 610)
     first.findings.opacity_slider.setValue(35)
-    first.act_hide_ids.trigger()
+    first.table.actions["hide_ids"].trigger()
     with qtbot.waitSignal(first.pipeline.scanned, timeout=20000):
         first.open_paths([dicom_dir / "udacity_nih_test1.dcm"])
     wait_all_finished(qtbot, first, expected_images=1)
@@ -200,7 +200,7 @@ def test_settings_persist_between_sessions(qtbot, make_window, settings_path: Pa
     second = make_window(settings_=again, size=None)
     assert second.findings.opacity_slider.value() == 35
     assert second.canvas.overlay_opacity == pytest.approx(0.35)
-    assert second.act_hide_ids.isChecked() and second.browser.hide_identifiers
+    assert second.table.actions["hide_ids"].isChecked() and second.browser.hide_identifiers
     assert (second.width(), second.height()) == (790, 610)
 
 

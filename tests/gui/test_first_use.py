@@ -104,7 +104,7 @@ def test_about_says_when_the_app_connects(window: MainWindow) -> None:
 
 
 def test_model_card_fold_spread_and_heat_map_text(qtbot, window: MainWindow) -> None:  # noqa: ANN001
-    qtbot.waitUntil(window.act_model_card.isEnabled, timeout=20000)
+    qtbot.waitUntil(window.table.actions["model_card"].isEnabled, timeout=20000)
     dialog = window.show_model_card()
     assert dialog is not None
     rows = {dialog.table.item(r, 0).text(): r for r in range(dialog.table.rowCount())}
@@ -125,8 +125,9 @@ def test_exports_name_skipped_formats_and_start_in_the_users_folder(qtbot, windo
     with qtbot.waitSignal(window.pipeline.analysed, timeout=60000):
         window.open_paths([png])
     qtbot.waitUntil(window.canvas.has_image, timeout=10000)
-    assert window.act_export_png.isEnabled() and window.act_export_all.isEnabled()
-    assert not window.act_export_sr.isEnabled() and not window.act_export_sc.isEnabled()  # not DICOM
+    actions = window.table.actions
+    assert actions["export_png"].isEnabled() and actions["export_all"].isEnabled()
+    assert not actions["export_sr"].isEnabled() and not actions["export_sc"].isEnabled()  # not DICOM
 
     monkeypatch.setenv("HOME", str(tmp_path))  # the first dialog may make ~/Documents: not in the real home
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
@@ -153,7 +154,8 @@ def test_exports_name_skipped_formats_and_start_in_the_users_folder(qtbot, windo
 
 def _free_message_width(window: MainWindow) -> int:
     """Pixels the status bar leaves for its message, left of the permanent widgets."""
-    parts = [window.pixel_label, window.progress, window.pacs_status, window.model_status, window.notice]
+    status = window.status
+    parts = [status.pixel_label, status.progress, status.pacs_status, status.model_status, status.notice]
     return min(w.geometry().left() for w in parts if w.isVisible())
 
 
@@ -165,7 +167,7 @@ def test_window_parts_fit_their_text(qtbot, make_window, dicom_dir: Path) -> Non
         window: MainWindow = make_window(size=(1024, 680))
         with qtbot.waitSignal(window.pipeline.analysed, timeout=60000):
             window.open_paths([dicom_dir / "udacity_nih_test1.dcm"])
-        qtbot.waitUntil(window.act_model_card.isEnabled, timeout=20000)
+        qtbot.waitUntil(window.table.actions["model_card"].isEnabled, timeout=20000)
         message = "Opened 2 studies (8 images queued); 1 file could not be opened — see the list"
         window.statusBar().showMessage(message)
         window.status.show_cursor((1023, 1023, 4095))  # the cursor over the film
@@ -203,7 +205,7 @@ def test_shortcut_help_lists_the_real_presets(qtbot, window: MainWindow, dicom_d
     assert 1 < len(names) < 9
     assert [keys[f"Window/level: {n}"] for n in names] == [str(i) for i in range(1, len(names) + 1)]
     assert not any("1 – 9" in key or "1-9" in key for _, key in rows)
-    assert not window.act_preset_9.isEnabled() and window.act_preset_1.isEnabled()
+    assert not window.table.actions["preset_9"].isEnabled() and window.table.actions["preset_1"].isEnabled()
     box: Any = window.show_shortcuts()
     assert "Window/level: File default" in box.text()
     box.close()
@@ -228,22 +230,23 @@ def test_canvas_tools_and_named_presets_are_in_menus_toolbar_and_help(qtbot, win
     assert [a.text() for a in menus["&Tools"].actions() if a.text()] == [
         "Pan and zoom", "Measure distance", "Cardiothoracic ratio", "Clear measurements", "Magnifier"]
     on_toolbar = set(window.toolbar.actions())
-    assert {window.act_tool_ruler, window.act_tool_ctr, window.act_magnifier, window.act_flip} <= on_toolbar
+    actions = window.table.actions
+    assert {actions["tool_ruler"], actions["tool_ctr"], actions["magnifier"], actions["flip"]} <= on_toolbar
 
-    window.act_tool_ruler.trigger()
-    assert canvas.tool() is CanvasTool.RULER and window.act_tool_ruler.isChecked()
-    window.act_tool_ctr.trigger()
-    assert canvas.tool() is CanvasTool.CTR and not window.act_tool_ruler.isChecked()
+    actions["tool_ruler"].trigger()
+    assert canvas.tool() is CanvasTool.RULER and actions["tool_ruler"].isChecked()
+    actions["tool_ctr"].trigger()
+    assert canvas.tool() is CanvasTool.CTR and not actions["tool_ruler"].isChecked()
     canvas.set_tool(CanvasTool.PAN)  # what Esc on the canvas does
-    assert window.act_tool_pan.isChecked() and not window.act_tool_ctr.isChecked()
+    assert actions["tool_pan"].isChecked() and not actions["tool_ctr"].isChecked()
     canvas.measurementChanged.emit("84.2 mm")
     assert window.statusBar().currentMessage() == "84.2 mm"
     flipped = canvas.flipped()
     qtbot.keyClick(window, Qt.Key.Key_F)
     assert canvas.flipped() != flipped
-    window.act_magnifier.trigger()
+    window.table.actions["magnifier"].trigger()
     assert canvas.magnifier_enabled()
-    window.act_magnifier.trigger()
+    window.table.actions["magnifier"].trigger()
     assert not canvas.magnifier_enabled()
 
     # the W/L box offers the imaging layer's named presets, with their values
@@ -254,7 +257,7 @@ def test_canvas_tools_and_named_presets_are_in_menus_toolbar_and_help(qtbot, win
     assert {"Lung", "Mediastinum", "Bone"} <= {p.name for p in presets}
     lung = next(i for i, p in enumerate(presets) if p.name == "Lung")
     window.apply_preset(lung)
-    assert canvas.window.center == presets[lung].center and window.presets.combo.currentIndex() == lung
+    assert canvas.current_window.center == presets[lung].center and window.presets.combo.currentIndex() == lung
 
     keys = dict(window.shortcut_rows())
     assert keys["Measure distance"] == "M" and keys["Cardiothoracic ratio"] == "T"

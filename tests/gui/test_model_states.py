@@ -25,7 +25,7 @@ def test_no_model_is_a_clear_message_and_images_still_open(qtbot, make_window, t
     qtbot.waitUntil(lambda: "No model available" in window.findings.model_label.text(), timeout=20000)
     assert "model.json" in window.findings.model_label.text()
     assert "CXRVIEWER_MODEL" in window.findings.model_label.text()
-    assert not window.act_model_card.isEnabled()
+    assert not window.table.actions["model_card"].isEnabled()
     window.open_paths([shared_data / "nih" / "images" / "00000001_000.png"])
     wait_all_finished(qtbot, window, expected_images=1)
     study = next(iter(window.studies.values()))
@@ -58,7 +58,7 @@ def test_gate_rejection_shows_reason_and_analyse_anyway(qtbot, window: MainWindo
 
 
 def test_model_card_and_about_dialogs(qtbot, window: MainWindow, tiny_model: Path) -> None:  # noqa: ANN001
-    qtbot.waitUntil(window.act_model_card.isEnabled, timeout=20000)
+    qtbot.waitUntil(window.table.actions["model_card"].isEnabled, timeout=20000)
     assert window.engine is not None
     dialog = window.show_model_card()
     assert dialog is not None and dialog.isVisible()
@@ -76,7 +76,7 @@ def test_model_card_and_about_dialogs(qtbot, window: MainWindow, tiny_model: Pat
                    "CC BY 4.0", "PySide6", "LGPL"):
         assert needed in text
     about.close()
-    assert window.notice.text() == "Not for diagnostic use" and window.notice.isVisible()
+    assert window.status.notice.text() == "Not for diagnostic use" and window.status.notice.isVisible()
 
 
 def test_quit_with_work_in_flight_is_clean(qtbot, make_window, dicom_dir: Path) -> None:  # noqa: ANN001
@@ -152,7 +152,7 @@ def test_cancel_queued_analyses(qtbot, window: MainWindow, dicom_dir: Path) -> N
     files = [dicom_dir / f"udacity_nih_test{i}.dcm" for i in (1, 2, 3)]
     with qtbot.waitSignal(window.pipeline.scanned, timeout=20000):
         window.open_paths(files)
-    window.act_cancel.trigger()
+    window.table.actions["cancel"].trigger()
     qtbot.waitUntil(lambda: not window.pipeline.busy, timeout=30000)
     states = [i.state for s in window.studies.values() for i in s.images]
     assert State.QUEUED not in states and State.ANALYSING not in states
@@ -162,5 +162,5 @@ def test_cancel_queued_analyses(qtbot, window: MainWindow, dicom_dir: Path) -> N
     study = next(s for s in window.studies.values() if s.images[0] in cancelled)
     window.browser.set_current(study.key)
     with qtbot.waitSignal(window.pipeline.analysed, timeout=60000):
-        window.act_reanalyse.trigger()
+        window.table.actions["reanalyse"].trigger()
     assert study.state == State.DONE

@@ -50,7 +50,8 @@ def test_modified_card_is_refused_with_its_reason(qtbot, settings, edited_model:
 def test_allowed_modified_card_is_shown_as_modified(qtbot, settings, edited_model: Path) -> None:  # noqa: ANN001
     window = _window(qtbot, settings, backend.ModelSource(edited_model, "test", allow_modified_card=True))
     try:
-        qtbot.waitUntil(lambda: window.engine is not None and window.act_model_card.isEnabled(), timeout=20000)
+        card_action = window.table.actions["model_card"]
+        qtbot.waitUntil(lambda: window.engine is not None and card_action.isEnabled(), timeout=20000)
         engine = window.engine
         assert engine is not None and engine.card_status == "modified"
         panel = window.findings

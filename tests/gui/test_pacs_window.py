@@ -46,7 +46,7 @@ def test_received_study_is_analysed_and_results_sent_back(qtbot, make_window, se
         outbox=tmp_path / "outbox", remote=RemoteNode(host, port, "PACS")).validated()))
     window: MainWindow = make_window()
     qtbot.waitUntil(lambda: window.pacs is not None and window.pacs.is_running, timeout=15000)
-    assert window.pacs_status.isVisible() and "Receiving on 127.0.0.1" in window.pacs_status.text()
+    assert window.status.pacs_status.isVisible() and "Receiving on 127.0.0.1" in window.status.pacs_status.text()
 
     with qtbot.waitSignal(window.pipeline.analysed, timeout=60000):
         [result] = send_files([dicom_dir / "udacity_nih_test1.dcm"], RemoteNode(*window.pacs.address, "VIEWER"),
@@ -57,6 +57,6 @@ def test_received_study_is_analysed_and_results_sent_back(qtbot, make_window, se
     assert study.images[0].path.is_relative_to(tmp_path / "inbox")
     # auto-send: the SR and the Secondary Capture reach the remote PACS
     qtbot.waitUntil(lambda: remote_pacs.received_count >= 2, timeout=60000)
-    assert window.act_pacs_send.isEnabled()
+    assert window.table.actions["pacs_send"].isEnabled()
     window.close()
     _wait_network_threads()

@@ -156,7 +156,7 @@ def test_window_applies_the_active_profile_and_re_decides_films(qtbot, make_wind
     assert record.film == feedback.film_id(film) and record.model_sha256 == window.engine.sha256
     text = site.feedback_log().read_text()
     assert "film.png" not in text and str(tmp_path) not in text
-    assert window.act_feedback.isEnabled()
+    assert window.table.actions["feedback"].isEnabled()
 
 
 def test_profile_of_another_model_is_not_applied_at_start(qtbot, make_window, bundled) -> None:  # noqa: ANN001

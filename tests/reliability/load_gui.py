@@ -174,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         t1 = time.monotonic()
         pump_until(lambda: time.monotonic() - t1 > args.cancel_after)
         t2 = time.monotonic()
-        window.act_cancel.trigger()
+        window.table.actions["cancel"].trigger()
         pump_until(lambda: not window.pipeline.busy)
         stop_s = time.monotonic() - t2
         cancelled = sum(1 for img in images() if img.message == "analysis cancelled")
