@@ -11,6 +11,7 @@ original `OSError` (callers turn it into their own message: `cxrviewer.report.at
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
 from collections.abc import Callable, Sequence
@@ -85,3 +86,8 @@ def atomic_write_bytes(target: str | Path, data: Data | Sequence[Data], mode: in
 def atomic_write_text(target: str | Path, text: str, mode: int | None = None) -> Path:
     """Write `text` as UTF-8 to `target` atomically."""
     return atomic_write_bytes(target, text.encode("utf-8"), mode)
+
+
+def atomic_write_json(target: str | Path, obj: object, indent: int = 2) -> Path:
+    """Write `obj` as JSON to `target` atomically."""
+    return atomic_write_text(target, json.dumps(obj, indent=indent))

@@ -17,19 +17,14 @@ from typing import Any
 
 import numpy as np
 
+from cxrviewer.fileio import atomic_write_text
 from cxrviewer.model.network import CXRNet, merge_networks
+from cxrviewer.train.bundle_writer import build_card, export_bundle, load_best
 from cxrviewer.train.calibration import logit
 from cxrviewer.train.cv_summary import fold_score, print_validation, summarise_folds
-from cxrviewer.train.export import (
-    build_card,
-    calibrated_validation,
-    export_bundle,
-    load_best,
-    operating_fields,
-    write_text,
-)
 from cxrviewer.train.heldout import ensemble_pointing
 from cxrviewer.train.runs import CVRun, RunFolder, dataset_names, gate_images, label_arrays, samples_by_path
+from cxrviewer.train.validation import calibrated_validation, operating_fields
 
 
 def cmd_bundle(a: argparse.Namespace) -> int:
@@ -109,7 +104,7 @@ def _write_bundle(a: argparse.Namespace, net: CXRNet, card: dict[str, Any], run:
         text = model_readme(json.loads(out.read_text()), reproduce)
         if readme.is_file():  # hand-measured sections of the previous README are kept, marked as such
             text = carry_sections(readme.read_text(encoding="utf-8"), text)
-        write_text(readme, text)
+        atomic_write_text(readme, text)
     print_validation(validation)
     print(f"bundled {run.path} -> {out}")
     return 0

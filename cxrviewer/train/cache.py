@@ -16,12 +16,11 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from cxrviewer.fileio import atomic_write_stream
+from cxrviewer.fileio import atomic_write_json, atomic_write_stream
 from cxrviewer.imaging import load_image
 from cxrviewer.imaging.display import model_input
 from cxrviewer.imaging.errors import ImageLoadError
 from cxrviewer.model.preprocess import Letterbox, letterbox
-from cxrviewer.train.export import write_json
 
 log = logging.getLogger(__name__)
 CACHE_VERSION = 2
@@ -75,5 +74,5 @@ def build_cache(paths: list[Path], size: int, cache_dir: Path, progress: bool = 
         geo[i] = (box.orig_width, box.orig_height, *box.region)
     atomic_write_stream(data_path, lambda fh: np.save(fh, arr))
     atomic_write_stream(geo_path, lambda fh: np.save(fh, geo))
-    write_json(ok_path, ok)
+    atomic_write_json(ok_path, ok)
     return Cache(np.load(data_path, mmap_mode="r"), ok, geo)

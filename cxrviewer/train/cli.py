@@ -26,28 +26,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cxrviewer.fileio import atomic_write_stream
+from cxrviewer.fileio import atomic_write_json, atomic_write_stream, atomic_write_text
 from cxrviewer.model.network import CXRNet
 from cxrviewer.model.preprocess import Letterbox, normalize
 from cxrviewer.model.weights import ModelError, load_bundle
 from cxrviewer.train import bundling
 from cxrviewer.train.boxes import BOX_LOSSES
+from cxrviewer.train.bundle_writer import build_card, export_bundle, load_best
 from cxrviewer.train.cv_summary import print_validation, summarise_folds
 from cxrviewer.train.datasets import DatasetError
-from cxrviewer.train.export import (
-    build_card,
-    calibrated_validation,
-    export_bundle,
-    load_best,
-    operating_fields,
-    operating_points,
-    validation_record,
-    write_json,
-    write_text,
-)
 from cxrviewer.train.loop import TrainConfig, load_samples, train
 from cxrviewer.train.pack import read_pack, write_pack
 from cxrviewer.train.runs import CVRun, RunFolder, dataset_names, gate_images, samples_by_path
+from cxrviewer.train.validation import calibrated_validation, operating_fields, operating_points, validation_record
 
 log = logging.getLogger("cxrviewer.train")
 
@@ -201,12 +192,12 @@ def cmd_cv(a: argparse.Namespace) -> int:
             rec["best_epoch"] = ck["epoch"]
             rec["selection"] = {"nested": run.nested, **{key: res.get(key) for key in (
                 "outer_score_at_chosen_epoch", "outer_score_best_epoch")}}
-            write_json(run.path / "done.json", rec)
+            atomic_write_json(run.path / "done.json", rec)
         fold_results.append(run.done or {})
     if not fold_results:
         return 0
     summary = summarise_folds(fold_results)
-    write_json(cv.root / "cv_summary.json", summary)
+    atomic_write_json(cv.root / "cv_summary.json", summary)
     print(json.dumps({**summary["mean_over_folds"], **({"selection": summary["selection"]}
                                                        if "selection" in summary else {})}, indent=1))
     return 0
@@ -282,7 +273,7 @@ def cmd_export_onnx(a: argparse.Namespace) -> int:
 
         readme = Path(a.readme)
         card = json.loads(Path(a.model).read_text(encoding="utf-8"))
-        write_text(readme, refresh_integrity_lines(readme.read_text(encoding="utf-8"), card))
+        atomic_write_text(readme, refresh_integrity_lines(readme.read_text(encoding="utf-8"), card))
         print(f"updated the ONNX and card lines of {readme}")
     return 0
 

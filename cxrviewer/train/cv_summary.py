@@ -6,8 +6,8 @@ from typing import Any
 
 import numpy as np
 
-from cxrviewer.train.export import PRIMARY_DATASETS
 from cxrviewer.train.metrics import fmt
+from cxrviewer.train.validation import PRIMARY_DATASETS
 
 
 def summarise_folds(folds: list[dict]) -> dict:

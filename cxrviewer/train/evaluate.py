@@ -11,15 +11,16 @@ import torch
 from sklearn.metrics import roc_curve
 from tqdm import tqdm
 
+from cxrviewer.fileio import atomic_write_json
 from cxrviewer.imaging import load_image
 from cxrviewer.imaging.display import model_input
 from cxrviewer.imaging.errors import ImageLoadError
 from cxrviewer.model.preprocess import preprocess
 from cxrviewer.model.tta import tta_logits, tta_views
 from cxrviewer.model.weights import ModelBundle
-from cxrviewer.train.export import validation_record, write_json
 from cxrviewer.train.metrics import fmt, mean_auroc
 from cxrviewer.train.samples import LABEL_INDEX, Sample
+from cxrviewer.train.validation import validation_record
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +118,7 @@ def evaluate_bundle(bundle: ModelBundle, samples: list[Sample], out_dir: Path, p
             title = f"ROC {lab} AUROC {rec['per_label'][lab]['auroc']:.3f}"
             plot_roc(yy, p[keep, j], title, out_dir / f"roc_{safe}.png")
             plot_reliability(yy, p[keep, j], f"Reliability {lab}", out_dir / f"reliability_{safe}.png")
-    write_json(out_dir / "report.json", rec)
+    atomic_write_json(out_dir / "report.json", rec)
     return rec
 
 

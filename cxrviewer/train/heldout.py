@@ -18,7 +18,7 @@ import torch
 
 from cxrviewer.model.preprocess import Letterbox, normalize
 from cxrviewer.model.tta import VIEWS, view_batch
-from cxrviewer.train.export import load_best
+from cxrviewer.train.bundle_writer import load_best
 from cxrviewer.train.pack import read_pack
 from cxrviewer.train.pointing import score_maps
 from cxrviewer.train.runs import RunFolder

@@ -24,7 +24,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
-from cxrviewer.fileio import atomic_write_stream
+from cxrviewer.fileio import atomic_write_json, atomic_write_stream
 from cxrviewer.labels import EXTRA_LABELS, HIERARCHY, KNOWN_LABELS
 from cxrviewer.model.network import CXRNet
 from cxrviewer.model.pretrained import initialised_network
@@ -33,7 +33,6 @@ from cxrviewer.train.boxes import box_loss, boxes_by_image
 from cxrviewer.train.cache import Cache, build_cache
 from cxrviewer.train.data import CachedImages
 from cxrviewer.train.datasets import load_spec
-from cxrviewer.train.export import write_json
 from cxrviewer.train.metrics import label_report
 from cxrviewer.train.pack import Pack, read_pack
 from cxrviewer.train.samples import LABEL_INDEX, Sample
@@ -84,7 +83,7 @@ class TrainConfig:
     inner_folds: int = 0
 
     def save(self, path: Path) -> None:
-        write_json(path, asdict(self))
+        atomic_write_json(path, asdict(self))
 
 
 def seed_everything(seed: int) -> None:
@@ -334,7 +333,7 @@ def train(cfg: TrainConfig) -> dict:
 
     net, init_record = initialised_network(cfg.arch, len(labels), cfg.init, cfg.dropout)
     if main_proc:
-        write_json(out / "init.json", init_record)
+        atomic_write_json(out / "init.json", init_record)
     net = net.to(device).to(memory_format=torch.channels_last)
     model: nn.Module = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None
                                                ) if world > 1 else net
@@ -418,10 +417,10 @@ def train(cfg: TrainConfig) -> dict:
                 state["best_score"], state["best_epoch"] = chosen_by["score"], epoch + 1
                 _save_best(net, labels, cfg, epoch + 1, out)
                 _save_array(out / "val_probs.npy", probs)
-                write_json(out / "val_eval.json", ev)
+                atomic_write_json(out / "val_eval.json", ev)
                 if len(inner_idx):
                     _save_array(out / "inner_probs.npy", inner_probs)
-                    write_json(out / "inner_eval.json", chosen_by)
+                    atomic_write_json(out / "inner_eval.json", chosen_by)
             _save_checkpoint(ckpt_path, net, opt, state)
         if world > 1:
             dist.barrier()
@@ -434,7 +433,7 @@ def train(cfg: TrainConfig) -> dict:
               "paths": [str(s.path) for s in samples], "history": state["history"],
               **selection_summary(state["history"], state["best_epoch"])}
     if main_proc:
-        write_json(out / "split.json", {"val": [str(samples[i].path) for i in val_idx],
+        atomic_write_json(out / "split.json", {"val": [str(samples[i].path) for i in val_idx],
                                         "train": [str(samples[i].path) for i in train_idx],
                                         **({"inner": [str(samples[i].path) for i in inner_idx]}
                                            if len(inner_idx) else {})})

@@ -156,7 +156,7 @@ def test_cross_validation_and_bundles(trained: Path, tmp_path: Path) -> None:
 def test_ensemble_bundle_is_the_mean_of_its_members(trained: Path, tmp_path: Path) -> None:
     """Two seeds bundled as one network: logits and CAMs are the members' mean; validation on mean OOF logits."""
     from cxrviewer.model.network import split_ensemble
-    from cxrviewer.train.export import load_best
+    from cxrviewer.train.bundle_writer import load_best
 
     spec = (trained / "spec.txt").read_text()
     common = ["--dataset", spec, "--cache-dir", str(trained / "cache"), "--input-size", "64", "--batch-size", "32",
