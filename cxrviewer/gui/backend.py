@@ -16,9 +16,14 @@ import threading
 import traceback
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:  # the headless types at the seam; the modules themselves load on first use
+    from cxrviewer.imaging.guarded import GuardedLoader
+    from cxrviewer.imaging.image import Image, WindowPreset
+    from cxrviewer.model.inference import Engine, Prediction
 
 log = logging.getLogger(__name__)
 
@@ -111,21 +116,21 @@ def scan(paths: list[Path]) -> ScanOutcome:
 class Decoded:
     """A decoded image plus what the canvas and the study list need to show it at once."""
 
-    image: Any  # cxrviewer.imaging.image.Image
+    image: Image
     display: np.ndarray  # uint8 (h, w) at the file's own window, display polarity
-    window: Any  # WindowPreset of `display`
+    window: WindowPreset  # the window of `display`
     thumbnail: np.ndarray  # uint8, longest side THUMBNAIL_SIDE
     rgb32: np.ndarray | None = None  # `display` as 0xFFgggggg words, ready for the canvas (handed over once)
-    presets: list[Any] | None = None  # named WindowPresets (`window_presets`), computed in the worker
+    presets: list[WindowPreset] | None = None  # named windows (`window_presets`), computed in the worker
 
 
 #: Helper processes that decode with a time limit (a decoder stuck on a hostile file is killed, not waited for).
 DECODERS = 2
-_decoder: Any = None
+_decoder: GuardedLoader | None = None
 _decoder_lock = threading.Lock()
 
 
-def decoder() -> Any:
+def decoder() -> GuardedLoader:
     """The app's `GuardedLoader` (created on first use; replace it with `set_decoder`)."""
     global _decoder
     with _decoder_lock:
@@ -136,7 +141,7 @@ def decoder() -> Any:
         return _decoder
 
 
-def set_decoder(loader: Any) -> Any:
+def set_decoder(loader: GuardedLoader | None) -> GuardedLoader | None:
     """Use `loader` from now on (None: a default one on next use); returns the previous one (not closed)."""
     global _decoder
     with _decoder_lock:
@@ -182,31 +187,31 @@ def close_decoder() -> None:
         previous.close()
 
 
-def load(path: Path) -> Any:
+def load(path: Path) -> Image:
     """Decode one file under the time limit (raises ImageLoadError with a readable message)."""
     return decoder().load(path)
 
 
-def window_presets(image: Any) -> list[Any]:
+def window_presets(image: Image) -> list[WindowPreset]:
     """File default, Lung, Mediastinum, Bone ... in the image's own units (`cxrviewer.imaging.presets`)."""
     from cxrviewer.imaging.presets import window_presets as _presets
 
     return _presets(image)
 
 
-def default_window(image: Any) -> Any:
+def default_window(image: Image) -> WindowPreset:
     from cxrviewer.imaging.display import default_window as _default
 
     return _default(image)
 
 
-def to_display(image: Any, window: Any = None, invert: bool = False) -> np.ndarray:
+def to_display(image: Image, window: WindowPreset | None = None, invert: bool = False) -> np.ndarray:
     from cxrviewer.imaging.display import to_display as _to_display
 
     return _to_display(image, window, invert)
 
 
-def pixel_value(image: Any, x: int, y: int) -> float | None:
+def pixel_value(image: Image, x: int, y: int) -> float | None:
     from cxrviewer.imaging.display import pixel_value as _pixel_value
 
     try:
@@ -224,7 +229,7 @@ def thumbnail(display: np.ndarray, side: int = THUMBNAIL_SIDE) -> np.ndarray:
     return np.ascontiguousarray(cv2.resize(display, size, interpolation=cv2.INTER_AREA))
 
 
-def decode(path: Path, image: Any = None, screen_ready: bool = True) -> Decoded:
+def decode(path: Path, image: Image | None = None, screen_ready: bool = True) -> Decoded:
     """Load (unless already loaded) and prepare the first display and the thumbnail; `screen_ready` also
     converts the display to the canvas's pixel format (for the image about to be shown)."""
     image = image if image is not None else load(path)
@@ -249,7 +254,7 @@ def gray_to_rgb32(gray: np.ndarray) -> np.ndarray:
     return out
 
 
-def lung_outline(image: Any) -> list[np.ndarray]:
+def lung_outline(image: Image) -> list[np.ndarray]:
     """The lung fields' outline for View ▸ Lung outline (N x 2 int32 (x, y) contours in original pixels; [] when
     none is found): the localiser the engine uses, on the same model input, about 10-15 ms per film."""
     from cxrviewer.imaging.anatomy import find_lung_fields
@@ -258,7 +263,7 @@ def lung_outline(image: Any) -> list[np.ndarray]:
     return list(find_lung_fields(model_input(image)).outline())
 
 
-def heat_map(prediction: Any, label: str, max_side: int = 768) -> np.ndarray | None:
+def heat_map(prediction: Prediction, label: str, max_side: int = 768) -> np.ndarray | None:
     """A finding's heat map on the engine's fixed [0, 1] scale, at most `max_side` pixels per side.
 
     The same computation as `Prediction.cam` (bilinear resampling of the logit CAM through the
@@ -357,7 +362,7 @@ def _importing_torch(exc: BaseException) -> bool:
     return False
 
 
-def load_engine(source: ModelSource) -> Any:
+def load_engine(source: ModelSource) -> Engine:
     """Load the inference engine; raises ModelError with a readable message (TorchUnavailable when torch
     itself does not import: only the torch network needs it, an ONNX model runs without)."""
     from cxrviewer.model.card import ModelError

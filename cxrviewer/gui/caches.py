@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from cxrviewer.gui.backend import Decoded
 
 #: Decoded images kept (the displayed one is never evicted).
 IMAGE_CACHE_SIZE = 6
@@ -18,7 +21,7 @@ class ImageCache:
 
     def __init__(self, size: int = IMAGE_CACHE_SIZE) -> None:
         self.size = size
-        self._items: OrderedDict[str, Any] = OrderedDict()
+        self._items: OrderedDict[str, Decoded] = OrderedDict()
 
     def __contains__(self, key: object) -> bool:
         return key in self._items
@@ -26,18 +29,18 @@ class ImageCache:
     def __len__(self) -> int:
         return len(self._items)
 
-    def get(self, key: str) -> Any:
+    def get(self, key: str) -> Decoded | None:
         """The decoded image (marked as recently used), or None."""
         decoded = self._items.get(key)
         if decoded is not None:
             self._items.move_to_end(key)
         return decoded
 
-    def peek(self, key: str) -> Any:
+    def peek(self, key: str) -> Decoded | None:
         """The decoded image without touching its age, or None."""
         return self._items.get(key)
 
-    def put(self, key: str, decoded: Any, keep: str = "") -> None:
+    def put(self, key: str, decoded: Decoded, keep: str = "") -> None:
         """Store `decoded`; the oldest images go, except `keep` (the displayed one)."""
         self._items[key] = decoded
         self._items.move_to_end(key)

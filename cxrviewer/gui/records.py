@@ -6,11 +6,15 @@ import math
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from cxrviewer.report.findings import FindingLike
 from cxrviewer.report.reading import order_key, percent, top_finding
+
+if TYPE_CHECKING:
+    from cxrviewer.model.inference import Prediction
 
 __all__ = ["percent"]  # the one probability formatter of the viewer and the exports (`report.reading`)
 
@@ -46,17 +50,17 @@ class ImageRecord:
     label: str = ""  # short description for the image selector ("PA", "series 2", file name ...)
     state: State = State.QUEUED
     message: str = ""  # error text or gate reason (user-readable)
-    prediction: Any = None  # cxrviewer.model.inference.Prediction
+    prediction: Prediction | None = None
     forced: bool = False  # analysed despite a gate rejection
     thumbnail: np.ndarray | None = None  # uint8 (h, w) grey, display polarity
     width: int = 0
     height: int = 0
 
     @property
-    def findings(self) -> list[Any]:
+    def findings(self) -> list[FindingLike]:
         return list(getattr(self.prediction, "findings", None) or [])
 
-    def top_finding(self) -> Any:
+    def top_finding(self) -> FindingLike | None:
         """The most abnormal finding of this image (see `most_abnormal`), or None."""
         return most_abnormal(self.findings)
 
@@ -97,9 +101,9 @@ class StudyRecord:
                 return img.message
         return ""
 
-    def top_finding(self) -> tuple[Any, ImageRecord] | None:
+    def top_finding(self) -> tuple[FindingLike, ImageRecord] | None:
         """The most abnormal finding over the study's images, with its image."""
-        best: tuple[tuple[float, float], Any, ImageRecord] | None = None
+        best: tuple[tuple[float, float], FindingLike, ImageRecord] | None = None
         for img in self.images:
             f = img.top_finding()
             if f is not None and (best is None or abnormality_key(f) > best[0]):
@@ -227,19 +231,19 @@ def scrub(message: str, record: StudyRecord, hide_identifiers: bool) -> str:
     return out
 
 
-def abnormality_key(finding: Any) -> tuple[float, float]:
+def abnormality_key(finding: FindingLike) -> tuple[float, float]:
     """Larger = read earlier: the reading order of the findings panel (`report.reading`: flagged, check, the
     rest; by margin above the operating point), as a key to compare findings of different images."""
     group, negative_margin = order_key(finding)
     return (-float(group), -negative_margin)
 
 
-def most_abnormal(findings: list[Any]) -> Any:
+def most_abnormal(findings: list[FindingLike]) -> FindingLike | None:
     """The top finding: the first abnormality of the reading order ("No Finding" left out); or None."""
     return top_finding(findings)
 
 
-def abnormality_score(findings: list[Any]) -> float | None:
+def abnormality_score(findings: list[FindingLike]) -> float | None:
     """How abnormal the model finds an image, in [0, 1]: 1 - P(No Finding) when the model has that
     label (its own normal-vs-abnormal estimate), else the highest positive probability; None if unknown."""
     if not findings:

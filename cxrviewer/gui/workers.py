@@ -29,13 +29,17 @@ import threading
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QObject, QThreadPool, QTimer, Signal
+from PySide6.QtCore import QObject, QThreadPool, QTimer, Signal, SignalInstance
 
 from cxrviewer.gui import backend
 from cxrviewer.gui.records import most_abnormal
 from cxrviewer.model import colormap
+
+if TYPE_CHECKING:  # loaded in the workers, on first use
+    from cxrviewer.imaging.image import Image
+    from cxrviewer.model.inference import Engine
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +69,7 @@ class ImageJob:
     path: Path
     analyse: bool = True  # False: decode for display only
     force: bool = False  # analyse despite a gate rejection
-    image: Any = None  # an already decoded Image (skips reading the file), then the decoded one
+    image: Image | None = None  # an already decoded image (skips reading the file), then the decoded one
     urgent: bool = False  # the displayed image: decoded first, exempt from PREFETCH, screen-ready pixels
     cancel: threading.Event = field(default_factory=threading.Event)
     counted: bool = False  # its result was counted in the batch progress
@@ -104,7 +108,7 @@ class Pipeline(QObject):
         self._model_requested = False
         self._model_deferred = False
         self._loads_torch: bool | None = None  # `backend.loads_torch`, asked once
-        self._engine: Any = None
+        self._engine: Engine | None = None
         self._model_settled = False
         self._model_error = ""
         self._to_decode: deque[ImageJob] = deque()
@@ -130,7 +134,7 @@ class Pipeline(QObject):
     # --- model --------------------------------------------------------------------------------------------
 
     @property
-    def engine(self) -> Any:
+    def engine(self) -> Engine | None:
         """The loaded engine, as far as the GUI thread has been told (None before model_ready)."""
         return self._engine
 
@@ -139,7 +143,7 @@ class Pipeline(QObject):
         """True once model_ready or model_failed has been delivered."""
         return self._model_settled
 
-    def _on_model_ready(self, engine: object) -> None:
+    def _on_model_ready(self, engine: Engine) -> None:
         self._engine, self._model_settled = engine, True
         self.model_ready.emit(engine)
         self._pump()
@@ -216,7 +220,7 @@ class Pipeline(QObject):
         self._pump()
         self._check_idle()
 
-    def find_outline(self, key: str, image: Any) -> None:
+    def find_outline(self, key: str, image: Image) -> None:
         """Find a decoded image's lung fields in the background; the contours arrive as `outlined`. (Analyses find
         them only for the displayed film: nobody may ever look at the others.)"""
         if self._stop.is_set():
@@ -242,7 +246,7 @@ class Pipeline(QObject):
         *,
         analyse: bool = True,
         force: bool = False,
-        image: Any = None,
+        image: Image | None = None,
         front: bool = False,
     ) -> None:
         """Queue an image; `front` puts it before everything else (the study the user looks at)."""
@@ -356,7 +360,7 @@ class Pipeline(QObject):
         return next((j for j in self._to_decode if not j.analyse or j.urgent
                      or (ahead < PREFETCH and prefetching < DECODE_SLOTS - 1)), None)
 
-    def _on_decoded(self, job: ImageJob, decoded: object, message: str) -> None:
+    def _on_decoded(self, job: ImageJob, decoded: backend.Decoded | None, message: str) -> None:
         if job in self._decoding:
             self._decoding.remove(job)
         cancelled = job.cancel.is_set() or self._stop.is_set()
@@ -369,7 +373,7 @@ class Pipeline(QObject):
             if cancelled or decoded is None:
                 self._uncount(job)
             else:
-                job.image = getattr(decoded, "image", None)
+                job.image = decoded.image
                 if job.urgent:
                     self._to_analyse.appendleft(job)
                 else:
@@ -431,7 +435,7 @@ class Pipeline(QObject):
         return finished
 
 
-def _emit(signal: Any, *args: Any) -> None:
+def _emit(signal: SignalInstance, *args: object) -> None:
     """Emit from a worker; the receiver may already be gone at shutdown."""
     try:
         signal.emit(*args)
@@ -456,16 +460,19 @@ def _decode_job(job: ImageJob, bridge: _Bridge, stop: threading.Event) -> None:
         _emit(bridge.decoded, job, decoded, message)
 
 
-def _analyse_job(job: ImageJob, engine: Any, bridge: _Bridge, stop: threading.Event) -> None:
+def _analyse_job(job: ImageJob, engine: Engine, bridge: _Bridge, stop: threading.Event) -> None:
     """Analyse one decoded image in a worker thread. Only numpy / dataclasses leave this function."""
     prediction, message = None, ""
     backend.background_priority()
+    image = job.image  # set when it was decoded (`_on_decoded`), before it was queued here
     try:
-        if not (job.cancel.is_set() or stop.is_set()):
+        if image is None:
+            message = f"{job.path.name}: not decoded"
+        elif not (job.cancel.is_set() or stop.is_set()):
             _emit(bridge.started, job.key)
-            prediction = engine.predict(job.image, force=job.force)
+            prediction = engine.predict(image, force=job.force)
             if job.urgent and prediction.findings and not prediction.lung_outline:  # the displayed film's outline
-                prediction.lung_outline = backend.lung_outline(job.image)
+                prediction.lung_outline = backend.lung_outline(image)
             top = most_abnormal(list(prediction.findings))
             if top is not None and top.positive:  # the map shown first is coloured here, not on the GUI thread
                 heat = backend.heat_map(prediction, top.label, colormap.OVERLAY_SIDE)
