@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 NO_STUDY = "Open a study to see the model's findings."
 
 
-class Display:
+class FilmDisplay:
     """The displayed study and image of a `MainWindow`, and everything drawn from them."""
 
     def __init__(self, window: MainWindow) -> None:

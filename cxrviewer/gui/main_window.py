@@ -47,8 +47,8 @@ from cxrviewer.gui.actions import (
 )
 from cxrviewer.gui.caches import ImageCache, OverlayCache
 from cxrviewer.gui.dialogs import AboutDialog, ModelCardDialog, StudyInfoDialog, shortcuts_box
-from cxrviewer.gui.display import Display
 from cxrviewer.gui.exports import StudyExporter, exports_available
+from cxrviewer.gui.film_display import FilmDisplay
 from cxrviewer.gui.findings_panel import FindingsPanel
 from cxrviewer.gui.image_view import CanvasTool, ImageCanvas
 from cxrviewer.gui.intake import Intake
@@ -95,7 +95,7 @@ class MainWindow(QMainWindow):
         self.overlays = OverlayCache()
         self.exporter = StudyExporter(self)
         self.pacs_link = PacsLink(self)
-        self.display = Display(self)  # the displayed study and image
+        self.display = FilmDisplay(self)  # the displayed study and image
         self.intake = Intake(self)  # opening files, pipeline results
         self.site = SiteCalibration(self)  # site operating points, the reader's feedback
         self.info_dialog: StudyInfoDialog | None = None

@@ -1,7 +1,7 @@
 """What the viewer is showing, in plain Python (no Qt): the displayed study and image, the finding whose map is
 shown, and the model's status (loading, ready or failed, and why).
 
-`ViewerState` is written by the window's helpers (`Display` when a study, image or finding is shown, `Intake`
+`ViewerState` is written by the window's helpers (`FilmDisplay` when a study, image or finding is shown, `Intake`
 when the model settles) and read by anyone; `subscribe` hands every change to a listener as the set of field
 names that changed, so a widget or a script can follow the viewer without reaching into the window. The model's
 status is its own field because the film never waits for it: "loading" is an ordinary state of a viewer that

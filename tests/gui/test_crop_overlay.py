@@ -50,7 +50,7 @@ def test_heat_map_covers_only_the_thorax_the_model_saw(crop_prediction) -> None:
 
 
 def test_outline_shows_the_crop_the_model_read(crop_prediction) -> None:  # noqa: ANN001
-    from cxrviewer.gui.display import analysed_region
+    from cxrviewer.gui.film_display import analysed_region
     from cxrviewer.model.preprocess import Letterbox
 
     shown = analysed_region(crop_prediction.letterbox)
