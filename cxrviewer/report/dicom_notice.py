@@ -9,16 +9,13 @@ new series (same series number as the findings SR), referencing the image.
 
 from __future__ import annotations
 
-import warnings
-
 import highdicom as hd
 from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
 from pydicom.sr.coding import Code
 
-from cxrviewer import __version__
 from cxrviewer.model.card import ModelCard
-from cxrviewer.report.dicom_common import MANUFACTURER, PERSON_NAME_WARNING, SR_SERIES_NUMBER
+from cxrviewer.report.dicom_common import new_sr
 from cxrviewer.report.dicom_sr import LOCAL_SCHEME, algorithm_parameters
 from cxrviewer.report.render import DISCLAIMER, model_display_name
 
@@ -43,20 +40,5 @@ def build_notice_sr(reference: Dataset, reason: str, card: ModelCard | None, *, 
         _text(MODEL, model),
         _text(codes.DCM.Comment, f"No findings were produced for this image. {DISCLAIMER}"),
     ])
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=PERSON_NAME_WARNING)
-        sr = hd.sr.EnhancedSR(
-            evidence=[reference],
-            content=container,
-            series_instance_uid=series_uid,
-            series_number=SR_SERIES_NUMBER,
-            sop_instance_uid=sop_uid,
-            instance_number=instance_number,
-            manufacturer=MANUFACTURER,
-            is_complete=True,
-            is_final=False,
-            is_verified=False,
-        )
-    sr.SeriesDescription = SERIES_DESCRIPTION
-    sr.SoftwareVersions = __version__
-    return sr
+    return new_sr(hd.sr.EnhancedSR, reference, container, series_uid=series_uid, sop_uid=sop_uid,
+                  instance_number=instance_number, description=SERIES_DESCRIPTION)

@@ -281,3 +281,12 @@ def make_scp(tmp_path: Path) -> Iterator[Callable[..., tuple[StorageSCP, list[Re
     yield make
     for scp in started:
         scp.stop()
+
+
+def listening(port: int) -> bool:
+    """Whether something accepts TCP connections on 127.0.0.1:`port`."""
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -14,19 +13,12 @@ import pydicom
 import pytest
 
 from cxrviewer.net.cli import main
+from tests.net.conftest import listening
 
 REPO = Path(__file__).resolve().parents[2]
 SOURCE = "udacity_nih_test2.dcm"  # a study no other test sends to the shared Orthanc
 SR_CLASS = "1.2.840.10008.5.1.4.1.1.88.34"
 SC_CLASS = "1.2.840.10008.5.1.4.1.1.7"
-
-
-def _listening(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-        return True
-    except OSError:
-        return False
 
 
 def test_node_receives_analyses_and_sends_back(orthanc: Any, scp_port: int, tiny_card: Path, dicom_dir: Path,
@@ -43,7 +35,7 @@ def test_node_receives_analyses_and_sends_back(orthanc: Any, scp_port: int, tiny
     with open(log_path, "w") as log:
         node = subprocess.Popen(args, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=env)
     try:
-        assert waiter(lambda: _listening(scp_port) or node.poll() is not None, timeout=60, interval=0.2)
+        assert waiter(lambda: listening(scp_port) or node.poll() is not None, timeout=60, interval=0.2)
         assert node.poll() is None, log_path.read_text()
         job = orthanc.post("/modalities/cxr/store", {"Resources": [study_id], "Synchronous": True})
         assert job["FailedInstancesCount"] == 0

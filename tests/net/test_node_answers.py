@@ -25,6 +25,7 @@ from cxrviewer.net.inbox import Inbox
 from cxrviewer.net.journal import Journal
 from cxrviewer.net.node import Node
 from cxrviewer.report.errors import ExportError
+from tests.net.conftest import listening
 
 REPO = Path(__file__).resolve().parents[2]
 SOURCE = "udacity_nih_test1.dcm"
@@ -178,16 +179,6 @@ def test_an_image_that_cannot_be_analysed_is_answered_with_a_notice(tmp_path: Pa
     assert node.journal is not None and node.journal.entry(path)["answer"] == "notice"  # type: ignore[index]
 
 
-def _listening(port: int) -> bool:
-    import socket
-
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-        return True
-    except OSError:
-        return False
-
-
 def _start_node(tmp_path: Path, port: int, tiny_card: Path, log_name: str) -> tuple[subprocess.Popen[bytes], Path]:
     log_path = tmp_path / log_name
     args = [sys.executable, "-m", "cxrviewer.net.cli", "--ae-title", "CXRTEST", "--port", str(port),
@@ -196,7 +187,7 @@ def _start_node(tmp_path: Path, port: int, tiny_card: Path, log_name: str) -> tu
     with open(log_path, "w") as log:
         proc = subprocess.Popen(args, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
                                 env={**os.environ, "OMP_NUM_THREADS": "1"})
-    assert _wait(lambda: _listening(port) or proc.poll() is not None, timeout=90)
+    assert _wait(lambda: listening(port) or proc.poll() is not None, timeout=90)
     assert proc.poll() is None, log_path.read_text()
     return proc, log_path
 

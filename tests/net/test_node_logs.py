@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import os
 import signal
 import subprocess
@@ -10,37 +9,19 @@ import sys
 import time
 from pathlib import Path
 
-import pydicom
-
-from tests.reliability.test_privacy import PHI, leaks, swallowing_uid
+from tests.reliability.test_privacy import leaks, swallowing
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def _swallowing_name(src: Path) -> bytes:
-    """Explicit VR copy whose Patient's Name length field swallows the elements after it (ID, birth date)."""
-    ds = pydicom.dcmread(src)
-    ds.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
-    for keyword, value in PHI.items():
-        setattr(ds, keyword, value)
-    ds.SOPInstanceUID = pydicom.uid.generate_uid()
-    buf = io.BytesIO()
-    ds.save_as(buf, enforce_file_format=True)
-    data = bytearray(buf.getvalue())
-    name = data.index(b"\x10\x00\x10\x00PN", 132)
-    end = data.index(b"\x10\x00\x30\x00DA", name) + 8 + len(PHI["PatientBirthDate"])
-    data[name + 6: name + 8] = (end - (name + 8)).to_bytes(2, "little")
-    return bytes(data)
 
 
 def test_hostile_objects_leave_a_short_redacted_log(tmp_path: Path, dicom_dir: Path, dcmtk: dict[str, str],
                                                    scp_port: int, waiter: object) -> None:
     folder = tmp_path / "send"
     folder.mkdir()
-    uid_case = swallowing_uid(dicom_dir / "udacity_nih_test1.dcm")
+    uid_case = swallowing(dicom_dir / "udacity_nih_test1.dcm")
     for i in range(6):
         (folder / f"uid{i}.dcm").write_bytes(uid_case)
-        (folder / f"name{i}.dcm").write_bytes(_swallowing_name(dicom_dir / "udacity_nih_test1.dcm"))
+        (folder / f"name{i}.dcm").write_bytes(swallowing(dicom_dir / "udacity_nih_test1.dcm", b"\x10\x00\x10\x00PN"))
     assert leaks(uid_case.decode("latin-1"))
     log_path = tmp_path / "node.log"
     with open(log_path, "w") as log:

@@ -159,22 +159,23 @@ def test_offline_and_quiet_in_a_fresh_interpreter(phi_folder: Path, tiny_card: P
     assert not leaks(proc.stdout)
 
 
-def swallowing_uid(src: Path) -> bytes:
-    """Explicit VR copy of `src` whose SOP Instance UID length field swallows the elements up to and including
-    the patient's birth date (accession number, name, ID): pydicom's "Invalid value for VR UI" message then
-    quotes them."""
+def swallowing(src: Path, element: bytes = b"\x08\x00\x18\x00UI") -> bytes:
+    """Explicit VR copy of `src` (identifiers set, a new SOP Instance UID) whose `element` (tag + VR bytes; default
+    the SOP Instance UID) has a length field that swallows the elements up to and including the patient's birth
+    date (accession number, name, ID): pydicom's "Invalid value for VR ..." message then quotes them."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ds = pydicom.dcmread(src)
         ds.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
         for keyword, value in PHI.items():
             setattr(ds, keyword, value)
+        ds.SOPInstanceUID = pydicom.uid.generate_uid()
         buf = io.BytesIO()
         ds.save_as(buf, enforce_file_format=True)
     data = bytearray(buf.getvalue())
-    uid = data.index(b"\x08\x00\x18\x00UI", 132)
-    end = data.index(b"\x10\x00\x30\x00DA", uid) + 8 + len(PHI["PatientBirthDate"])
-    data[uid + 6: uid + 8] = (end - (uid + 8)).to_bytes(2, "little")
+    start = data.index(element, 132)
+    end = data.index(b"\x10\x00\x30\x00DA", start) + 8 + len(PHI["PatientBirthDate"])
+    data[start + 6: start + 8] = (end - (start + 8)).to_bytes(2, "little")
     return bytes(data)
 
 
@@ -182,7 +183,7 @@ def test_library_warnings_are_redacted_and_rate_limited_in_the_cli(shared_data: 
                                                                   tmp_path: Path) -> None:
     """The construction that leaked name, ID, birth date and accession number through pydicom's warning (and
     its logger, in the CLI and its decoding helper), 12 times: what reaches stderr is redacted, a few lines."""
-    data = swallowing_uid(shared_data / "dicom" / "udacity_nih_test1.dcm")
+    data = swallowing(shared_data / "dicom" / "udacity_nih_test1.dcm")
     assert leaks(data.decode("latin-1"))
     folder = tmp_path / "in"
     folder.mkdir()
