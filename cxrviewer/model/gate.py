@@ -17,6 +17,11 @@ Three independent checks; any one can reject, and each gives a sentence the user
    (2) **rejects**. Measured with a partly trained ResNet-18 (160 px, NIH + Kermany): NIH held-out films
    median 0.1, max 1.8 of 255; tibia, CT, secondary captures, noise 2-8. A card without ``"gate"`` only
    gets checks 1 and 2.
+4. **Abroad** (`cxrviewer.model.abroad`, the card's ``gate["abroad"]``): the model input's detail spectrum
+   (edge enhancement, noise, softness, contrast) and thin lines or tubes, against the training films. It only
+   warns ("unlike the training films: ...; findings are less reliable, especially ..."), never rejects; the
+   verdict rides along as ``GateResult.abroad``. The pooled features above miss exactly these (site-shift
+   battery, issue 19).
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ import cv2
 import numpy as np
 
 from cxrviewer.imaging.image import Flag, Image
+from cxrviewer.model.abroad import Abroad
 from cxrviewer.model.gate_status import GateStatus
 from cxrviewer.model.preprocess import preprocess
 
@@ -68,6 +74,9 @@ class GateResult:
     warnings: list[str] = field(default_factory=list)
     feature_score: float | None = None  # distance / threshold: > 1 warns, > reject level rejects; or None
     overridden: bool = False
+    #: Image-level check against the training films (`cxrviewer.model.abroad`); its message is among ``warnings``
+    #: when it warns. None without the card's statistics or when the network did not run.
+    abroad: Abroad | None = None
 
     def __post_init__(self) -> None:
         self.status = GateStatus(self.status)  # ValueError for anything but the two verdicts
@@ -88,13 +97,14 @@ class GateResult:
 
 
 def combine(reasons: Sequence[str], warnings: Sequence[str], feature_score: float | None,
-            force: bool) -> GateResult:
+            force: bool, abroad: Abroad | None = None) -> GateResult:
     """Build a GateResult; with ``force`` a rejection becomes "ok" with the reasons kept."""
     reasons = list(dict.fromkeys(reasons))
     warnings = list(dict.fromkeys(warnings))
     if reasons and force:
-        return GateResult(GateStatus.OK, reasons, warnings, feature_score, overridden=True)
-    return GateResult(GateStatus.REJECTED if reasons else GateStatus.OK, reasons, warnings, feature_score)
+        return GateResult(GateStatus.OK, reasons, warnings, feature_score, overridden=True, abroad=abroad)
+    return GateResult(GateStatus.REJECTED if reasons else GateStatus.OK, reasons, warnings, feature_score,
+                      abroad=abroad)
 
 
 # --- 1. tags -------------------------------------------------------------------------------------------

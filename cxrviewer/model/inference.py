@@ -17,7 +17,9 @@ Details in `cxrviewer.model.cam`.
 Input gate (`cxrviewer.model.gate`): tags and image statistics can reject before the network runs; the
 feature-space score (distance to the training films) warns above 1 and rejects above the card's
 ``reject_score``. A rejected image gets no findings (the opinion is withheld) unless ``force=True``, which
-runs the model and keeps the reasons (``GateResult.overridden``).
+runs the model and keeps the reasons (``GateResult.overridden``). The abroad check (`cxrviewer.model.abroad`, the
+card's ``gate["abroad"]``) looks at the model input itself (processing, lines and tubes) and only warns: its verdict
+is ``GateResult.abroad`` and its sentence one of the gate's warnings; findings are never suppressed for it.
 
 Thread safety: one `Engine` may be shared by threads; the forward pass runs under a lock (one at a time),
 everything else works on per-call data.
@@ -39,6 +41,7 @@ from cxrviewer.imaging.anatomy import LungFields, find_lung_fields
 from cxrviewer.imaging.display import model_input
 from cxrviewer.imaging.image import Image
 from cxrviewer.model import gate as gating
+from cxrviewer.model.abroad import Abroad, AbroadGate, content, measure
 from cxrviewer.model.cam import cam_peak, cam_to_original, smooth_cams
 from cxrviewer.model.gate import FeatureGate, GateResult, GateStatus
 from cxrviewer.model.preprocess import CROPS, MEAN, STD, Letterbox, preprocess
@@ -189,6 +192,13 @@ class Engine:
         else:
             log.warning("model %s has no feature-space gate statistics; only tags and image statistics "
                         "are checked before predicting", self.name)
+        self.abroad_gate: AbroadGate | None = None
+        abroad = (self.card.gate or {}).get("abroad")
+        if abroad is not None:
+            try:
+                self.abroad_gate = AbroadGate.from_record(abroad)
+            except (ValueError, KeyError, TypeError) as exc:
+                raise ModelError(f"{where}: the card's abroad statistics are unusable ({exc})") from None
         self._lock = threading.Lock()
 
     # --- construction ------------------------------------------------------------------------------------
@@ -224,8 +234,9 @@ class Engine:
     # --- core ---------------------------------------------------------------------------------------------
 
     def _forward(self, image01: np.ndarray, fields: LungFields | None = None
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, Letterbox, dict]:
-        """(probabilities (L,), cams in logit units (L, h, w), pooled features (C,), letterbox, timings).
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, Letterbox, dict, Abroad | None]:
+        """(probabilities (L,), cams in logit units (L, h, w), pooled features (C,), letterbox, timings, the abroad
+        check of the model input or None without its statistics).
 
         `fields`: the image's lung fields when already found (a thorax-crop model needs them)."""
         t0 = time.perf_counter()
@@ -237,7 +248,11 @@ class Engine:
         cams = smooth_cams(out.cams, self.cam_smoothing)
         probs = self.card.calibrate(out.logits)
         t3 = time.perf_counter()
-        return probs, cams, out.pooled, box, {"preprocess": t1 - t0, "forward": t2 - t1, "cams": t3 - t2}
+        abroad = None
+        if self.abroad_gate is not None:  # on the input the network saw, whichever runner ran it
+            abroad = self.abroad_gate.check(measure(content(x[0] * STD + MEAN, box.content)))
+        timings = {"preprocess": t1 - t0, "forward": t2 - t1, "cams": t3 - t2, "abroad": time.perf_counter() - t3}
+        return probs, cams, out.pooled, box, timings, abroad
 
     def _gate_inputs(self, image01: np.ndarray, image: Image | None) -> tuple[list[str], list[str]]:
         reasons: list[str] = []
@@ -282,10 +297,11 @@ class Engine:
         t_lungs = time.perf_counter()
         fields = find_lung_fields(image01) if self.crop else None  # one search for the crop and the outline
         t_lungs = time.perf_counter() - t_lungs
-        probs, cams, pooled, box, timings = self._forward(image01, fields)
+        probs, cams, pooled, box, timings, abroad = self._forward(image01, fields)
         t1 = time.perf_counter()
         feature_reasons, feature_warnings, score = self._feature_check(pooled)
-        gate = gating.combine(reasons + feature_reasons, warnings + feature_warnings, score, force)
+        gate = gating.combine(reasons + feature_reasons, warnings + feature_warnings + _abroad_warning(abroad),
+                              score, force, abroad)
         t2 = time.perf_counter()
         timings["gate"] = t_gate + (t2 - t1)
         if gate.status is GateStatus.REJECTED:
@@ -329,9 +345,16 @@ class Engine:
         image01 = model_input(image)
         reasons, warnings = self._gate_inputs(image01, image)
         score = None
-        if not reasons and self.feature_gate is not None:
-            _, _, pooled, _, _ = self._forward(image01)
+        abroad = None
+        if not reasons and (self.feature_gate is not None or self.abroad_gate is not None):
+            _, _, pooled, _, _, abroad = self._forward(image01)
             feature_reasons, feature_warnings, score = self._feature_check(pooled)
             reasons += feature_reasons
-            warnings += feature_warnings
-        return gating.combine(reasons, warnings, score, force=False)
+            warnings += feature_warnings + _abroad_warning(abroad)
+        return gating.combine(reasons, warnings, score, force=False, abroad=abroad)
+
+
+def _abroad_warning(abroad: Abroad | None) -> list[str]:
+    """The abroad check's sentence as a gate warning (findings stay shown), or nothing."""
+    message = abroad.message if abroad is not None else None
+    return [message] if message else []
