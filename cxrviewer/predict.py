@@ -16,8 +16,11 @@ Probabilities and thresholds are calibrated when the model card carries a calibr
 not a finding) and ``"note"`` (why a label above its cutoff is not asserted: "No Finding" is never positive beside
 a flagged finding). ``findings`` lists every label of the model, highest probability first, for "ok" results;
 it is empty for "rejected" (the gate's reasons are in ``message``; ``--force`` runs the model anyway) and
-"error" results (``image_size`` null, ``view`` "unknown"). ``cam_peak`` is in original image pixels. The
-entries are built by `cxrviewer.report.json_report`, shared with the viewer's JSON export.
+"error" results (``image_size`` null, ``view`` "unknown"). ``cam_peak`` is in original image pixels. An "ok" result
+also carries ``"abroad"`` where the model card has the abroad check's statistics: whether the film is unlike the
+training films (``"warn"``), its scores, reasons and the findings that makes less reliable (``"less_reliable"``);
+its sentence is then in ``message``. The entries are built by `cxrviewer.report.json_report`, shared with the
+viewer's JSON export.
 
 CSV (``--format csv``): one row per finding (path, status, message, width, height, view, label, probability,
 threshold, positive, cam_x, cam_y); a result without findings gives one row with those fields empty.

@@ -12,6 +12,8 @@ radiograph) and one TID 1501 image-level measurement group per finding of the mo
   where the card records it, the label's validation ``Sensitivity at operating point`` (CXRSENS), unit ``1``
   (UCUM, no units),
 * ``Near operating point`` (CXRNEAR) = ``Yes`` when the probability is within the near-cutoff band,
+* ``Film unlike the training films`` (CXRABRD) = ``Yes`` in every group when the abroad check warned
+  (`cxrviewer.model.abroad`: edge-enhanced processing, lines or tubes, ...; findings less reliable),
 * the algorithm identification (model name and version; as its parameters the weights' SHA-256, the model
   card's SHA-256 and whether the card is sealed, or the "modified model card" warning) and the source image
   reference.
@@ -49,6 +51,7 @@ CHECK = hd.sr.CodedConcept("CXRCHK", LOCAL_SCHEME, "Check: triage point, not a f
 NOT_ASSERTED = hd.sr.CodedConcept("CXRNA", LOCAL_SCHEME, "Not asserted: another finding is flagged")
 SENSITIVITY = hd.sr.CodedConcept("CXRSENS", LOCAL_SCHEME, "Sensitivity at operating point")
 NEAR_CUTOFF = hd.sr.CodedConcept("CXRNEAR", LOCAL_SCHEME, "Near operating point")
+ABROAD = hd.sr.CodedConcept("CXRABRD", LOCAL_SCHEME, "Film unlike the training films")
 
 #: SNOMED CT concepts from the DICOM standard's own code tables (pydicom.sr.codedict).
 _SCT_FINDINGS = {
@@ -135,6 +138,8 @@ def build_sr(reference: Dataset, prediction: PredictionLike, card: ModelCard | N
     frames = [1] if int(reference.get("NumberOfFrames", 1) or 1) > 1 else None  # the viewer shows frame 1
     source = hd.sr.SourceImageForMeasurementGroup.from_source_image(reference,
                                                                     referenced_frame_numbers=frames)
+    abroad = getattr(prediction.gate, "abroad", None)
+    abroad_warns = bool(abroad is not None and abroad.warns)
     groups = []
     for finding in _report_order(prediction):
         concept = finding_code(finding.label)
@@ -151,6 +156,8 @@ def build_sr(reference: Dataset, prediction: PredictionLike, card: ModelCard | N
         evaluations = [hd.sr.QualitativeEvaluation(name=concept, value=evaluation(finding))]
         if reading.near_cutoff(finding):
             evaluations.append(hd.sr.QualitativeEvaluation(name=NEAR_CUTOFF, value=codes.SCT.Yes))
+        if abroad_warns:
+            evaluations.append(hd.sr.QualitativeEvaluation(name=ABROAD, value=codes.SCT.Yes))
         groups.append(hd.sr.MeasurementsAndQualitativeEvaluations(
             tracking_identifier=hd.sr.TrackingIdentifier(uid=hd.UID(), identifier=finding.label[:64]),
             finding_type=concept,

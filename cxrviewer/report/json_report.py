@@ -12,7 +12,10 @@ then also carries ``"card_note"``, the "modified model card" warning). ``"operat
 always; `cxrviewer.model.site.operating_points_entry`) says whose thresholds decided "positive": ``"source"``
 "model card" or "site profile" (then with the profile's name, method, films and date). Findings are listed
 highest probability first. A rejected image (the input gate refused it) has no findings and its reasons as
-message; gate warnings on an accepted image go into its message.
+message; gate warnings on an accepted image go into its message. An accepted image analysed with a card that
+carries the abroad check's statistics (`cxrviewer.model.abroad`) also has ``"abroad"``: {"warn": bool, "score",
+"processing", "lines", "reasons": [{"kind", "text", "labels"}], "less_reliable": [label, ...]}; with "warn" its
+sentence is in the message too (findings are never withheld for it).
 """
 
 from __future__ import annotations
@@ -95,9 +98,13 @@ def result_entry(path: str | Path, prediction: PredictionLike) -> dict[str, Any]
             gate_message = "; ".join(gate_warnings(prediction)) or None
         message = gate_message
         findings = [finding_entry(f) for f in ranked(prediction)]
-    return {"path": str(path), "status": status, "message": message,
-            "image_size": _size(getattr(prediction, "image_size", None)),
-            "view": _view(getattr(prediction, "view", None)), "findings": findings}
+    entry: dict[str, Any] = {"path": str(path), "status": status, "message": message,
+                             "image_size": _size(getattr(prediction, "image_size", None)),
+                             "view": _view(getattr(prediction, "view", None)), "findings": findings}
+    abroad = getattr(prediction.gate, "abroad", None) if status == GateStatus.OK.value else None
+    if abroad is not None:
+        entry["abroad"] = abroad.to_json()
+    return entry
 
 
 def error_entry(path: str | Path, message: str, *, status: str = "error",
