@@ -32,5 +32,9 @@ cxrviewer-train bundle --cv runs/gpu/cv_lite0 --cv runs/gpu/cv_lite0s1 --cv runs
   --run runs/gpu/all_lite0 --run runs/gpu2/all_lite0_s1 --run runs/gpu2/all_lite0_s2 \
   --out models/cxr-lite0os16x3-256.json --name cxr-lite0os16x3-256-imagenet-box-nih-kermany \
   --readme models/README.md --reproduce "$(cat models/reproduce.sh)" --selection "$(cat models/selection.md)"
-# 4. the ONNX export the app runs (checked against torch on the demo films; the card re-sealed with its SHA-256):
+# 4. the abroad check's reference (detail spectrum and thin lines of decoded training films, not the JPEG packs),
+#    stored in the card's gate record and re-sealed; it is also measured on the site-shift battery's films:
+python -m cxrviewer.train.shift.abroad --model models/cxr-lite0os16x3-256.json --data "$D" --dicom --write-card \
+  --out runs/abroad
+# 5. the ONNX export the app runs (checked against torch on the demo films; the card re-sealed with its SHA-256):
 cxrviewer-train export-onnx --model models/cxr-lite0os16x3-256.json --readme models/README.md
