@@ -23,7 +23,7 @@ it is the same on ONNX Runtime and torch. Two parts, each compared with the trai
 `AbroadGate.check` gives an `Abroad`: the score (the larger part over its threshold; above 1 it warns), the two
 parts and the reasons, each naming the findings it makes less reliable (what the site-shift battery measured:
 edge enhancement and devices raise Pneumothorax, soft films under-call). Nothing is suppressed: findings are
-shown with the warning. `fit_abroad` computes the card's ``gate["abroad"]`` record; about 8 ms per film on one
+shown with the warning. `fit_abroad` computes the card's ``gate["abroad"]`` record. About 5 ms per film on one
 core.
 """
 
