@@ -107,6 +107,9 @@ def _write_bundle(a: argparse.Namespace, net: CXRNet, card: dict[str, Any], run:
         atomic_write_text(readme, text)
     print_validation(validation)
     print(f"bundled {run.path} -> {out}")
+    print(f"note: the input gate's 'abroad' record (films unlike the training films) is fitted on decoded training "
+          f"films, not on these squares: run `python -m cxrviewer.train.shift.abroad --model {out} --write-card ...` "
+          "(models/reproduce.sh, step 4) before export-onnx, or the app runs without that check", file=sys.stderr)
     return 0
 
 
