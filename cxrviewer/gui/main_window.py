@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import QPoint, Qt, QTimer, Signal
+from PySide6.QtCore import QPoint, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent, QGuiApplication
 from PySide6.QtWidgets import (
     QComboBox,
@@ -70,6 +70,15 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+def _first_size() -> QSize:
+    """1400 x 880, or less on a smaller screen (the findings panel must not start off screen)."""
+    screen = QGuiApplication.primaryScreen()
+    if screen is None:
+        return QSize(1400, 880)
+    room = screen.availableGeometry().size()
+    return QSize(min(1400, max(760, room.width() - 40)), min(880, max(520, room.height() - 60)))
+
+
 class MainWindow(QMainWindow):
     """cxrviewer's main window. All slots run in the GUI thread; work goes through `Pipeline`."""
 
@@ -86,7 +95,7 @@ class MainWindow(QMainWindow):
         self.pipeline = Pipeline(model_source or backend.model_source(None), self)
         self.setWindowIcon(assets.icon("app"))
         self.setAcceptDrops(True)
-        self.resize(1400, 880)
+        self.resize(_first_size())
         self.setMinimumSize(760, 520)
 
         self.state = ViewerState()  # what is shown and the model's status, without Qt (`viewer_state`)
