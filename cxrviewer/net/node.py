@@ -198,9 +198,11 @@ class Node:
         now = time.monotonic()
         queued = 0
         for path in self.unanswered():
-            not_before = self._retry.get(path, (0.0, 0.0))[0]
+            not_before, delay = self._retry.get(path, (0.0, 0.0))
             if not_before <= now and self._enqueue(path):
                 queued += 1
+                if path in self._retry:  # queued: not due again until it fails again (or succeeds)
+                    self._retry[path] = (float("inf"), delay)
         self._next_scan = now + self.retry_interval
         if queued and at_start:
             log.warning("backlog: %d received image(s) were never answered (earlier run stopped or crashed); "
@@ -217,10 +219,11 @@ class Node:
     # -- analysis ---------------------------------------------------------------------------------
     def _analyse_loop(self) -> None:
         while not self._stop.is_set():
+            if self.journal is not None and self._scan_timeout() <= 0.05:  # due, even while images keep coming
+                self.rescan()
             try:
                 item = self._queue.get(timeout=self._scan_timeout() if self.journal is not None else None)
             except queue.Empty:
-                self.rescan()
                 continue
             if item is None:
                 break
