@@ -25,7 +25,6 @@ import logging
 import socket
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -133,9 +132,6 @@ class ConnectionGuard:
         with self._lock:
             self._purge()
             return list(self._open.values())
-
-    def per_peer(self) -> Counter[str]:
-        return Counter(c.peer for c in self.open_connections())
 
     # -- PDU sizes ---------------------------------------------------------------------------------
     def pdu_limit(self, pdu_type: int) -> int:
