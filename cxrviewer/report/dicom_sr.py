@@ -26,8 +26,6 @@ new series and SOP instance UID.
 
 from __future__ import annotations
 
-import warnings
-
 import highdicom as hd
 from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
@@ -37,7 +35,7 @@ from cxrviewer import __version__
 from cxrviewer.labels import KNOWN_LABELS
 from cxrviewer.model.card import MODIFIED_CARD, ModelCard
 from cxrviewer.report import reading
-from cxrviewer.report.dicom_common import MANUFACTURER, PERSON_NAME_WARNING, SR_SERIES_NUMBER
+from cxrviewer.report.dicom_common import MANUFACTURER, new_sr
 from cxrviewer.report.findings import FindingLike, PredictionLike
 
 LOCAL_SCHEME = "99CXRV"
@@ -172,21 +170,7 @@ def build_sr(reference: Dataset, prediction: PredictionLike, card: ModelCard | N
         imaging_measurements=groups,
         title=codes.DCM.ImagingMeasurementReport,
     )
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=PERSON_NAME_WARNING)
-        sr = hd.sr.Comprehensive3DSR(
-            evidence=[reference],
-            content=report,
-            series_instance_uid=series_uid,
-            series_number=SR_SERIES_NUMBER,
-            sop_instance_uid=sop_uid,
-            instance_number=instance_number,
-            manufacturer=MANUFACTURER,
-            is_complete=True,
-            is_final=False,
-            is_verified=False,
-        )
     modified = isinstance(card, ModelCard) and card.is_modified
-    sr.SeriesDescription = MODIFIED_SERIES_DESCRIPTION if modified else SERIES_DESCRIPTION
-    sr.SoftwareVersions = __version__
-    return sr
+    return new_sr(hd.sr.Comprehensive3DSR, reference, report, series_uid=series_uid, sop_uid=sop_uid,
+                  instance_number=instance_number,
+                  description=MODIFIED_SERIES_DESCRIPTION if modified else SERIES_DESCRIPTION)
