@@ -171,7 +171,7 @@ def _header_voi(path: Path, ds: Dataset, pixels: np.ndarray, notes: list[str], c
     return auto_voi(pixels, invert, full_range_bits)
 
 
-def _check_compressed(path: Path, ds: Dataset, frames: int) -> None:
+def check_compressed(path: Path, ds: Dataset, frames: int) -> None:
     """Refuse damaged fragments, or a header claiming a larger image than the codestream, before decoding."""
     uid = _transfer_syntax(ds)
     if uid is None or not uid.is_encapsulated or "PixelData" not in ds:
@@ -223,7 +223,7 @@ def load_dicom(path: Path, kind: FileKind = FileKind.DICOM) -> Image:
             raise ImageLoadError(path, "truncated pixel data")
         raise ImageLoadError(path, "no pixel data")
     _ensure_transfer_syntax(ds)
-    _check_compressed(path, ds, frames)
+    check_compressed(path, ds, frames)
     try:
         arr = pixel_array(ds, index=0 if frames > 1 else None)
     except ImageLoadError:
