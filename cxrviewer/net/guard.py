@@ -31,7 +31,6 @@ from typing import Any
 
 from pynetdicom.transport import AssociationSocket, RequestHandler, ThreadedAssociationServer
 
-from cxrviewer.imaging.log_privacy import RateLimiter
 from cxrviewer.net.config import Limits, address_allowed
 
 log = logging.getLogger(__name__)
@@ -73,29 +72,17 @@ class Connection:
 class ConnectionGuard:
     """Connection bookkeeping shared by the server, the sockets and the watchdog thread."""
 
-    def __init__(self, limits: Limits, networks: Iterable[Any] = (),
-                 report: Callable[[str], None] | None = None) -> None:
+    def __init__(self, limits: Limits, networks: Iterable[Any], report: Callable[[str], None]) -> None:
         self.limits = limits
         self.networks = list(networks)
-        self.report = report  # takes every refusal (the SCP logs it, rate-limited); None: log here
+        self.note = report  # takes every refusal (the SCP logs it, rate-limited)
         self._lock = threading.Lock()
         self._open: dict[int, Connection] = {}  # id(socket) -> connection
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._limiter = RateLimiter()
-        self.closed_at_accept = 0
         self.closed_oversized = 0
-        self.closed_deadline = 0
 
     # -- accounting --------------------------------------------------------------------------------
-    def note(self, message: str) -> None:
-        if self.report is not None:
-            self.report(message)
-            return
-        line = self._limiter.admit(message)
-        if line is not None:
-            log.warning(line)
-
     def admit(self, sock: socket.socket, peer: str) -> bool:
         """Register a new connection, or refuse it (False) by the allow-list and the connection caps."""
         why = ""
@@ -110,7 +97,6 @@ class ConnectionGuard:
             else:
                 self._open[id(sock)] = Connection(peer, sock)
                 return True
-            self.closed_at_accept += 1
         self.note(f"connection from {peer} closed at accept: {why}")
         return False
 
@@ -174,8 +160,6 @@ class ConnectionGuard:
             elif conn.pdu_started is not None and now - conn.pdu_started > self.limits.pdu_deadline:
                 late.append((conn, f"a PDU not complete within {self.limits.pdu_deadline:g} s"))
         for conn, why in late:
-            with self._lock:
-                self.closed_deadline += 1
             self.note(f"connection from {conn.peer} closed: {why}")
             conn.close(why)
         return len(late)

@@ -15,9 +15,9 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-import pydicom
-
 from cxrviewer.fileio import TEMP_SUFFIX, atomic_write_bytes, remove_quietly
+from cxrviewer.imaging.errors import ImageLoadError
+from cxrviewer.imaging.header import read_header
 from cxrviewer.net.errors import NetError
 from cxrviewer.net.sopclasses import IMAGE_CLASSES
 from cxrviewer.report.dicom_common import MANUFACTURER
@@ -83,7 +83,7 @@ class Inbox:
 def analysable(path: Path) -> bool:
     """Whether an inbox file is an image the node analyses (an image class, not our own result)."""
     try:
-        ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["SOPClassUID", "Manufacturer"])
-    except Exception:  # stored by the SCP, so readable; a file damaged since then is not ours to analyse
+        ds = read_header(path)
+    except (ImageLoadError, OSError, MemoryError):  # stored by the SCP, so readable; damaged since: not ours
         return False
     return str(ds.get("SOPClassUID", "")) in IMAGE_CLASSES and str(ds.get("Manufacturer", "")) != MANUFACTURER

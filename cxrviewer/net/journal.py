@@ -34,9 +34,7 @@ FOLDER = ".journal"
 
 def model_key(engine: Any) -> str:
     """The journal's name for the model behind `engine`: weights and card hashes (16 hex digits each)."""
-    weights = str(getattr(engine, "sha256", "") or engine.card.weights.sha256)
-    card = str(getattr(engine, "card_sha256", "") or "unsealed")
-    return f"{weights[:16]}-{card[:16]}"
+    return f"{engine.sha256[:16]}-{engine.card_sha256[:16]}"
 
 
 class Journal:
