@@ -218,6 +218,9 @@ class ModelCardDialog(QDialog):
                              ("; ".join(card.limitations) if card else None, "Limitations")):
             if value:
                 details.append(f"<b>{title}:</b> {html.escape(value)}")
+        harmoniser = getattr(engine, "harmoniser", None)
+        if harmoniser is not None:
+            details.append(f"<b>Input harmonisation:</b> {html.escape(harmoniser.summary())}")
         details.append(
             "<b>Heat maps:</b> class-activation maps of the final layer, shown as a local probability "
             "(the sigmoid of the map) on a fixed 0–100 % scale, for flagged findings and for “check” items: "

@@ -87,8 +87,14 @@ class FilmStats:
     """What the check measures on one film."""
 
     spectrum: np.ndarray  # (len(SIGMAS),) log mean |DoG| per octave, finest first
-    components: np.ndarray  # (n, 2) thin-line components: extent (share of the longer side), mean contrast
+    line_image: np.ndarray  # thin-line pixels labelled by connected component (`line_labels`)
+    line_stats: np.ndarray  # (labels, 2): extent (share of the longer side), mean contrast; row 0 background
     detail: float  # mean |DoG| of octaves 1-2 (what edge enhancement raises)
+
+    @property
+    def components(self) -> np.ndarray:
+        """(n, 2) the thin-line components at least `LINE_MIN_EXTENT` long."""
+        return self.line_stats[self.line_stats[:, 0] >= LINE_MIN_EXTENT]
 
 
 @dataclass(frozen=True)
@@ -99,6 +105,10 @@ class Abroad:
     processing: float  # spectrum distance / its threshold
     lines: float  # line score / its threshold
     reasons: tuple[Pattern, ...]
+    #: What the network was shown instead of the film as it came (`cxrviewer.model.harmonise`), in words and as
+    #: numbers; empty / None when the card does not harmonise.
+    adjusted: tuple[str, ...] = ()
+    harmonised: dict[str, float] | None = None
 
     @property
     def warns(self) -> bool:
@@ -117,13 +127,14 @@ class Abroad:
         texts = "; ".join(r.text for r in self.reasons) or GENERIC.text
         labels = self.labels
         tail = f", especially {_and(labels)}" if labels else ""
-        return f"This film is unlike the training films: {texts}. Findings are less reliable{tail}."
+        seen = f" The model saw it with {_and(self.adjusted)}." if self.adjusted else ""
+        return f"This film is unlike the training films: {texts}. Findings are less reliable{tail}.{seen}"
 
     def to_json(self) -> dict[str, Any]:
         return {"warn": self.warns, "score": round(self.score, 3), "processing": round(self.processing, 3),
                 "lines": round(self.lines, 3),
                 "reasons": [{"kind": r.kind, "text": r.text, "labels": list(r.labels)} for r in self.reasons],
-                "less_reliable": self.labels}
+                "less_reliable": self.labels, "harmonised": self.harmonised}
 
 
 def _and(items: Sequence[str]) -> str:
@@ -170,9 +181,9 @@ def line_response(film: np.ndarray, step: int = LINE_STEP) -> np.ndarray:
     return best
 
 
-def line_components(film: np.ndarray) -> np.ndarray:
-    """(extent as a share of the longer side, mean contrast) of every connected thin-line component inside the
-    film less a `RIM` rim."""
+def line_labels(film: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Connected thin-line pixels inside the film less a `RIM` rim: (label image, (n, 2) extent as a share of the
+    longer side and mean contrast per label; row 0, the background, is zero)."""
     h, w = film.shape
     resp = line_response(film)
     my, mx = int(RIM * h), int(RIM * w)
@@ -182,15 +193,13 @@ def line_components(film: np.ndarray) -> np.ndarray:
     black = cv2.dilate((film < BLACK).astype(np.uint8), np.ones((2 * LINE_STEP + 3,) * 2, np.uint8)) > 0
     on = (resp > LINE_LOW) & inner & ~black
     n, lab, st, _ = cv2.connectedComponentsWithStats(on.astype(np.uint8), connectivity=8)
-    if n <= 1:
-        return np.zeros((0, 2))
     idx = lab[on]
     count = np.bincount(idx, minlength=n).astype(np.float64)
     mean = np.bincount(idx, resp[on].astype(np.float64), minlength=n) / np.maximum(count, 1.0)
     extent = np.hypot(st[:, 2], st[:, 3]) / max(h, w)
-    keep = extent >= LINE_MIN_EXTENT
-    keep[0] = False
-    return np.c_[extent, mean][keep]
+    stats = np.c_[extent, mean]
+    stats[0] = 0.0
+    return lab, stats
 
 
 def line_score(components: np.ndarray, scale: float = 1.0) -> float:
@@ -203,7 +212,8 @@ def line_score(components: np.ndarray, scale: float = 1.0) -> float:
 def measure(film: np.ndarray) -> FilmStats:
     """The check's measurements on a film ([0, 1], air dark, padding cut off: `content`)."""
     energies = band_energies(film)
-    return FilmStats(np.log(energies + 1e-5), line_components(film), float(energies[1] + energies[2]))
+    image, stats = line_labels(film)
+    return FilmStats(np.log(energies + 1e-5), image, stats, float(energies[1] + energies[2]))
 
 
 # --- reference and verdict ------------------------------------------------------------------------------

@@ -245,6 +245,7 @@ class Preprocessing(_Record):
     channels: int | None = _field(_int, None)
     input: str | None = _field(_str, None)
     crop: str | None = _field(_str, None)  # None: the whole image; "thorax": the lung-field localiser's box
+    harmonise: Mapping[str, JSON] | None = _field(_json_object, None)  # `cxrviewer.model.harmonise` record
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -14,8 +14,10 @@ always; `cxrviewer.model.site.operating_points_entry`) says whose thresholds dec
 highest probability first. A rejected image (the input gate refused it) has no findings and its reasons as
 message; gate warnings on an accepted image go into its message. An accepted image analysed with a card that
 carries the abroad check's statistics (`cxrviewer.model.abroad`) also has ``"abroad"``: {"warn": bool, "score",
-"processing", "lines", "reasons": [{"kind", "text", "labels"}], "less_reliable": [label, ...]}; with "warn" its
-sentence is in the message too (findings are never withheld for it).
+"processing", "lines", "reasons": [{"kind", "text", "labels"}], "less_reliable": [label, ...], "harmonised":
+null or {"detail_gain", "lines_filled"}} ("harmonised": what the card's input harmonisation did to the film the
+network saw, `cxrviewer.model.harmonise`; null when the card does not harmonise); with "warn" its sentence is in
+the message too (findings are never withheld for it).
 """
 
 from __future__ import annotations

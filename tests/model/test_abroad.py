@@ -15,7 +15,8 @@ from cxrviewer.model.abroad import LINES, Abroad, AbroadGate, fit_abroad, measur
 from cxrviewer.model.card import ModelCard, ModelError
 from cxrviewer.model.weights import bundled_card_path
 from cxrviewer.train.shift import shift_image
-from cxrviewer.train.shift.abroad import model_film, write_abroad_record
+from cxrviewer.train.shift.abroad import model_film
+from cxrviewer.train.shift.card_records import write_abroad_record
 
 N_FILMS = 24
 DEVICES = ("chest_drain", "tubes", "central_line", "icu_devices")

@@ -28,7 +28,6 @@ from typing import Any
 
 import numpy as np
 
-from cxrviewer.fileio import atomic_write_text
 from cxrviewer.imaging import Image, ImageLoadError, load_image
 from cxrviewer.imaging.display import model_input
 from cxrviewer.model.abroad import Abroad, AbroadGate, content, fit_abroad, measure
@@ -39,6 +38,7 @@ from cxrviewer.train.datasets import load_spec
 from cxrviewer.train.metrics import auroc
 from cxrviewer.train.samples import Sample
 from cxrviewer.train.shift import parse_shifts, shift_image
+from cxrviewer.train.shift.card_records import write_abroad_record
 from cxrviewer.train.shift.films import (
     KERMANY_PACK_CAPS,
     NO_FINDING,
@@ -73,23 +73,6 @@ def reference_samples(data: Path, labels: list[str], n_nih: int, n_kermany: int,
     seen = set().union(*(pack_patients(kermany, "kermany", cap) for cap in KERMANY_PACK_CAPS))
     trained = [s for s in kermany if s.patient_id in seen]
     return chosen + [trained[int(i)] for i in rng.permutation(len(trained))[:n_kermany]]
-
-
-def write_abroad_record(card_path: Path, record: dict[str, Any]) -> ModelCard:
-    """Store `record` as ``gate["abroad"]`` of a sealed card and re-seal it; the rest of the card is kept as it was.
-
-    A modified card is refused (re-sealing would present edited values as the trainer's), as is one without a
-    gate. The card is read right before it is written (temporary file + rename)."""
-    card = ModelCard.read(card_path)
-    problem = card.seal_problem()
-    if problem is not None:
-        raise ModelError(f"{card_path}: {problem}; not re-sealing it with abroad statistics")
-    if card.gate is None:
-        raise ModelError(f"{card_path}: the card has no gate entry to add abroad statistics to")
-    updated = card.replace(gate={**dict(card.gate), "abroad": record}).sealed()
-    AbroadGate.from_record(updated.gate["abroad"] if updated.gate else None)  # what the engine will read
-    atomic_write_text(card_path, updated.dumps())
-    return updated
 
 
 def _films(images: Iterable[Image], transform: str, seed: int, size: int, crop: str | None) -> list[np.ndarray]:

@@ -13,6 +13,11 @@ telling transformed films from plain ones, the share it warns on (score > 1) and
 
 Predictions are kept per site and transform under OUT/raw/ (a rerun resumes); OUT/battery.json holds the
 numbers, OUT/battery.md the tables.
+
+``--harmonise-radius R [--harmonise-lines S]`` evaluates the card as if it harmonised its inputs
+(`cxrviewer.model.harmonise`: edge detail turned down beyond squared spectrum distance R of the training films,
+thin lines S times stronger than the abroad check's threshold filled in); ``--write-card`` then stores that
+setting in the card's preprocessing and re-seals it, so what the card does is what was measured.
 """
 
 from __future__ import annotations
@@ -30,10 +35,12 @@ import numpy as np
 
 from cxrviewer.imaging import Image, ImageLoadError, load_image
 from cxrviewer.labels import KNOWN_LABELS
+from cxrviewer.model.harmonise import Harmoniser
 from cxrviewer.model.inference import Engine
 from cxrviewer.model.weights import ModelError
 from cxrviewer.train.metrics import auroc
 from cxrviewer.train.shift import SHIFTS, parse_shifts, shift_image
+from cxrviewer.train.shift.card_records import write_harmonise_record
 from cxrviewer.train.shift.films import NO_FINDING, nih_samples, pick_nih, unseen_kermany
 from cxrviewer.train.shift.report import markdown
 
@@ -216,6 +223,17 @@ def run_site(engine: Engine, site: Site, transforms: list[str], out: Path, seed:
     return runs
 
 
+def harmoniser_for(engine: Engine, radius: float, lines: float | None = None) -> Harmoniser | None:
+    """A harmoniser at `radius` (and line strength `lines`) on the card's abroad statistics (None for radius 0)."""
+    if radius == 0:
+        return None
+    if engine.abroad_gate is None:
+        raise ValueError("--harmonise-radius needs a card with abroad statistics (gate.abroad)")
+    if radius < 0 or (lines is not None and lines <= 0):
+        raise ValueError("--harmonise-radius must be 0 or positive, --harmonise-lines positive")
+    return Harmoniser(engine.abroad_gate, radius, lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m cxrviewer.train.shift.battery", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -231,12 +249,25 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dicom", action="store_true", help="also the shared chest DICOMs (no labels)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1: the CPU is shared)")
+    ap.add_argument("--harmonise-radius", type=float, metavar="R",
+                    help="evaluate the card as if it harmonised films at squared spectrum distance R "
+                         "(cxrviewer.model.harmonise; needs the card's abroad statistics); 0: no harmonisation")
+    ap.add_argument("--harmonise-lines", type=float, metavar="S",
+                    help="with --harmonise-radius: also fill in thin lines S times stronger than the abroad "
+                         "check's line threshold")
+    ap.add_argument("--write-card", action="store_true",
+                    help="after the run, store the --harmonise-radius/--harmonise-lines setting in the card's "
+                         "preprocessing and re-seal it (radius 0: remove the card's harmonisation)")
     a = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     try:
         transforms = parse_shifts(a.shift)
         k_transforms = parse_shifts(a.kermany_shift) if a.kermany_shift else transforms
         engine = Engine.from_card(a.model, threads=a.threads) if a.model else Engine.bundled(threads=a.threads)
+        if a.harmonise_radius is not None:
+            engine.harmoniser = harmoniser_for(engine, a.harmonise_radius, a.harmonise_lines)
+        elif a.write_card:
+            raise ValueError("--write-card stores a harmonisation setting: give --harmonise-radius")
     except (ValueError, ModelError) as exc:
         print(f"battery: error: {exc}", file=sys.stderr)
         return 2
@@ -251,6 +282,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.dicom:
         sites.append((dicom_site(data, labels), transforms))
     result: dict = {"model": engine.name, "model_sha256": engine.sha256, "labels": labels, "seed": a.seed,
+                    "harmonise": engine.harmoniser.to_record() if engine.harmoniser is not None else None,
                     "transforms": {n: {"group": SHIFTS[n].group, "description": SHIFTS[n].description}
                                    for n in transforms}, "sites": {}}
     for site, names in sites:
@@ -259,6 +291,14 @@ def main(argv: list[str] | None = None) -> int:
     (out / "battery.json").write_text(json.dumps(result, indent=1))
     (out / "battery.md").write_text(markdown(result))
     print(markdown(result))
+    if a.write_card:
+        record = engine.harmoniser.to_record() if engine.harmoniser is not None else None
+        try:
+            write_harmonise_record(engine.bundle.card_path, record)
+        except ModelError as exc:
+            print(f"battery: error: {exc}", file=sys.stderr)
+            return 2
+        print(f"stored preprocessing['harmonise'] = {record} in {engine.bundle.card_path} and re-sealed it")
     return 0
 
 

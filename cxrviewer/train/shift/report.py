@@ -52,6 +52,8 @@ def label_table(site: dict[str, dict], labels: list[str], key: str) -> list[str]
 def markdown(result: dict[str, Any]) -> str:
     labels = result["labels"]
     out = [f"# Site-shift battery: {result['model']} (seed {result['seed']})", ""]
+    if result.get("harmonise"):
+        out += [f"Inputs harmonised (`cxrviewer.model.harmonise`): {result['harmonise']}", ""]
     for name, site in result["sites"].items():
         plain = site["plain"]
         out += [f"## {name}: {plain['films']} films ({plain['normal_films']} normal)", "",
