@@ -105,7 +105,7 @@ ACTIONS: tuple[ActionSpec, ...] = (
     A("lungs", "Lung outline", "display.set_lung_outline_visible", ("O",),
       tip="Outline the lung fields found on the film (a classical localiser; may miss on unusual films)",
       checkable=True),
-    A("hide_ids", "Hide identifiers", "display.set_hide_identifiers", ("Ctrl+Shift+H",), "hide-ids",
+    A("hide_ids", "Hide identifiers", "set_hide_identifiers", ("Ctrl+Shift+H",), "hide-ids",
       tip="Hide patient names, IDs and dates everywhere", checkable=True),
     A("next", "Next study", "browser.step", ("Down", "J"), args=(1,)),
     A("prev", "Previous study", "browser.step", ("Up", "K"), args=(-1,)),

@@ -51,7 +51,7 @@ class StudyExporter:
         if window.current_study() is None:
             self._status("Select a study to export.", 5000)
             return
-        anonymise = window.hide_identifiers
+        anonymise = window.state.hide_identifiers
         title = "Export to folder" + (" (anonymised: identifiers are hidden)" if anonymise else "")
         folder = QFileDialog.getExistingDirectory(window, title, window.settings.export_folder)
         if folder:
@@ -68,7 +68,7 @@ class StudyExporter:
             return []
         from cxrviewer.report import export as exporter
 
-        anonymise = window.hide_identifiers if anonymise is None else anonymise
+        anonymise = window.state.hide_identifiers if anonymise is None else anonymise
         canvas = window.canvas
         images, predictions, windows, displays, marks = [], [], [], [], []
         for rec in study.images:

@@ -23,33 +23,34 @@ class FilmDisplay:
 
     def __init__(self, window: MainWindow) -> None:
         self.w = window
+        self.state = window.state  # what is shown, and whether identifiers are hidden
         self.outline_asked: dict[str, int] = {}  # image key -> id of the prediction whose outline was asked for
 
-    # the shown study, image and finding live in the window's Qt-free `ViewerState`
+    # the shown study, image and finding live in the window's Qt-free `ViewerState` (`self.state`)
 
     @property
     def displayed_study(self) -> str:
-        return self.w.state.displayed_study
+        return self.state.displayed_study
 
     @displayed_study.setter
     def displayed_study(self, key: str) -> None:
-        self.w.state.update(displayed_study=key)
+        self.state.update(displayed_study=key)
 
     @property
     def displayed_image(self) -> str:
-        return self.w.state.displayed_image
+        return self.state.displayed_image
 
     @displayed_image.setter
     def displayed_image(self, key: str) -> None:
-        self.w.state.update(displayed_image=key)
+        self.state.update(displayed_image=key)
 
     @property
     def selected_label(self) -> str | None:
-        return self.w.state.selected_label
+        return self.state.selected_label
 
     @selected_label.setter
     def selected_label(self, label: str | None) -> None:
-        self.w.state.update(selected_label=label)
+        self.state.update(selected_label=label)
 
     # --- display ---
 
@@ -75,8 +76,9 @@ class FilmDisplay:
     def fill_image_combo(self, study: StudyRecord, current: ImageRecord) -> None:
         self.w.image_combo.blockSignals(True)
         self.w.image_combo.clear()
+        hide = self.state.hide_identifiers
         for i, img in enumerate(study.images, 1):
-            parts = [f"Image {i} of {len(study.images)}", img.label, "" if self.w.hide_identifiers else img.path.name]
+            parts = [f"Image {i} of {len(study.images)}", img.label, "" if hide else img.path.name]
             self.w.image_combo.addItem(" · ".join(p for p in parts if p), img.key)
         self.w.image_combo.setCurrentIndex(study.images.index(current))
         self.w.image_combo.blockSignals(False)
@@ -109,7 +111,7 @@ class FilmDisplay:
             self.w.canvas.clear()
             if image.state == State.ERROR:
                 self.w.canvas.show_message(
-                    f"This file could not be opened.\n{scrub(image.message, study, self.w.hide_identifiers)}"
+                    f"This file could not be opened.\n{scrub(image.message, study, self.state.hide_identifiers)}"
                 )
             else:
                 self.w.canvas.show_message("Loading…")
@@ -139,18 +141,18 @@ class FilmDisplay:
         study, image = entry.study, entry.image
         prediction, findings = image.prediction, self.w.findings
         if image.state == State.ERROR:
-            findings.clear(f"This file could not be opened: {scrub(image.message, study, self.w.hide_identifiers)}")
+            findings.clear(f"This file could not be opened: {scrub(image.message, study, self.state.hide_identifiers)}")
         elif image.state == State.NOT_ANALYSED and image.message == CANCELLED:
             self.w.findings.clear("Not analysed: the analysis was cancelled. Analysis ▸ Re-analyse study runs it.")
         elif image.state == State.NOT_ANALYSED:
             findings.clear(f"Not analysed — no model is available.\n{self.w.model_error}\n"
                            f"{backend.no_model_hint(self.w.model_error)}")
         elif image.state == State.ANALYSING:
-            self.w.findings.clear("Loading the model…" if self.w.state.model.phase is ModelPhase.LOADING
+            self.w.findings.clear("Loading the model…" if self.state.model.phase is ModelPhase.LOADING
                                   else "Analysing…")
         elif image.state == State.QUEUED or prediction is None:
             self.w.findings.clear("Loading the model… the findings follow when it is ready."
-                                  if self.w.state.model.phase is ModelPhase.LOADING else "Queued for analysis…")
+                                  if self.state.model.phase is ModelPhase.LOADING else "Queued for analysis…")
         elif image.state == State.REJECTED:
             self.w.findings.show_rejection(list(prediction.gate.reasons) or ["rejected by the input check"])
         else:
@@ -250,21 +252,9 @@ class FilmDisplay:
 
     # --- identifiers ---
 
-    def set_hide_identifiers(self, hide: bool) -> None:
-        if self.w.table["hide_ids"].isChecked() != hide:
-            self.w.table["hide_ids"].setChecked(hide)  # re-enters through toggled
-            return
-        self.w.browser.set_hide_identifiers(hide)
-        self.apply_identifier_mode()
-
-    def on_hide_toggled_in_browser(self, hide: bool) -> None:
-        if self.w.table["hide_ids"].isChecked() != hide:
-            self.w.table["hide_ids"].setChecked(hide)
-        self.apply_identifier_mode()
-
     def apply_identifier_mode(self) -> None:
-        hide = self.w.hide_identifiers
-        self.w.settings.hide_identifiers = hide
+        """Redraw every displayed text after the state's hide-identifiers flag changed."""
+        hide = self.state.hide_identifiers
         self.update_title()
         self.update_annotations()
         study, image = self.w.current_study(), self.w.current_image()
@@ -287,7 +277,7 @@ class FilmDisplay:
         if study is None:
             self.w.setWindowTitle(f"cxrviewer — {NOTICE.lower()}")
             return
-        hide = self.w.hide_identifiers
+        hide = self.state.hide_identifiers
         parts = [study.title(hide, self.w.current_image())]
         if study.date_text(hide):
             parts.append(study.date_text(hide))
@@ -297,7 +287,7 @@ class FilmDisplay:
         study, image = self.w.current_study(), self.w.current_image()
         if study is None or image is None or not self.w.canvas.has_image():
             return
-        hide = self.w.hide_identifiers
+        hide = self.state.hide_identifiers
         shown = self.w.canvas.image
         meta = shown.meta
         left = [study.title(hide, image)]
@@ -317,7 +307,7 @@ class FilmDisplay:
         self.w.canvas.set_annotations(left, right)
 
     def status_for_study(self, study: StudyRecord) -> None:
-        hide = self.w.hide_identifiers
+        hide = self.state.hide_identifiers
         top = study.top_finding()
         text = f"{study.title(hide)}: {study.state.value}"
         if top is not None and top[0].positive:

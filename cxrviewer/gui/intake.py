@@ -161,7 +161,7 @@ class Intake:
     def after_failure(self, entry: Entry, message: str) -> None:
         study = entry.study
         self.w.browser.model.changed(study.key)
-        text = scrub(message, study, self.w.hide_identifiers)
+        text = scrub(message, study, self.w.state.hide_identifiers)
         self.w.message(text, 10000)
         if entry.key == self.w.displayed_image:
             self.w.canvas.clear()

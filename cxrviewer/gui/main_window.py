@@ -98,7 +98,7 @@ class MainWindow(QMainWindow):
         self.resize(_first_size())
         self.setMinimumSize(760, 520)
 
-        self.state = ViewerState()  # what is shown and the model's status, without Qt (`viewer_state`)
+        self.state = ViewerState()  # what is shown, hidden identifiers, the model's status; no Qt (`viewer_state`)
         self.worklist = Worklist()
         self.images = ImageCache()
         self.overlays = OverlayCache()
@@ -199,7 +199,8 @@ class MainWindow(QMainWindow):
         p.idle.connect(self.status.progress.hide)
         self.browser.current_changed.connect(d.show_study)
         self.browser.context_menu_requested.connect(self.study_context_menu)
-        self.browser.hide_identifiers_toggled.connect(d.on_hide_toggled_in_browser)
+        self.browser.hide_identifiers_toggled.connect(self.set_hide_identifiers)
+        self.state.subscribe(self._on_state_changed)
         self.canvas.cursor_info.connect(self.status.show_cursor)
         self.canvas.view_changed.connect(self.update_enabled)
         self.canvas.tool_changed.connect(self._on_tool_changed)
@@ -225,14 +226,23 @@ class MainWindow(QMainWindow):
         if self.settings.sort_mode in SORT_MODES:
             self.browser.set_sort_mode(self.settings.sort_mode)
         self.browser.sort_combo.currentTextChanged.connect(lambda mode: setattr(self.settings, "sort_mode", mode))
-        if self.settings.hide_identifiers:
-            self.display.set_hide_identifiers(True)
+        self.set_hide_identifiers(self.settings.hide_identifiers)
 
     def save_settings(self) -> None:
         self.settings.save_geometry(self.saveGeometry(), self.splitter.saveState())
         self.settings.opacity = self.canvas.overlay_opacity
-        self.settings.hide_identifiers = self.hide_identifiers
+        self.settings.hide_identifiers = self.state.hide_identifiers
         self.settings.sync()
+
+    def _on_state_changed(self, changed: frozenset[str]) -> None:
+        """The Qt side follows the `ViewerState`: the hide-identifiers action, the browser's button, the stored
+        setting and every displayed text follow its flag, whoever set it."""
+        if "hide_identifiers" in changed:
+            hide = self.state.hide_identifiers
+            self.table["hide_ids"].setChecked(hide)  # re-entries find the state already set: no loop
+            self.browser.set_hide_identifiers(hide)
+            self.settings.hide_identifiers = hide
+            self.display.apply_identifier_mode()
 
     # --- events ---
 
@@ -302,7 +312,7 @@ class MainWindow(QMainWindow):
 
     @property
     def hide_identifiers(self) -> bool:
-        return self.browser.hide_identifiers
+        return self.state.hide_identifiers
 
     @property
     def displayed_study(self) -> str:
@@ -336,7 +346,8 @@ class MainWindow(QMainWindow):
         self.display.show_study(key)
 
     def set_hide_identifiers(self, hide: bool) -> None:
-        self.display.set_hide_identifiers(hide)
+        """Hide or show identifiers everywhere: sets the state's flag, which everything else follows."""
+        self.state.update(hide_identifiers=bool(hide))
 
     def apply_preset(self, index: int) -> None:
         self.presets.apply(index)
@@ -477,7 +488,8 @@ class MainWindow(QMainWindow):
         if study is None or image is None:
             return None
         decoded = self.images.peek(image.key)
-        dialog = StudyInfoDialog(study, decoded.image if decoded else None, self.hide_identifiers, self)
+        dialog = StudyInfoDialog(study, decoded.image if decoded else None, self.state.hide_identifiers,
+                                  self)
         dialog.destroyed.connect(lambda *_: setattr(self, "info_dialog", None))
         self.info_dialog = dialog
         return self._open_dialog(dialog)
@@ -502,7 +514,7 @@ class MainWindow(QMainWindow):
         self.table.fill_menu(menu, CONTEXT_MENU, keep=lambda action_id: applies.get(action_id, True))
         copy = QMenu.addAction(menu, "Copy file path")
         menu.insertAction(self.table["remove"], copy)
-        copy.setEnabled(not self.hide_identifiers)
+        copy.setEnabled(not self.state.hide_identifiers)
         path = str((self.current_image() or study.images[0]).path)
         copy.triggered.connect(lambda: QGuiApplication.clipboard().setText(path))
         menu.popup(pos)

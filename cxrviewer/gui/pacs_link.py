@@ -94,7 +94,7 @@ class PacsLink:
             try:
                 images.append(decoded.image if decoded is not None else backend.load(rec.path))
             except backend.model_errors() as exc:
-                self._message(f"PACS: {scrub(str(exc), study, window.hide_identifiers)}")
+                self._message(f"PACS: {scrub(str(exc), study, window.state.hide_identifiers)}")
                 return False
         controller.send_study(images, [rec.prediction for rec in done], window.model_card())
         self._sent.add(study.key)

@@ -1,8 +1,9 @@
 """What the viewer is showing, in plain Python (no Qt): the displayed study and image, the finding whose map is
-shown, and the model's status (loading, ready or failed, and why).
+shown, whether patient identifiers are hidden, and the model's status (loading, ready or failed, and why).
 
 `ViewerState` is written by the window's helpers (`FilmDisplay` when a study, image or finding is shown, `Intake`
-when the model settles) and read by anyone; `subscribe` hands every change to a listener as the set of field
+when the model settles) and by the "hide identifiers" switches (the toolbar action, the browser's button, the
+stored setting), and read by anyone; `subscribe` hands every change to a listener as the set of field
 names that changed, so a widget or a script can follow the viewer without reaching into the window. The model's
 status is its own field because the film never waits for it: "loading" is an ordinary state of a viewer that
 already shows films.
@@ -30,7 +31,7 @@ class ModelStatus:
 
 
 Listener = Callable[[frozenset[str]], None]
-FIELDS = ("displayed_study", "displayed_image", "selected_label", "model")
+FIELDS = ("displayed_study", "displayed_image", "selected_label", "hide_identifiers", "model")
 
 
 class ViewerState:
@@ -38,7 +39,7 @@ class ViewerState:
 
     def __init__(self) -> None:
         self._values: dict[str, Any] = {"displayed_study": "", "displayed_image": "", "selected_label": None,
-                                        "model": ModelStatus()}
+                                        "hide_identifiers": False, "model": ModelStatus()}
         self._listeners: list[Listener] = []
 
     @property
@@ -58,6 +59,11 @@ class ViewerState:
         return None if label is None else str(label)
 
     @property
+    def hide_identifiers(self) -> bool:
+        """Patient names, IDs, dates and file names are hidden everywhere, exports are anonymised."""
+        return bool(self._values["hide_identifiers"])
+
+    @property
     def model(self) -> ModelStatus:
         status = self._values["model"]
         assert isinstance(status, ModelStatus)
@@ -70,6 +76,8 @@ class ViewerState:
             raise TypeError(f"ViewerState has no field {', '.join(sorted(unknown))}")
         if "model" in changes and not isinstance(changes["model"], ModelStatus):
             raise TypeError("model must be a ModelStatus")
+        if "hide_identifiers" in changes and not isinstance(changes["hide_identifiers"], bool):
+            raise TypeError("hide_identifiers must be a bool")
         changed = frozenset(name for name, value in changes.items() if self._values[name] != value)
         self._values.update(changes)
         if changed:
