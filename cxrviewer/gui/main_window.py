@@ -102,7 +102,6 @@ class MainWindow(QMainWindow):
         self.worklist = Worklist()
         self.images = ImageCache()
         self.overlays = OverlayCache()
-        self.exporter = StudyExporter(self)
         self.pacs_link = PacsLink(self)
         self.display = FilmDisplay(self)  # the displayed study and image
         self.intake = Intake(self)  # opening files, pipeline results
@@ -112,6 +111,8 @@ class MainWindow(QMainWindow):
         self._closing = False
 
         self._build_widgets()
+        self.exporter = StudyExporter(self.state, self.worklist, self.images, self.canvas, self.settings,
+                                      engine=lambda: self.pipeline.engine, status=self.statusBar(), parent=self)
         self.table = ActionTable(self)
         self.table.build_menu_bar(self.menuBar())
         self.presets = PresetBox(self.canvas, self.table.menus["presets"], self)
