@@ -102,7 +102,6 @@ class MainWindow(QMainWindow):
         self.worklist = Worklist()
         self.images = ImageCache()
         self.overlays = OverlayCache()
-        self.pacs_link = PacsLink(self)
         self.display = FilmDisplay(self)  # the displayed study and image
         self.intake = Intake(self)  # opening files, pipeline results
         self.site = SiteCalibration(self)  # site operating points, the reader's feedback
@@ -121,6 +120,9 @@ class MainWindow(QMainWindow):
         self.toolbar = self.table.build_toolbar({"wl_label": wl, "presets": self.presets.combo})
         self.addToolBar(self.toolbar)
         self.status = StatusBar(self.statusBar())
+        self.pacs_link = PacsLink(self.state, self.images, self.settings, lambda: self.pipeline.engine, self.status,
+                                  self, open_paths=self.open_paths, refresh_actions=self.update_enabled,
+                                  closing=lambda: self._closing)
         self._connect()
         self._restore_settings()
         self.display.update_title()
