@@ -31,6 +31,7 @@ import cv2
 import numpy as np
 
 from cxrviewer.model.abroad import (
+    BLACK,
     LINE_MIN_EXTENT,
     LINE_STEP,
     SIGMAS,
@@ -45,6 +46,7 @@ METHOD = "spectrum-shrink/1"
 MIN_GAIN = 0.35
 MAX_GAIN = 1.0  # attenuate only: sharpening a soft film adds noise the network reads as findings
 PASSES = 2
+FRAME_EXPOSED = 0.05  # least share of exposed pixels in an edge row or column that is not a black frame
 
 
 def bands(film: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
@@ -113,17 +115,24 @@ class Harmoniser:
             if mask.any():
                 filled = float(mask.mean())
                 out, spectrum = suppress_lines(out, mask), None
+        y0, y1, x0, x1 = exposed(out)
+        if (y0, y1, x0, x1) != (0, out.shape[0], 0, out.shape[1]):  # a black frame's edges are no detail
+            spectrum = None
+        field = out[y0:y1, x0:x1]
         detail = 1.0
         for _ in range(PASSES):
             if spectrum is None:
-                spectrum = np.log(band_energies(out) + 1e-5)
+                spectrum = np.log(band_energies(field) + 1e-5)
             g = self.gains(spectrum)
             if g is None or np.all(g >= 1.0):
                 break
             detail *= float(g.min())
-            coarse, octave = bands(out)
-            out = np.clip(coarse + sum(float(gk) * b for gk, b in zip(g, octave, strict=True)), 0.0, 1.0)
-            out, spectrum = out.astype(np.float32), None
+            coarse, octave = bands(field)
+            field = np.clip(coarse + sum(float(gk) * b for gk, b in zip(g, octave, strict=True)), 0.0, 1.0)
+            field, spectrum = field.astype(np.float32), None
+        if detail < 1.0:
+            out = np.array(out, dtype=np.float32, copy=True)
+            out[y0:y1, x0:x1] = field
         return Harmonised(out, detail, filled)
 
     def square(self, square01: np.ndarray, box: tuple[int, int, int, int],
@@ -165,6 +174,17 @@ class Harmoniser:
         if not radius > 0 or (lines is not None and not lines > 0):
             raise ValueError("the harmonisation radius and line strength must be positive")
         return cls(AbroadGate.from_record(abroad), radius, lines)
+
+
+def exposed(film: np.ndarray) -> tuple[int, int, int, int]:
+    """(y0, y1, x0, x1) of the film less black frames (electronic shutters, collimation): edge rows and columns
+    with fewer than `FRAME_EXPOSED` of their pixels above the abroad check's black level."""
+    on = np.asarray(film) > BLACK
+    rows, cols = np.flatnonzero(on.mean(axis=1) >= FRAME_EXPOSED), np.flatnonzero(on.mean(axis=0) >= FRAME_EXPOSED)
+    h, w = on.shape
+    if rows.size < h // 2 or cols.size < w // 2:  # mostly black: not a frame, leave it to the gate
+        return 0, h, 0, w
+    return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
 
 
 def line_mask(stats: FilmStats, gate: AbroadGate, strength: float) -> np.ndarray:
