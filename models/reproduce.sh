@@ -38,3 +38,8 @@ python -m cxrviewer.train.shift.abroad --model models/cxr-lite0os16x3-256.json -
   --out runs/abroad
 # 5. the ONNX export the app runs (checked against torch on the demo films; the card re-sealed with its SHA-256):
 cxrviewer-train export-onnx --model models/cxr-lite0os16x3-256.json --readme models/README.md
+# 6. input harmonisation (cxrviewer/model/harmonise.py), chosen on the site-shift battery (radius 6 / 2 / 1, line
+#    strength 1 / 0.5 compared on seed 0, checked on seed 1; models/README.md) and stored in the card's
+#    preprocessing (re-sealed; the weights and the ONNX file do not change):
+python -m cxrviewer.train.shift.battery --model models/cxr-lite0os16x3-256.json --data "$D" --nih 300 --kermany 160 \
+  --dicom --shift all --harmonise-radius 2 --harmonise-lines 0.5 --write-card --out runs/harmonised

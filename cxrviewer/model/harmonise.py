@@ -25,7 +25,7 @@ without it at inference time; the trainer's letterbox and scaling are unchanged.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
@@ -41,6 +41,10 @@ from cxrviewer.model.abroad import (
     content,
     measure,
 )
+from cxrviewer.model.preprocess import MEAN, STD, Letterbox, normalize
+
+if TYPE_CHECKING:
+    from cxrviewer.model.card import ModelCard
 
 METHOD = "spectrum-shrink/1"
 MIN_GAIN = 0.35
@@ -161,6 +165,21 @@ class Harmoniser:
         if self.lines is not None:
             rec["lines"] = self.lines
         return rec
+
+    @classmethod
+    def of_card(cls, card: ModelCard) -> Harmoniser | None:
+        """The card's harmoniser, or None when it does not harmonise (ValueError when its record is unusable)."""
+        record = card.preprocessing.harmonise
+        if record is None:
+            return None
+        return cls.from_records(dict(record), (card.gate or {}).get("abroad"))
+
+    def model_input(self, x: np.ndarray, box: Letterbox,
+                    stats: FilmStats | None = None) -> tuple[np.ndarray, Harmonised]:
+        """A normalised (1, N, N) model input (`preprocess.preprocess`) harmonised, and what was done; the one
+        step the engine, the trainer's evaluation and the battery share."""
+        shown, done = self.square(x[0] * STD + MEAN, box.content, stats)
+        return (normalize(shown)[None] if done.changed else x), done
 
     @classmethod
     def from_records(cls, harmonise: Any, abroad: Any) -> Harmoniser:

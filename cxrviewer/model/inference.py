@@ -45,7 +45,7 @@ from cxrviewer.model.abroad import Abroad, AbroadGate, content, measure
 from cxrviewer.model.cam import cam_peak, cam_to_original, smooth_cams
 from cxrviewer.model.gate import FeatureGate, GateResult, GateStatus
 from cxrviewer.model.harmonise import Harmoniser
-from cxrviewer.model.preprocess import CROPS, MEAN, STD, Letterbox, normalize, preprocess
+from cxrviewer.model.preprocess import CROPS, MEAN, STD, Letterbox, preprocess
 from cxrviewer.model.runners import Runner, TorchRunner, open_runner
 from cxrviewer.model.weights import ModelBundle, ModelCard, ModelError, bundled_card_path, load_bundle
 
@@ -200,12 +200,10 @@ class Engine:
                 self.abroad_gate = AbroadGate.from_record(abroad)
             except (ValueError, KeyError, TypeError) as exc:
                 raise ModelError(f"{where}: the card's abroad statistics are unusable ({exc})") from None
-        self.harmoniser: Harmoniser | None = None
-        if self.card.preprocessing.harmonise is not None:
-            try:
-                self.harmoniser = Harmoniser.from_records(dict(self.card.preprocessing.harmonise), abroad)
-            except (ValueError, KeyError, TypeError) as exc:
-                raise ModelError(f"{where}: the card's harmonisation is unusable ({exc})") from None
+        try:
+            self.harmoniser: Harmoniser | None = Harmoniser.of_card(self.card)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ModelError(f"{where}: the card's harmonisation is unusable ({exc})") from None
         self._lock = threading.Lock()
 
     # --- construction ------------------------------------------------------------------------------------
@@ -248,12 +246,11 @@ class Engine:
         `fields`: the image's lung fields when already found (a thorax-crop model needs them)."""
         t0 = time.perf_counter()
         x, box = preprocess(image01, self.input_size, self.crop, fields)
-        square = x[0] * STD + MEAN  # the film as it came: the abroad check measures it, the harmoniser adjusts it
-        stats = measure(content(square, box.content)) if self.abroad_gate is not None else None
+        # the film as it came: the abroad check measures it, the harmoniser adjusts what the network sees
+        stats = measure(content(x[0] * STD + MEAN, box.content)) if self.abroad_gate is not None else None
         harmonised = None
         if self.harmoniser is not None:
-            shown, harmonised = self.harmoniser.square(square, box.content, stats)
-            x = normalize(shown)[None]
+            x, harmonised = self.harmoniser.model_input(x, box, stats)
         t1 = time.perf_counter()
         with self._lock:  # the network's maps of every label come from this pass (in the graph on ONNX)
             out = self.runner.run(x)

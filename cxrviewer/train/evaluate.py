@@ -15,6 +15,7 @@ from cxrviewer.fileio import atomic_write_json
 from cxrviewer.imaging import load_image
 from cxrviewer.imaging.display import model_input
 from cxrviewer.imaging.errors import ImageLoadError
+from cxrviewer.model.harmonise import Harmoniser
 from cxrviewer.model.preprocess import preprocess
 from cxrviewer.model.tta import tta_logits, tta_views
 from cxrviewer.model.weights import ModelBundle
@@ -31,6 +32,7 @@ def predict_samples(bundle: ModelBundle, samples: list[Sample], batch: int = 16,
     """Probabilities (N, L) through the app's own preprocessing, test-time views and calibration (as the viewer
     computes them), and which samples could be read."""
     net, size, views = bundle.network, bundle.input_size, tta_views(bundle.card.tta)
+    harmoniser = Harmoniser.of_card(bundle.card)
     probs = np.full((len(samples), len(bundle.labels)), np.nan, np.float32)
     ok = np.zeros(len(samples), bool)
     xs: list[np.ndarray] = []
@@ -45,10 +47,12 @@ def predict_samples(bundle: ModelBundle, samples: list[Sample], batch: int = 16,
 
     for i, s in enumerate(tqdm(samples, desc="evaluating", disable=not progress, unit="img")):
         try:
-            x, _ = preprocess(model_input(load_image(s.path)), size, bundle.crop)
+            x, box = preprocess(model_input(load_image(s.path)), size, bundle.crop)
         except ImageLoadError as exc:
             log.warning("skipping %s", exc)
             continue
+        if harmoniser is not None:
+            x, _ = harmoniser.model_input(x, box)
         ok[i] = True
         xs.append(x)
         idx.append(i)

@@ -23,6 +23,7 @@ from cxrviewer.train.shift.battery import main as battery
 from cxrviewer.train.shift.card_records import write_harmonise_record
 
 N_FILMS = 12
+SETTING = {"method": METHOD, "radius": 3.0, "lines": 0.75}
 
 
 @pytest.fixture(scope="module")
@@ -102,6 +103,12 @@ def test_painted_lines_are_filled_in_and_plain_anatomy_is_not(gate: AbroadGate, 
     assert np.abs(fixed[on] - films[1][on]).mean() < 0.5 * np.abs(painted.film[on] - films[1][on]).mean()
 
 
+def test_the_bundled_model_harmonises_its_inputs() -> None:
+    engine = Engine.bundled(threads=1)
+    assert engine.harmoniser is not None and engine.harmoniser.lines is not None
+    assert "turned down" in engine.harmoniser.summary()
+
+
 def test_the_record_round_trips_and_bad_records_are_refused(gate: AbroadGate) -> None:
     card = ModelCard.read(bundled_card_path())
     assert card.gate is not None
@@ -128,11 +135,10 @@ def harmonising_card(tmp_path_factory: pytest.TempPathFactory, shared_data: Path
         shutil.copy(src.parent / str(name), folder / str(name))
     out = folder / "battery"
     args = ["--out", str(out), "--data", str(shared_data), "--model", str(folder / src.name), "--nih", "2",
-            "--kermany", "0", "--shift", "clahe", "--harmonise-radius", "2", "--harmonise-lines", "0.5",
+            "--kermany", "0", "--shift", "clahe", "--harmonise-radius", "3", "--harmonise-lines", "0.75",
             "--write-card"]
     assert battery(args) == 0
-    assert json.loads((out / "battery.json").read_text())["harmonise"] == {"method": METHOD, "radius": 2.0,
-                                                                           "lines": 0.5}
+    assert json.loads((out / "battery.json").read_text())["harmonise"] == SETTING
     return folder / src.name
 
 
@@ -140,8 +146,8 @@ def test_the_written_card_is_sealed_and_only_its_preprocessing_changed(harmonisi
                                                                        tmp_path: Path) -> None:
     before, after = json.loads(bundled_card_path().read_text()), json.loads(harmonising_card.read_text())
     assert ModelCard.read(harmonising_card).card_status == "sealed"
-    assert after["preprocessing"] == {**before["preprocessing"], "harmonise": {"method": METHOD, "radius": 2.0,
-                                                                                "lines": 0.5}}
+    assert after["preprocessing"] == {**before["preprocessing"], "harmonise": SETTING}
+    assert before["preprocessing"].get("harmonise") != SETTING
     assert {k: v for k, v in after.items() if k not in ("preprocessing", "seal")} == \
         {k: v for k, v in before.items() if k not in ("preprocessing", "seal", "harmonise")}
     edited = tmp_path / harmonising_card.name
@@ -153,8 +159,9 @@ def test_the_written_card_is_sealed_and_only_its_preprocessing_changed(harmonisi
 def test_the_engine_harmonises_and_says_so(harmonising_card: Path, shared_data: Path) -> None:
     """CLAHE and a painted drain on real NIH films: the harmonising engine's Pneumothorax probability falls back
     toward the plain film's, the plain film is predicted exactly as before, and the verdict names what was done."""
-    plain_engine, engine = Engine.bundled(threads=1), Engine.from_card(harmonising_card, threads=1)
-    assert plain_engine.harmoniser is None and engine.harmoniser is not None
+    plain_engine, engine = Engine.from_card(harmonising_card, threads=1), Engine.from_card(harmonising_card, threads=1)
+    plain_engine.harmoniser = None  # the same card as it would run without harmonisation
+    assert engine.harmoniser is not None and (engine.harmoniser.radius, engine.harmoniser.lines) == (3.0, 0.75)
     films = [load_image(shared_data / "dicom" / f"udacity_nih_test{i}.dcm") for i in (1, 2, 3)]
     closer = 0
     for i, film in enumerate(films):
