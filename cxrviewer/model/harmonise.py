@@ -65,7 +65,7 @@ class Harmonised:
     """A harmonised film and what was done to it."""
 
     film: np.ndarray
-    detail: float  # the smallest octave gain applied (1.0: the detail spectrum was left as it was)
+    detail: float  # the smallest octave gain applied, multiplied over the passes (1.0: detail left as it was)
     filled: float  # share of the film's pixels filled in as lines or tubes
 
     @property
@@ -154,7 +154,7 @@ class Harmoniser:
 
     def summary(self) -> str:
         """What the harmoniser does, in a sentence for the model card dialog."""
-        lines = (f"; thin lines and tubes more than {self.lines:g}× the abroad check's line threshold are filled in"
+        lines = (f"; thin lines and tubes at least {self.lines:g}× the abroad check's line threshold are filled in"
                  if self.lines is not None else "")
         return (f"before the network sees a film, a detail spectrum farther than squared distance {self.radius:g} "
                 "from the training films' (edge enhancement, local contrast equalisation, noise) is turned down to "

@@ -19,7 +19,10 @@ feature-space score (distance to the training films) warns above 1 and rejects a
 ``reject_score``. A rejected image gets no findings (the opinion is withheld) unless ``force=True``, which
 runs the model and keeps the reasons (``GateResult.overridden``). The abroad check (`cxrviewer.model.abroad`, the
 card's ``gate["abroad"]``) looks at the model input itself (processing, lines and tubes) and only warns: its verdict
-is ``GateResult.abroad`` and its sentence one of the gate's warnings; findings are never suppressed for it.
+is ``GateResult.abroad`` and its sentence one of the gate's warnings; findings are never suppressed for it. A card
+with ``preprocessing["harmonise"]`` (`cxrviewer.model.harmonise`) adapts what the network sees (detail beyond the
+training films' turned down, strong lines filled in); the check still judges the film as it came and its verdict
+says what was changed.
 
 Thread safety: one `Engine` may be shared by threads; the forward pass runs under a lock (one at a time),
 everything else works on per-call data.
@@ -241,7 +244,7 @@ class Engine:
     def _forward(self, image01: np.ndarray, fields: LungFields | None = None
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, Letterbox, dict, Abroad | None]:
         """(probabilities (L,), cams in logit units (L, h, w), pooled features (C,), letterbox, timings, the abroad
-        check of the model input or None without its statistics).
+        check of the film as it came (with what the card's harmonisation changed) or None without its statistics).
 
         `fields`: the image's lung fields when already found (a thorax-crop model needs them)."""
         t0 = time.perf_counter()
