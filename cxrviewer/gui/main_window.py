@@ -48,7 +48,7 @@ from cxrviewer.gui.actions import (
 from cxrviewer.gui.caches import ImageCache, OverlayCache
 from cxrviewer.gui.dialogs import AboutDialog, ModelCardDialog, StudyInfoDialog, shortcuts_box
 from cxrviewer.gui.exports import StudyExporter, exports_available
-from cxrviewer.gui.film_display import FilmDisplay
+from cxrviewer.gui.film_display import FilmDisplay, FilmWidgets
 from cxrviewer.gui.findings_panel import FindingsPanel
 from cxrviewer.gui.image_view import CanvasTool, ImageCanvas
 from cxrviewer.gui.intake import Intake
@@ -102,7 +102,6 @@ class MainWindow(QMainWindow):
         self.worklist = Worklist()
         self.images = ImageCache()
         self.overlays = OverlayCache()
-        self.display = FilmDisplay(self)  # the displayed study and image
         self.intake = Intake(self)  # opening files, pipeline results
         self.site = SiteCalibration(self)  # site operating points, the reader's feedback
         self.info_dialog: StudyInfoDialog | None = None
@@ -110,6 +109,7 @@ class MainWindow(QMainWindow):
         self._closing = False
 
         self._build_widgets()
+        self.display = self._film_display()  # the displayed study and image (before the actions, which call it)
         self.exporter = StudyExporter(self.state, self.worklist, self.images, self.canvas, self.settings,
                                       engine=lambda: self.pipeline.engine, status=self.statusBar(), parent=self)
         self.table = ActionTable(self)
@@ -170,6 +170,15 @@ class MainWindow(QMainWindow):
         self.splitter.setChildrenCollapsible(False)
         self.browser.setMinimumWidth(max(300, self.browser.minimumSizeHint().width()))
         self.setCentralWidget(self.splitter)
+
+    def _film_display(self) -> FilmDisplay:
+        widgets = FilmWidgets(self.canvas, self.findings, self.image_combo, self.viewer_bar, self.stack,
+                              self.statusBar())
+        return FilmDisplay(self.state, self.worklist, self.images, self.overlays, self.pipeline,
+                           lambda: self.pipeline.engine, widgets, set_title=self.setWindowTitle,
+                           refresh_actions=self.update_enabled, fill_presets=lambda d: self.presets.fill(d),
+                           heatmap=lambda: self.table["heatmap"], displayed_changed=self.displayed_changed.emit,
+                           findings_shown=self.findings_shown.emit, refresh_info=self._refresh_study_info)
 
     def _when_listed(self, change: Callable[..., Entry | None], then: Callable[..., None]) -> Callable[..., None]:
         """A pipeline slot: apply `change` to the worklist, then `then(entry, *args)` — only for listed
@@ -496,6 +505,12 @@ class MainWindow(QMainWindow):
         dialog.destroyed.connect(lambda *_: setattr(self, "info_dialog", None))
         self.info_dialog = dialog
         return self._open_dialog(dialog)
+
+    def _refresh_study_info(self) -> None:
+        """Reopen the study-info dialog when it is shown (its texts follow the hidden identifiers)."""
+        if self.info_dialog is not None and self.info_dialog.isVisible():
+            self.info_dialog.close()
+            self.show_study_info()
 
     def shortcut_rows(self) -> list[tuple[str, str]]:
         """What Help ▸ Keyboard shortcuts lists: the actions' keys, the displayed image's presets, the mouse."""
