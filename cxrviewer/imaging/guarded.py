@@ -6,7 +6,8 @@ process (started once, with Python's "spawn" method so it is safe beside Qt and 
 at most `timeout` seconds for the decoded `Image` and otherwise kills the helper and raises
 `ImageLoadError` ("decoding took longer than 30 s ..."); the next file gets a fresh helper. A helper
 that dies while decoding (a crashing decoder) gives an `ImageLoadError` too, never a crash of the app.
-Several threads may call `load` at once: each borrows its own helper from a small pool.
+Several threads may call `load` at once: each borrows its own helper from a small pool, or waits for
+whichever comes first, a helper given back or one started beside the wait.
 
 Cost per file: the decode itself plus one pickled copy of the pixels (about 3 ms for a 2k x 2k 16-bit
 film); the helper's start-up (imports, about 0.5 s) is paid once and does not count against the limit.
@@ -145,15 +146,25 @@ class _Helper:
 class GuardedLoader:
     """`load_image` with a time limit, through a pool of at most `size` helper processes (thread-safe).
 
+    A `load` that finds no idle helper waits for whichever comes first: a helper another `load` gives back, or
+    one started for it in the background (one start at a time). So a second file decoded while the only helper
+    is busy takes that helper after its ~20 ms decode instead of paying a helper's start-up (~0.5 s of imports),
+    and a helper stuck on a hostile file still gets a replacement beside it.
+
     `timeout` <= 0 decodes in the calling process (no limit, no helper)."""
 
     def __init__(self, timeout: float = DEFAULT_TIMEOUT_S, size: int = 1, loader: str | None = None) -> None:
         self.timeout = timeout
         self.spec = loader or DEFAULT_LOADER
-        self._slots = threading.BoundedSemaphore(max(1, size))
+        self.size = max(1, size)
+        self._slots = threading.BoundedSemaphore(self.size)
         self._idle: list[_Helper] = []
         self._lock = threading.Lock()
-        self._spawning = threading.Lock()  # one helper starts at a time: a caller waits for the one starting
+        self._changed = threading.Condition(self._lock)  # a helper was given back or started, or none can start
+        self._lent = 0  # helpers out on a `load`
+        self._starting = False  # a helper is being started (one at a time)
+        self._starter: threading.Thread | None = None  # the thread starting one for a waiting `load`
+        self._generation = 0  # `close` counts up: a helper whose start began before it is not kept
         self._in_process = False  # set when helper processes cannot start in this environment
         self._finalizer = weakref.finalize(self, _close_all, self._idle, self._lock)
 
@@ -176,51 +187,87 @@ class GuardedLoader:
                     self._give_back(helper)
         raise AssertionError("unreachable")
 
-    def start(self) -> None:
-        """Start a helper ahead of the first file (unless one is idle): a `load` meanwhile waits for this one
-        instead of starting another, so the first file does not pay the helper's imports twice over."""
-        if self.timeout <= 0 or self._in_process:
+    def start(self, count: int = 1) -> None:
+        """Start helpers ahead of the first file, in the calling thread, one after the other, until `count` of them
+        (at most `size`) are running: a `load` meanwhile takes the first one ready instead of starting another, so
+        the first file does not pay the helpers' imports twice over."""
+        if self.timeout <= 0:
             return
-        with self._spawning:
-            with self._lock:
-                if any(helper.alive for helper in self._idle):
+        count = min(max(1, count), self.size)
+        while True:
+            with self._changed:
+                self._drop_dead()
+                if self._in_process or len(self._idle) + self._lent >= count:
                     return
-            try:
-                helper = _Helper(self.spec)
-            except OSError as exc:
-                log.warning("decoding without a time limit: %s", exc)
-                self._in_process = True
-                return
-            with self._lock:
-                self._idle.append(helper)
+                if self._starting:  # another start is under way: wait for it, then count again
+                    self._changed.wait()
+                    continue
+                self._starting = True
+                generation = self._generation
+            self._start_one(generation)
+
+    def _start_one(self, generation: int) -> None:
+        """Start one helper (the caller set `_starting`); it joins the idle ones, or a failure ends helpers."""
+        helper: _Helper | None = None
+        try:
+            helper = _Helper(self.spec)
+        except OSError as exc:
+            log.warning("decoding without a time limit: %s", exc)
+            self._in_process = True
+        finally:
+            with self._changed:
+                self._starting = False
+                keep = helper is not None and generation == self._generation
+                if helper is not None and keep:
+                    self._idle.append(helper)
+                self._changed.notify_all()
+        if helper is not None and not keep:  # closed meanwhile
+            helper.close()
+
+    def _drop_dead(self) -> None:
+        """Forget idle helpers that died (killed by the system between files); called holding the lock."""
+        for helper in [h for h in self._idle if not h.alive]:
+            self._idle.remove(helper)
+            helper.kill()
 
     def _borrow(self) -> _Helper | None:
-        with self._spawning:
-            with self._lock:
+        with self._changed:
+            while True:
                 while self._idle:
                     helper = self._idle.pop()
                     if helper.alive:
+                        self._lent += 1
                         return helper
                     helper.kill()
-            try:
-                return _Helper(self.spec)
-            except OSError as exc:
-                log.warning("decoding without a time limit: %s", exc)
-                self._in_process = True
-                return None
+                if self._in_process:
+                    return None
+                if not self._starting and self._lent < self.size:
+                    self._starting = True  # one more helper, started beside this wait (not by the waiting thread)
+                    self._starter = threading.Thread(target=self._start_one, args=(self._generation,),
+                                                     name="cxr-decoder-start", daemon=True)
+                    self._starter.start()
+                self._changed.wait()
 
     def _give_back(self, helper: _Helper) -> None:
-        with self._lock:
-            if helper.alive:
+        with self._changed:
+            self._lent -= 1
+            alive = helper.alive
+            if alive:
                 self._idle.append(helper)
-                return
-        if helper.alive:
-            helper.close()
+            self._changed.notify_all()  # a waiting `load` takes it, or starts a replacement for a dead one
+        if not alive:
+            helper.kill()
 
     def close(self) -> None:
-        """Stop the idle helper processes (also done when the loader is collected or Python exits).
+        """Stop the idle helper processes (also done when the loader is collected or Python exits); a helper being
+        started for a `load` is waited for and stopped (no thread or process outlives this).
 
         A later `load` starts new ones."""
+        with self._lock:
+            self._generation += 1
+            starter, self._starter = self._starter, None
+        if starter is not None and starter is not threading.current_thread():
+            starter.join(START_TIMEOUT_S)
         _close_all(self._idle, self._lock)
 
     def __enter__(self) -> GuardedLoader:
