@@ -332,12 +332,7 @@ THREADS_ENV = "CXRVIEWER_THREADS"
 
 
 def inference_threads() -> int:
-    """Intra-op threads for inference: all cores but one, which stays free for the event loop; on two cores both.
-
-    On two cores one thread left the second core to the event loop and the decoding, which need far less of it: the
-    33 demo films took 1.37x `cxrviewer-predict`'s time with one thread, 1.15x with two, and the event loop's longest
-    stall stayed under 45 ms (docs/performance.md, issue 20). The analysis thread runs at a lower priority
-    (`background_priority`); ONNX Runtime's second thread, made where the model loads, at the normal one."""
+    """Intra-op threads for inference: all cores but one, which stays free for the event loop."""
     env = os.environ.get(THREADS_ENV, "").strip()
     if env.isdigit() and int(env) > 0:
         return int(env)
@@ -345,7 +340,7 @@ def inference_threads() -> int:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         cores = os.cpu_count() or 1
-    return cores if cores <= 2 else cores - 1
+    return max(1, cores - 1)
 
 
 class TorchUnavailable(RuntimeError):
