@@ -9,6 +9,12 @@ from cxrviewer.train.metrics import fmt
 TRAINING_KEYS = ("arch", "init", "input_size", "epochs", "batch_size", "lr", "weight_decay", "folds", "seed",
                  "max_train_per_dataset", "box_loss", "box_weight")
 
+HARMONISE_TEXT = ("- Input harmonisation (`cxrviewer/model/harmonise.py`, chosen and written by the site-shift "
+                  "battery): before the network sees a film, thin lines and tubes at least {lines}x the abroad "
+                  "check's line threshold are filled in and a detail spectrum farther than squared distance "
+                  "{radius} from the training films' is turned down to that distance (never up); the film shown "
+                  "and exported is unchanged and the abroad verdict says what was done (numbers: the site-shift "
+                  "battery section).")
 SEAL_TEXT = ("- Card: sealed; SHA-256 `{sha}` of its canonical content (the card's JSON without `seal`, keys sorted, "
              "no whitespace). Every load checks it: a card edited after training (thresholds, calibration, anything) "
              "is refused unless `--allow-modified-card` is given, and every output then says \"modified model card\" "
@@ -176,6 +182,8 @@ def model_readme(card: dict[str, Any], reproduce: str) -> str:
         f"- Weights: `{card['weights']['file']}` ({card['weights'].get('dtype', 'float32')}), "
         f"SHA-256 `{card['weights']['sha256']}` (checked at every load).",
         *([_onnx_line(card["onnx"])] if card.get("onnx") else []),
+        *([HARMONISE_TEXT.format(**card["preprocessing"]["harmonise"])]
+          if card["preprocessing"].get("harmonise") else []),
         *([SEAL_TEXT.format(sha=card["seal"]["sha256"])] if card.get("seal") else []),
         f"- Trainer: cxrviewer-train {card.get('trainer_version', '')}, created {card.get('created', '')}.",
         "",

@@ -23,3 +23,13 @@ def test_measured_sections_survive_a_regenerated_readme() -> None:
                                                                    if h.startswith("## ")]
     assert out.count("> Measured on the previous bundle") == len(hand)
     assert carry_sections(generated, generated) == generated  # nothing to carry
+
+
+def test_the_model_section_says_whether_inputs_are_harmonised() -> None:
+    card = json.loads((REPO / "models" / "cxr-lite0os16x3-256.json").read_text())
+    assert card["preprocessing"].get("harmonise"), "the bundled card harmonises its inputs"
+    line = next(x for x in model_readme(card, "...").splitlines() if x.startswith("- Input harmonisation"))
+    assert f"squared distance {card['preprocessing']['harmonise']['radius']}" in line
+    assert line in (REPO / "models" / "README.md").read_text().splitlines()  # the shipped README is current
+    plain = {**card, "preprocessing": {k: v for k, v in card["preprocessing"].items() if k != "harmonise"}}
+    assert "Input harmonisation" not in model_readme(plain, "...")
