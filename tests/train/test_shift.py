@@ -121,9 +121,12 @@ def test_tiny_battery_writes_the_table(shared_data: Path, tmp_path: Path, one_to
     md = (tmp_path / "battery.md").read_text()
     assert "| ecg_leads | device |" in md and "gate AUROC vs plain" in md
     raw = sorted(p.name for p in (tmp_path / "raw").iterdir())
-    assert raw == ["nih_ecg_leads_seed0.npz", "nih_plain_seed0.npz", "nih_text_seed0.npz"]
+    assert raw == ["nih_ecg_leads_seed0.npz", "nih_plain_seed0.npz", "nih_text_seed0.npz", "setting.json"]
     assert battery(args) == 0  # a rerun resumes from raw/ and gives the same numbers
     assert json.loads((tmp_path / "battery.json").read_text()) == result
+    # ... but never with another harmonisation's (or card's) predictions
+    assert battery([*args, "--harmonise-radius", "5"]) == 2
+    assert battery([*args, "--harmonise-radius", "5", "--out", str(tmp_path / "other")]) == 0
 
 
 def test_bootstrap_auroc_matches_sklearn_with_ties_and_masks() -> None:

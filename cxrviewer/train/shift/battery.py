@@ -11,8 +11,8 @@ probability shift of every label (transformed minus plain, the same film: median
 device transform the shift the devices alone cause) and the input gate's feature-space score: AUROC for
 telling transformed films from plain ones, the share it warns on (score > 1) and the share rejected.
 
-Predictions are kept per site and transform under OUT/raw/ (a rerun resumes); OUT/battery.json holds the
-numbers, OUT/battery.md the tables.
+Predictions are kept per site and transform under OUT/raw/ (a rerun with the same card and harmonisation resumes;
+another is refused, `claim_raw`); OUT/battery.json holds the numbers, OUT/battery.md the tables.
 
 ``--harmonise-radius R [--harmonise-lines S]`` evaluates the card as if it harmonised its inputs
 (`cxrviewer.model.harmonise`: edge detail turned down beyond squared spectrum distance R of the training films,
@@ -223,6 +223,24 @@ def run_site(engine: Engine, site: Site, transforms: list[str], out: Path, seed:
     return runs
 
 
+def claim_raw(engine: Engine, out: Path) -> None:
+    """Record in OUT/raw/ whose predictions it holds (the card's content and the harmonisation evaluated);
+    ValueError when it already holds another's, so a resumed run never mixes two models' predictions."""
+    raw = out / "raw"
+    setting = {"card_sha256": engine.card_sha256,
+               "harmonise": engine.harmoniser.to_record() if engine.harmoniser is not None else None}
+    path = raw / "setting.json"
+    if path.is_file():
+        if json.loads(path.read_text()) != setting:
+            raise ValueError(f"{raw} holds predictions of another card or harmonisation ({path}); "
+                             "give another --out")
+        return
+    if raw.is_dir() and any(raw.glob("*.npz")):
+        raise ValueError(f"{raw} holds predictions of an unrecorded card or harmonisation; give another --out")
+    raw.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(setting, indent=1))
+
+
 def harmoniser_for(engine: Engine, radius: float, lines: float | None = None) -> Harmoniser | None:
     """A harmoniser at `radius` (and line strength `lines`) on the card's abroad statistics (None for radius 0)."""
     if radius == 0:
@@ -272,6 +290,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"battery: error: {exc}", file=sys.stderr)
         return 2
     data, out = Path(a.data), Path(a.out)
+    try:
+        claim_raw(engine, out)
+    except ValueError as exc:
+        print(f"battery: error: {exc}", file=sys.stderr)
+        return 2
     labels = list(engine.labels)
     sites: list[tuple[Site, list[str]]] = []
     if a.nih:
