@@ -51,7 +51,7 @@ from cxrviewer.gui.exports import StudyExporter, exports_available
 from cxrviewer.gui.film_display import FilmDisplay, FilmWidgets
 from cxrviewer.gui.findings_panel import FindingsPanel
 from cxrviewer.gui.image_view import CanvasTool, ImageCanvas
-from cxrviewer.gui.intake import Intake
+from cxrviewer.gui.intake import Intake, IntakeWidgets
 from cxrviewer.gui.pacs_link import PacsLink
 from cxrviewer.gui.records import ImageRecord, State, StudyRecord
 from cxrviewer.gui.settings import AppSettings
@@ -102,14 +102,15 @@ class MainWindow(QMainWindow):
         self.worklist = Worklist()
         self.images = ImageCache()
         self.overlays = OverlayCache()
-        self.intake = Intake(self)  # opening files, pipeline results
         self.site = SiteCalibration(self)  # site operating points, the reader's feedback
         self.info_dialog: StudyInfoDialog | None = None
         self._shown_once = False
         self._closing = False
 
         self._build_widgets()
+        self.status = StatusBar(self.statusBar())
         self.display = self._film_display()  # the displayed study and image (before the actions, which call it)
+        self.intake = self._intake()  # opening files, pipeline results (before the actions, which call it)
         self.exporter = StudyExporter(self.state, self.worklist, self.images, self.canvas, self.settings,
                                       engine=lambda: self.pipeline.engine, status=self.statusBar(), parent=self)
         self.table = ActionTable(self)
@@ -119,7 +120,6 @@ class MainWindow(QMainWindow):
         wl.setToolTip(self.presets.combo.toolTip())
         self.toolbar = self.table.build_toolbar({"wl_label": wl, "presets": self.presets.combo})
         self.addToolBar(self.toolbar)
-        self.status = StatusBar(self.statusBar())
         self.pacs_link = PacsLink(self.state, self.images, self.settings, lambda: self.pipeline.engine, self.status,
                                   self, open_paths=self.open_paths, refresh_actions=self.update_enabled,
                                   closing=lambda: self._closing)
@@ -179,6 +179,14 @@ class MainWindow(QMainWindow):
                            refresh_actions=self.update_enabled, fill_presets=lambda d: self.presets.fill(d),
                            heatmap=lambda: self.table["heatmap"], displayed_changed=self.displayed_changed.emit,
                            findings_shown=self.findings_shown.emit, refresh_info=self._refresh_study_info)
+
+    def _intake(self) -> Intake:
+        widgets = IntakeWidgets(self.browser, self.canvas, self.findings, self.welcome, self.status, self)
+        return Intake(self.state, self.worklist, self.pipeline, self.images, self.settings, self.display, widgets,
+                      refresh_actions=self.update_enabled, study_updated=self.study_updated.emit,
+                      image_finished=self.image_finished.emit,
+                      auto_send=lambda study: self.pacs_link.maybe_auto_send(study),  # built after the actions
+                      closing=lambda: self._closing)
 
     def _when_listed(self, change: Callable[..., Entry | None], then: Callable[..., None]) -> Callable[..., None]:
         """A pipeline slot: apply `change` to the worklist, then `then(entry, *args)` — only for listed
