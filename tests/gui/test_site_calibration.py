@@ -170,3 +170,18 @@ def test_profile_of_another_model_is_not_applied_at_start(qtbot, make_window, bu
     assert "fitted for another model" in window.statusBar().currentMessage()
     assert "site operating points" not in window.findings.model_label.text()
     assert json.loads((site.sites_dir() / site.ACTIVE_FILE).read_text()) == {"name": "elsewhere"}  # not deleted
+
+
+def test_dialog_says_how_inputs_are_harmonised(qtbot, bundled) -> None:  # noqa: ANN001
+    engine, _, _ = bundled
+    dialog = ModelCardDialog(engine)
+    qtbot.addWidget(dialog)
+    text = dialog.details.toPlainText()
+    assert engine.harmoniser is not None and "Input harmonisation:" in text and "never changes" in text
+    engine.harmoniser, kept = None, engine.harmoniser  # a card that does not harmonise says nothing of it
+    try:
+        plain = ModelCardDialog(engine)
+        qtbot.addWidget(plain)
+        assert "Input harmonisation" not in plain.details.toPlainText()
+    finally:
+        engine.harmoniser = kept
