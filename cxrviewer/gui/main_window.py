@@ -347,14 +347,13 @@ class MainWindow(QMainWindow):
         return self.display.selected_label
 
     def current_study(self) -> StudyRecord | None:
-        return self.worklist.study(self.displayed_study)
+        return self.display.current_study()
 
     def current_image(self) -> ImageRecord | None:
-        entry = self.worklist.entry(self.displayed_image)
-        return entry.image if entry else None
+        return self.display.current_image()
 
     def message(self, text: str, ms: int = 8000) -> None:
-        self.statusBar().showMessage(text, ms)
+        self.display.message(text, ms)
 
     def open_paths(self, paths: Sequence[Path | str], remember: bool = True, show: bool = True) -> int:
         return self.intake.open_paths(paths, remember, show)
