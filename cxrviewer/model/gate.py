@@ -39,7 +39,7 @@ import numpy as np
 from cxrviewer.imaging.image import Flag, Image
 from cxrviewer.model.abroad import Abroad
 from cxrviewer.model.gate_status import GateStatus
-from cxrviewer.model.preprocess import preprocess
+from cxrviewer.model.preprocess import preprocess, shrunk
 
 if TYPE_CHECKING:  # torch loads only where features are computed with it (fitting, the torch runner)
     import torch
@@ -57,6 +57,7 @@ NOT_CHEST = "not a chest radiograph"
 MIN_SIDE = 64  # pixels
 MAX_ASPECT = 2.2  # long side / short side; chest films are 1.0-1.3
 MIN_CONTRAST = 0.02  # standard deviation of the [0, 1] model input
+ROUGHNESS_SIDE = 256  # the long side (pixels) at which roughness is measured
 MAX_ROUGHNESS = 0.5  # mean |neighbour difference| / std at 256 px; white noise ~1.1, films ~0.05
 MAX_COLOURFULNESS = 12.0  # Hasler-Suesstrunk chroma spread on 0-255; grey films ~0-2, photos 20-100
 
@@ -155,14 +156,13 @@ def file_colourfulness(path: str | Path) -> float | None:
     return colourfulness(bgr)
 
 
-def roughness(image01: np.ndarray) -> float:
-    """Mean absolute neighbour difference over the standard deviation, at 256 px on the long side."""
-    img = np.asarray(image01, dtype=np.float32)
-    h, w = img.shape
-    scale = 256.0 / max(h, w)
-    if scale < 1:
-        size = (max(2, round(w * scale)), max(2, round(h * scale)))
-        img = np.asarray(cv2.resize(img, size, interpolation=cv2.INTER_AREA), dtype=np.float32)
+def roughness(image01: np.ndarray, small: np.ndarray | None = None) -> float:
+    """Mean absolute neighbour difference over the standard deviation, at `ROUGHNESS_SIDE` px on the long side
+    (`small`: ``shrunk(image01, ROUGHNESS_SIDE)`` when the caller has it)."""
+    img = small if small is not None else shrunk(image01, ROUGHNESS_SIDE)
+    if min(img.shape) < 2:  # a sliver: two rows or columns at least, so neighbours exist
+        img = cv2.resize(np.asarray(image01, np.float32), (max(2, img.shape[1]), max(2, img.shape[0])),
+                         interpolation=cv2.INTER_AREA)
     std = float(img.std())
     if std < 1e-6:
         return 0.0
@@ -170,8 +170,9 @@ def roughness(image01: np.ndarray) -> float:
     return float(diff / std)
 
 
-def image_check(image01: np.ndarray, colour: float | None = None) -> list[str]:
-    """Reasons to reject from the pixels alone ([0, 1] model input, air dark); empty when it passes."""
+def image_check(image01: np.ndarray, colour: float | None = None, small: np.ndarray | None = None) -> list[str]:
+    """Reasons to reject from the pixels alone ([0, 1] model input, air dark); empty when it passes (`small`: see
+    `roughness`)."""
     h, w = image01.shape[:2]
     reasons: list[str] = []
     if min(h, w) < MIN_SIDE:
@@ -185,7 +186,7 @@ def image_check(image01: np.ndarray, colour: float | None = None) -> list[str]:
     step = max(1, min(h, w) // 512)  # a strided sample gives the same spread at a fraction of the cost
     if float(np.asarray(image01[::step, ::step], dtype=np.float32).std()) < MIN_CONTRAST:
         reasons.append(f"{NOT_CHEST}: the image is almost uniform")
-    elif roughness(image01) > MAX_ROUGHNESS:
+    elif roughness(image01, small) > MAX_ROUGHNESS:
         reasons.append(f"{NOT_CHEST}: the image looks like noise")
     return reasons
 

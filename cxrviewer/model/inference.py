@@ -48,7 +48,7 @@ from cxrviewer.model.abroad import Abroad, AbroadGate, content, measure
 from cxrviewer.model.cam import cam_peak, cam_to_original, smooth_cams
 from cxrviewer.model.gate import FeatureGate, GateResult, GateStatus
 from cxrviewer.model.harmonise import Harmoniser
-from cxrviewer.model.preprocess import CROPS, MEAN, STD, Letterbox, preprocess
+from cxrviewer.model.preprocess import CROPS, MEAN, STD, Letterbox, preprocess, shrunk
 from cxrviewer.model.runners import Runner, TorchRunner, open_runner
 from cxrviewer.model.weights import ModelBundle, ModelCard, ModelError, bundled_card_path, load_bundle
 
@@ -241,14 +241,15 @@ class Engine:
 
     # --- core ---------------------------------------------------------------------------------------------
 
-    def _forward(self, image01: np.ndarray, fields: LungFields | None = None
+    def _forward(self, image01: np.ndarray, fields: LungFields | None = None, small: np.ndarray | None = None
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, Letterbox, dict, Abroad | None]:
         """(probabilities (L,), cams in logit units (L, h, w), pooled features (C,), letterbox, timings, the abroad
         check of the film as it came (with what the card's harmonisation changed) or None without its statistics).
 
-        `fields`: the image's lung fields when already found (a thorax-crop model needs them)."""
+        `fields`: the image's lung fields when already found (a thorax-crop model needs them); `small`: the
+        gate's ``shrunk`` copy (`preprocess` reuses it when it is the resize the letterbox needs)."""
         t0 = time.perf_counter()
-        x, box = preprocess(image01, self.input_size, self.crop, fields)
+        x, box = preprocess(image01, self.input_size, self.crop, fields, small)
         # the film as it came: the abroad check measures it, the harmoniser adjusts what the network sees
         stats = measure(content(x[0] * STD + MEAN, box.content)) if self.abroad_gate is not None else None
         harmonised = None
@@ -269,13 +270,18 @@ class Engine:
         timings = {"preprocess": t1 - t0, "forward": t2 - t1, "cams": t3 - t2, "abroad": time.perf_counter() - t3}
         return probs, cams, out.pooled, box, timings, abroad
 
-    def _gate_inputs(self, image01: np.ndarray, image: Image | None) -> tuple[list[str], list[str]]:
+    def _gate_inputs(self, image01: np.ndarray, image: Image | None, small: np.ndarray
+                     ) -> tuple[list[str], list[str]]:
         reasons: list[str] = []
         warnings: list[str] = []
         if image is not None:
             reasons, warnings = gating.tag_check(image)
-        reasons += gating.image_check(image01, self._colour(image) if image is not None else None)
+        reasons += gating.image_check(image01, self._colour(image) if image is not None else None, small)
         return reasons, warnings
+
+    def _small(self, image01: np.ndarray) -> np.ndarray:
+        """The film at the gate's roughness size: one resize shared with the letterbox when the sizes agree."""
+        return shrunk(image01, gating.ROUGHNESS_SIDE)
 
     @staticmethod
     def _colour(image: Image) -> float | None:
@@ -303,7 +309,8 @@ class Engine:
         t0 = time.perf_counter()
         h, w = image01.shape[:2]
         view = image.view if image is not None else "unknown"
-        reasons, warnings = self._gate_inputs(image01, image)
+        small = self._small(image01)
+        reasons, warnings = self._gate_inputs(image01, image, small)
         t_gate = time.perf_counter() - t0
         if reasons and not force:  # rejected before the network: withhold the opinion
             box = Letterbox.fit(w, h, self.input_size)
@@ -312,7 +319,7 @@ class Engine:
         t_lungs = time.perf_counter()
         fields = find_lung_fields(image01) if self.crop else None  # one search for the crop and the outline
         t_lungs = time.perf_counter() - t_lungs
-        probs, cams, pooled, box, timings, abroad = self._forward(image01, fields)
+        probs, cams, pooled, box, timings, abroad = self._forward(image01, fields, small)
         t1 = time.perf_counter()
         feature_reasons, feature_warnings, score = self._feature_check(pooled)
         gate = gating.combine(reasons + feature_reasons, warnings + feature_warnings + _abroad_warning(abroad),
@@ -358,11 +365,12 @@ class Engine:
     def check_gate(self, image: Image) -> GateResult:
         """The gate alone (runs the network for the feature check unless tags/statistics already reject)."""
         image01 = model_input(image)
-        reasons, warnings = self._gate_inputs(image01, image)
+        small = self._small(image01)
+        reasons, warnings = self._gate_inputs(image01, image, small)
         score = None
         abroad = None
         if not reasons and (self.feature_gate is not None or self.abroad_gate is not None):
-            _, _, pooled, _, _, abroad = self._forward(image01)
+            _, _, pooled, _, _, abroad = self._forward(image01, small=small)
             feature_reasons, feature_warnings, score = self._feature_check(pooled)
             reasons += feature_reasons
             warnings += feature_warnings + _abroad_warning(abroad)

@@ -162,19 +162,36 @@ def crop_region(image01: np.ndarray, crop: str | None,
     return x0, y0, x1 - x0, y1 - y0
 
 
+def shrunk(image01: np.ndarray, side: int) -> np.ndarray:
+    """A float32 copy with its long side at most `side` pixels (area averaging, aspect kept; the image itself,
+    as float32, when already that small): the resize `letterbox` does for an uncropped image of that size, so
+    callers that need both (the gate's roughness) compute it once and pass it on."""
+    img = np.asarray(image01, dtype=np.float32)
+    h, w = img.shape
+    scale = side / max(h, w)
+    if scale >= 1:
+        return img
+    return cv2.resize(np.ascontiguousarray(img), (max(1, round(w * scale)), max(1, round(h * scale))),
+                      interpolation=cv2.INTER_AREA)
+
+
 def letterbox(image01: np.ndarray, size: int, crop: str | None = None,
-              fields: LungFields | None = None) -> tuple[np.ndarray, Letterbox]:
+              fields: LungFields | None = None, small: np.ndarray | None = None) -> tuple[np.ndarray, Letterbox]:
     """Resize a 2-D [0, 1] image (or its `crop` region) into a zero-padded size x size float32 square,
-    aspect kept (`fields`: see `crop_region`)."""
+    aspect kept (`fields`: see `crop_region`; `small`: ``shrunk(image01, size)`` when the caller has it, used
+    for an uncropped image instead of resizing again)."""
     if image01.ndim != 2:
         raise ValueError(f"expected a 2-D grayscale image, got shape {image01.shape}")
     h, w = image01.shape
     box = Letterbox.fit(w, h, size, crop_region(image01, crop, fields))
     x0, y0, cw, ch = box.content
-    rx, ry, rw, rh = box.region
-    src = np.ascontiguousarray(image01[ry : ry + rh, rx : rx + rw], dtype=np.float32)
-    interp = cv2.INTER_AREA if box.scale < 1 else cv2.INTER_LINEAR
-    resized = cv2.resize(src, (cw, ch), interpolation=interp)
+    if small is not None and not box.cropped and box.scale < 1 and small.shape == (ch, cw):
+        resized = small  # the same INTER_AREA resize to the same size
+    else:
+        rx, ry, rw, rh = box.region
+        src = np.ascontiguousarray(image01[ry : ry + rh, rx : rx + rw], dtype=np.float32)
+        interp = cv2.INTER_AREA if box.scale < 1 else cv2.INTER_LINEAR
+        resized = cv2.resize(src, (cw, ch), interpolation=interp)
     out = np.zeros((size, size), dtype=np.float32)
     out[y0 : y0 + ch, x0 : x0 + cw] = np.clip(resized, 0.0, 1.0)
     return out, box
@@ -186,9 +203,10 @@ def normalize(square01: np.ndarray) -> np.ndarray:
 
 
 def preprocess(image01: np.ndarray, size: int, crop: str | None = None,
-               fields: LungFields | None = None) -> tuple[np.ndarray, Letterbox]:
-    """(Crop +) letterbox + normalize: returns the (1, size, size) float32 model input and its transform."""
-    square, box = letterbox(image01, size, crop, fields)
+               fields: LungFields | None = None, small: np.ndarray | None = None) -> tuple[np.ndarray, Letterbox]:
+    """(Crop +) letterbox + normalize: returns the (1, size, size) float32 model input and its transform
+    (`fields`, `small`: see `letterbox`)."""
+    square, box = letterbox(image01, size, crop, fields, small)
     return normalize(square)[None], box
 
 
