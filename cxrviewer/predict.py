@@ -25,6 +25,10 @@ viewer's JSON export.
 CSV (``--format csv``): one row per finding (path, status, message, width, height, view, label, probability,
 threshold, positive, cam_x, cam_y); a result without findings gives one row with those fields empty.
 
+Without ``--export`` only the model sees the pixels, so a large JPEG 2000 film is decoded at a lower resolution
+level (long side >= 768 px, resampled to its stored size: `cxrviewer.imaging.j2k_reduced`, about 3x faster to
+decode a 2k CR); its probabilities may then differ from the viewer's, which decodes the whole film, by about 0.01.
+
 ``--cams DIR`` writes one 8-bit PNG per label per "ok" image, ``DIR/<image>/<Label_Name>.png``, at the
 original image size: grey level = 255 x local probability, the fixed colour scale of `cxrviewer.model.cam`.
 
@@ -69,6 +73,8 @@ if TYPE_CHECKING:  # torch is imported only in main(), after OMP_WAIT_POLICY is 
 log = logging.getLogger("cxrviewer.predict")
 
 PROG = "cxrviewer-predict"
+#: The decoding function when only the model sees the pixels (see `cxrviewer.imaging.loader.load_for_model`).
+MODEL_LOADER = "cxrviewer.imaging.loader:load_for_model"
 PROGRESS_MIN_FILES = 4
 CSV_COLUMNS = ("path", "status", "message", "width", "height", "view", "label", "probability", "threshold",
                "positive", "cam_x", "cam_y")
@@ -325,7 +331,7 @@ def _site_probabilities(engine: Engine, paths: Sequence[str], args: argparse.Nam
     if args.site_first is not None:
         items = items[: max(0, args.site_first)]
     rows, rejected, unreadable = [], 0, 0
-    with GuardedLoader(args.decode_timeout) as loader:
+    with GuardedLoader(args.decode_timeout, loader=MODEL_LOADER) as loader:
         for item in _progress(items, args.quiet):
             try:
                 if item.error is not None:
@@ -414,7 +420,8 @@ def run(args: argparse.Namespace) -> int:
     if not items:
         log.warning("no images found in the given paths")
     results: list[dict[str, Any]] = []
-    with GuardedLoader(args.decode_timeout) as loader:
+    # without exports only the model sees the pixels: large JPEG 2000 films decode at a lower resolution level
+    with GuardedLoader(args.decode_timeout, loader=None if exporter else MODEL_LOADER) as loader:
         for item in _progress(items, args.quiet):
             _process(item, loader, engine, args, cams, exporter, results)
     from cxrviewer.model.site import operating_points_entry

@@ -17,6 +17,7 @@ import pytest
 import torch
 
 from cxrviewer.imaging import load_image
+from cxrviewer.imaging.loader import load_for_model
 from cxrviewer.model.cam import heatmap_uint8
 from cxrviewer.model.inference import Engine
 from cxrviewer.model.network import build_network
@@ -89,8 +90,9 @@ def test_json_contract(card: Path, inputs: Path, tmp_path: Path, capsys: pytest.
         assert [f["label"] for f in r["findings"]] != [] and {f["label"] for f in r["findings"]} == set(LABELS)
         probs = [f["probability"] for f in r["findings"]]
         assert probs == sorted(probs, reverse=True)
-        # Same numbers as the engine on the same file.
-        pred = engine.predict(load_image(inputs / ("sub" if name == "a.png" else "") / name))
+        # Same numbers as the engine on the same file read as the CLI reads it without exports (the JPEG 2000 CR
+        # at a lower resolution level: tests/imaging/test_j2k_reduced.py)
+        pred = engine.predict(load_for_model(inputs / ("sub" if name == "a.png" else "") / name))
         for f in r["findings"]:
             assert set(f) == FINDING_KEYS
             assert f["probability"] == pytest.approx(pred.finding(f["label"]).probability, abs=1e-6)
@@ -110,6 +112,23 @@ def test_json_contract(card: Path, inputs: Path, tmp_path: Path, capsys: pytest.
     assert by_name["missing.png"]["status"] == "error" and "not found" in by_name["missing.png"]["message"]
     for name in ("broken.dcm", "truncated.png", "missing.png"):
         assert by_name[name]["findings"] == [] and by_name[name]["image_size"] is None
+
+
+def test_exports_read_the_whole_film(card: Path, inputs: Path, tmp_path: Path,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """With --export the film itself goes into the reports, so it is decoded in full, and the JSON's numbers are
+    the full film's; without, the model-only read's (which differ slightly for a large JPEG 2000 film)."""
+    film = inputs / "cr.dcm"
+    engine = Engine.from_card(card)
+    full, reduced = engine.predict(load_image(film)), engine.predict(load_for_model(film))
+    differs = [f.label for f in full.findings if abs(f.probability - reduced.finding(f.label).probability) > 2e-6]
+    assert differs  # otherwise this test could not tell the two reads apart
+    for extra, expected in (([], reduced), (["--export", str(tmp_path / "reports"), "--formats", "json"], full)):
+        rc, out, err = run_main([str(film), "--model", str(card), *extra], capsys)
+        assert rc == 0 and "Traceback" not in err
+        (result,) = json.loads(out)["results"]
+        for f in result["findings"]:
+            assert f["probability"] == pytest.approx(expected.finding(f["label"]).probability, abs=1e-6)
 
 
 def test_output_is_deterministic(card: Path, inputs: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -24,6 +24,7 @@ from cxrviewer.imaging.header import (
     window_presets,
 )
 from cxrviewer.imaging.image import Image
+from cxrviewer.imaging.j2k_reduced import decode_reduced
 from cxrviewer.imaging.voi import LINEAR, VOI_FUNCTIONS, Voi, auto_voi, lut_voi
 
 log = logging.getLogger(__name__)
@@ -206,8 +207,11 @@ def _ensure_transfer_syntax(ds: Dataset) -> None:
     ds.file_meta.TransferSyntaxUID = uid
 
 
-def load_dicom(path: Path, kind: FileKind = FileKind.DICOM) -> Image:
-    """Load one DICOM file (first frame only) into an `Image`; raises ImageLoadError or OSError."""
+def load_dicom(path: Path, kind: FileKind = FileKind.DICOM, for_model: bool = False) -> Image:
+    """Load one DICOM file (first frame only) into an `Image`; raises ImageLoadError or OSError.
+
+    `for_model`: the pixels only feed the model (no display, no export of the film): a large JPEG 2000 film is
+    then decoded at a lower resolution level and resampled to its stored size (`j2k_reduced`)."""
     header = read_header(path, kind)
     check_decodable(path, header)
     frames = frame_count(header)
@@ -224,8 +228,12 @@ def load_dicom(path: Path, kind: FileKind = FileKind.DICOM) -> Image:
         raise ImageLoadError(path, "no pixel data")
     _ensure_transfer_syntax(ds)
     check_compressed(path, ds, frames)
+    reduced = False
     try:
-        arr = pixel_array(ds, index=0 if frames > 1 else None)
+        arr = decode_reduced(ds) if for_model else None
+        reduced = arr is not None
+        if arr is None:
+            arr = pixel_array(ds, index=0 if frames > 1 else None)
     except ImageLoadError:
         raise
     except MemoryError:
@@ -237,6 +245,8 @@ def load_dicom(path: Path, kind: FileKind = FileKind.DICOM) -> Image:
     meta = meta_from_dataset(ds)
     if damaged:
         meta.notes.append(f"{damaged} damaged header element(s) ignored")
+    if reduced:
+        meta.notes.append("JPEG 2000 decoded at a lower resolution level for the model")
     arr, colour = _to_gray(path, ds, arr, meta.notes)
     if arr.ndim != 2:
         raise ImageLoadError(path, f"unexpected pixel array shape {arr.shape}")

@@ -42,6 +42,17 @@ def load_image(path: str | Path) -> Image:
     raise detach(error)  # raised outside the handler: no chained exception keeps the decoder's frames alive
 
 
+def load_for_model(path: str | Path) -> Image:
+    """`load_image` for callers whose pixels only feed the model (`cxrviewer-predict` without exports): the same
+    `Image`, but a large JPEG 2000 film is decoded at a lower resolution level (see `load_dicom`)."""
+    path = Path(path)
+    try:
+        return _load(path, for_model=True)
+    except Exception as exc:  # the loader boundary, as in load_image
+        error = _as_load_error(path, exc)
+    raise detach(error)
+
+
 def _as_load_error(path: Path, exc: Exception) -> ImageLoadError:
     if isinstance(exc, ImageLoadError):
         return exc
@@ -59,7 +70,7 @@ def _as_load_error(path: Path, exc: Exception) -> ImageLoadError:
     return ImageLoadError(path, GENERIC_REASON)
 
 
-def _load(path: Path) -> Image:
+def _load(path: Path, for_model: bool = False) -> Image:
     if path.is_dir():
         raise ImageLoadError(path, "is a folder, not a file")
     kind = sniff(path)
@@ -70,5 +81,5 @@ def _load(path: Path) -> Image:
             raise ImageLoadError(path, "not a DICOM file")
         raise ImageLoadError(path, "not a DICOM file or a supported image (PNG, JPEG, TIFF, BMP)")
     if kind.is_dicom:
-        return load_dicom(path, kind)
+        return load_dicom(path, kind, for_model)
     return load_raster(path, kind)

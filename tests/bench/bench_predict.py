@@ -8,11 +8,13 @@ pydicom-data_RG1_J2KI.dcm in shared/data/dicom. For each, --repeat paired rounds
 running ours on ONNX Runtime, ours on torch and torchxrayvision one after the other (so that a machine whose
 load drifts slows all three alike); median and min of every stage, in wall-clock milliseconds:
 
-  ours:  read+decode (`load_image`) | preprocess (`model_input` + letterbox/normalise) | gate (tags + image
-         statistics + feature score) | forward (network + the maps of ALL labels on its grid, one pass) | CAMs
-         (smoothing, peaks) | findings (total to the findings and every label's grid map: what the JSON needs)
-         | full-res maps (every label's map resampled to the original pixels: what --cams writes; the viewer
-         resamples only the map it draws) | total (both)
+  ours:  read+decode (`load_for_model`, as `cxrviewer-predict` reads without exports: a large JPEG 2000 film at a
+         lower resolution level; `--full-decode`: `load_image`, the whole film as the viewer decodes it)
+         | preprocess (`model_input` + letterbox/normalise) | gate (tags + image statistics + feature score)
+         | forward (network + the maps of ALL labels on its grid, one pass) | CAMs (smoothing, peaks) | findings
+         (total to the findings and every label's grid map: what the JSON needs) | full-res maps (every label's
+         map resampled to the original pixels: what --cams writes; the viewer resamples only the map it draws)
+         | total (both)
   torchxrayvision:  read+decode (`utils.read_xray_dcm`) | preprocess (`XRayCenterCrop` + `XRayResizer(224)`)
          | forward (`models.DenseNet(weights=None)`, 224 px) | total   -- no maps at all
 
@@ -56,6 +58,7 @@ from pathlib import Path  # noqa: E402
 import torch  # noqa: E402
 
 from cxrviewer.imaging import load_image  # noqa: E402
+from cxrviewer.imaging.loader import load_for_model  # noqa: E402
 from cxrviewer.labels import CHEXPERT_LABELS  # noqa: E402
 from cxrviewer.model.inference import Engine  # noqa: E402
 from cxrviewer.model.weights import ModelError, bundled_card_path  # noqa: E402
@@ -94,9 +97,9 @@ def model_card(arg: str | None, tmp: Path) -> tuple[Path, str]:
         return standin(tmp, "densenet121", 320), "untrained stand-in (no bundled model yet)"
 
 
-def ours(engine: Engine, path: Path) -> Stages:
+def ours(engine: Engine, path: Path, full_decode: bool = False) -> Stages:
     c0, t0 = time.process_time(), time.perf_counter()
-    image = load_image(path)
+    image = load_image(path) if full_decode else load_for_model(path)
     t1 = time.perf_counter()
     pred = engine.predict(image, force=True)
     t2 = time.perf_counter()
@@ -276,6 +279,8 @@ def main() -> None:
     parser.add_argument("--txrv-path", action="append", default=[], metavar="DIR",
                         help="folder holding torchxrayvision (or its dependencies); repeatable")
     parser.add_argument("--gate", action="store_true", help="print feature-gate scores instead of timings")
+    parser.add_argument("--full-decode", action="store_true",
+                        help="decode ours in full (`load_image`, as the viewer does), not as cxrviewer-predict does")
     parser.add_argument("--same-net", action="store_true",
                         help="also run our path with torchxrayvision's network and size (DenseNet-121 at 224 px)")
     args = parser.parse_args()
@@ -300,7 +305,7 @@ def main() -> None:
             print("torchxrayvision not importable: side-by-side numbers skipped (see --txrv-path)")
         for title, path in files():
             runners: dict[str, Callable[[], Stages]] = {
-                name: (lambda e=engine, p=path: ours(e, p)) for name, engine in engines.items()}
+                name: (lambda e=engine, p=path: ours(e, p, args.full_decode)) for name, engine in engines.items()}
             if txrv is not None:
                 runners["torchxrayvision"] = lambda p=path: txrv(p)
             runs = paired(runners, args.repeat)

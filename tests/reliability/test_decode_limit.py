@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from misbehaving_decoder import SPEC
 
+from cxrviewer import predict
 from cxrviewer.imaging import ImageLoadError, guarded, load_image
 from cxrviewer.imaging.display import to_display
 from cxrviewer.imaging.guarded import GuardedLoader
@@ -88,6 +89,7 @@ def test_concurrent_loads_use_separate_helpers(files: dict[str, Path]) -> None:
 def test_predict_reports_the_hang_and_goes_on(files: dict[str, Path], tiny_card: Path, tmp_path: Path,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(guarded, "DEFAULT_LOADER", SPEC)
+    monkeypatch.setattr(predict, "MODEL_LOADER", SPEC)  # what the CLI decodes with when it exports nothing
     out = tmp_path / "results.json"
     code = predict_main([str(files["hang"]), str(files["crash"]), str(files["good"]), "--model", str(tiny_card),
                          "--decode-timeout", "2", "--output", str(out), "--quiet"])
