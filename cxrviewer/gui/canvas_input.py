@@ -8,23 +8,38 @@ Esc drops a line being drawn and returns to pan.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from PySide6.QtCore import QEvent, QPointF, Qt
-from PySide6.QtGui import QCursor, QKeyEvent, QMouseEvent
+from PySide6.QtCore import QEvent, QPoint, QPointF, Qt
+from PySide6.QtGui import QCursor, QKeyEvent, QMouseEvent, QTransform
+from PySide6.QtWidgets import QGraphicsPixmapItem, QGraphicsScene, QWidget
 
 from cxrviewer.gui.canvas_tools import CanvasTool, Magnifier, MeasureLayer
 
-if TYPE_CHECKING:
-    from cxrviewer.gui.image_view import ImageCanvas
+
+class Canvas(Protocol):
+    """What `CanvasInput` drives on its canvas (`image_view.ImageCanvas`): the view's Qt surface, its film, its
+    window/level and pan, and its tool (the canvas owns the tool buttons' state)."""
+
+    def viewport(self) -> QWidget: ...
+    def scene(self) -> QGraphicsScene: ...
+    def mapToScene(self, point: QPoint, /) -> QPointF: ...  # noqa: N802  (Qt's name)
+    def transform(self) -> QTransform: ...
+    def has_image(self) -> bool: ...
+    def image_item(self) -> QGraphicsPixmapItem: ...
+    @property
+    def current_window(self) -> Any: ...
+    def drag_window(self, start: Any, delta: QPointF) -> None: ...
+    def pan_by(self, delta: QPointF) -> None: ...
+    def set_tool(self, tool: CanvasTool) -> None: ...
 
 
 class CanvasInput:
-    """The gesture state of one `ImageCanvas`, which forwards its mouse and key events here."""
+    """The gesture state of one canvas (`Canvas`), which forwards its mouse and key events here."""
 
     CLICK = 4  # a press and release closer than this (screen pixels, |dx| + |dy|) is a click
 
-    def __init__(self, canvas: ImageCanvas, on_result: Callable[[str], None]) -> None:
+    def __init__(self, canvas: Canvas, on_result: Callable[[str], None]) -> None:
         self.canvas = canvas
         self.tool = CanvasTool.PAN
         self.measure = MeasureLayer(canvas.scene(), on_result)
