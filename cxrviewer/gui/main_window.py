@@ -102,7 +102,6 @@ class MainWindow(QMainWindow):
         self.worklist = Worklist()
         self.images = ImageCache()
         self.overlays = OverlayCache()
-        self.site = SiteCalibration(self)  # site operating points, the reader's feedback
         self.info_dialog: StudyInfoDialog | None = None
         self._shown_once = False
         self._closing = False
@@ -111,6 +110,8 @@ class MainWindow(QMainWindow):
         self.status = StatusBar(self.statusBar())
         self.display = self._film_display()  # the displayed study and image (before the actions, which call it)
         self.intake = self._intake()  # opening files, pipeline results (before the actions, which call it)
+        self.site = SiteCalibration(self.findings, self.display, self.worklist, self.overlays,  # site operating
+                                    lambda: self.pipeline.engine, self.browser.model.changed, self)  # points, feedback
         self.exporter = StudyExporter(self.state, self.worklist, self.images, self.canvas, self.settings,
                                       engine=lambda: self.pipeline.engine, status=self.statusBar(), parent=self)
         self.table = ActionTable(self)

@@ -13,7 +13,7 @@ name; the film is known by the SHA-256 of its bytes).
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from PySide6.QtCore import QObject, Qt
@@ -30,6 +30,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from cxrviewer.gui.caches import OverlayCache
+from cxrviewer.gui.film_display import FilmDisplay
+from cxrviewer.gui.findings_panel import FindingsPanel
+from cxrviewer.gui.worklist import Worklist
 from cxrviewer.model import feedback, site
 from cxrviewer.report.reading import percent, status_word
 
@@ -91,11 +95,25 @@ class FeedbackDialog(QDialog):
 
 
 class SiteCalibration(QObject):
-    """The window's site operating points and feedback (see the module docstring)."""
+    """The window's site operating points and feedback (see the module docstring).
 
-    def __init__(self, window: Any) -> None:
-        super().__init__(window)
-        self.w = window
+    It drives the findings panel's model line, the analysed films' decisions (the worklist's studies, their
+    cached overlays, the browser's rows: `study_changed`) and the displayed film (`display`: `FilmDisplay`);
+    `engine` gives the loaded model (None while it loads); dialogs open over `parent`."""
+
+    def __init__(self, findings: FindingsPanel, display: FilmDisplay, worklist: Worklist, overlays: OverlayCache,
+                 engine: Callable[[], Any], study_changed: Callable[[str], None], parent: QWidget) -> None:
+        super().__init__(parent)
+        self.findings = findings
+        self.display = display
+        self.worklist = worklist
+        self.overlays = overlays
+        self.engine = engine
+        self.study_changed = study_changed
+        self.parent_widget = parent
+
+    def message(self, text: str, ms: int) -> None:
+        self.display.message(text, ms)
 
     # --- the model ---------------------------------------------------------------------------------------
 
@@ -107,36 +125,36 @@ class SiteCalibration(QObject):
                 site.apply(engine, site.load(name))
             except site.SiteError as exc:
                 log.warning("site profile not applied: %s", exc)
-                self.w.message(f"The model card's operating points are used: {exc}", 20000)
+                self.message(f"The model card's operating points are used: {exc}", 20000)
         self._show(engine)
 
     def _show(self, engine: Any) -> None:
         from cxrviewer.gui import backend
 
-        self.w.findings.set_model(engine.name, panel_detail(engine), card_warning=backend.card_warning(engine))
-        self.w.findings.model_label.setToolTip(f"Operating points: {site.describe(engine)}")
+        self.findings.set_model(engine.name, panel_detail(engine), card_warning=backend.card_warning(engine))
+        self.findings.model_label.setToolTip(f"Operating points: {site.describe(engine)}")
 
     def changed(self) -> None:
         """After the operating points changed: re-decide every analysed film and refresh what is shown."""
-        engine = self.w.engine
+        engine = self.engine()
         if engine is None:
             return
-        for study in self.w.studies.values():
+        for study in self.worklist.studies.values():
             for image in study.images:
                 if image.prediction is not None:
                     site.rethreshold(image.prediction, engine)
-                    self.w.overlays.drop_image(image.key)
-            self.w.browser.model.changed(study.key)
+                    self.overlays.drop_image(image.key)
+            self.study_changed(study.key)
         self._show(engine)
-        if self.w.displayed_image:
-            self.w.display.refresh_findings()
-        self.w.message(f"Operating points: {site.describe(engine)}", 15000)
+        if self.display.displayed_image:
+            self.display.refresh_findings()
+        self.message(f"Operating points: {site.describe(engine)}", 15000)
 
     def card_dialog(self) -> Any:
         """The model card dialog, its site controls wired to `changed`."""
         from cxrviewer.gui.dialogs import ModelCardDialog
 
-        dialog = ModelCardDialog(self.w.engine, self.w)
+        dialog = ModelCardDialog(self.engine(), self.parent_widget)
         dialog.operating_points_changed.connect(self.changed)
         return dialog
 
@@ -144,13 +162,13 @@ class SiteCalibration(QObject):
 
     def feedback_dialog(self) -> FeedbackDialog | None:
         """The feedback dialog for the displayed film (None, with a message, when it has no findings)."""
-        image = self.w.current_image()
-        engine = self.w.engine
+        image = self.display.current_image()
+        engine = self.engine()
         findings = list(getattr(getattr(image, "prediction", None), "findings", None) or [])
         if image is None or engine is None or not findings:
-            self.w.message("Reader feedback needs an analysed film on screen.", 8000)
+            self.message("Reader feedback needs an analysed film on screen.", 8000)
             return None
-        dialog = FeedbackDialog(findings, self.w)
+        dialog = FeedbackDialog(findings, self.parent_widget)
         dialog.accepted.connect(lambda: self.save_feedback(image, dialog.verdicts(), dialog.complete.isChecked()))
         return dialog
 
@@ -163,18 +181,18 @@ class SiteCalibration(QObject):
         return dialog
 
     def save_feedback(self, image: Any, verdicts: Mapping[str, str | None], complete: bool) -> bool:
-        engine = self.w.engine
+        engine = self.engine()
         if not any(v is not None for v in verdicts.values()) and not complete:
-            self.w.message("No verdict given: nothing saved.", 8000)
+            self.message("No verdict given: nothing saved.", 8000)
             return False
         try:
             record = feedback.record_from_prediction(image.prediction, engine, feedback.film_id(image.path),
                                                      verdicts, complete)
             records = feedback.add_record(site.feedback_log(), record)
         except (OSError, feedback.FeedbackError) as exc:
-            self.w.message(f"Feedback not saved: {exc}", 15000)
+            self.message(f"Feedback not saved: {exc}", 15000)
             return False
         n = len(feedback.for_model(records, engine.sha256, engine.card_sha256))
-        self.w.message(f"Feedback saved ({n} film{'s' if n != 1 else ''} for this model). Model card ▸ Fit from "
+        self.message(f"Feedback saved ({n} film{'s' if n != 1 else ''} for this model). Model card ▸ Fit from "
                        "feedback sets this site's operating points from it.", 10000)
         return True
