@@ -44,10 +44,10 @@ from cxrviewer.imaging.anatomy import LungFields, find_lung_fields
 from cxrviewer.imaging.display import model_input
 from cxrviewer.imaging.image import Image
 from cxrviewer.model import gate as gating
-from cxrviewer.model.abroad import Abroad, AbroadGate, content, measure
+from cxrviewer.model.abroad import Abroad, AbroadGate, FilmStats, content, measure
 from cxrviewer.model.cam import cam_peak, cam_to_original, smooth_cams
 from cxrviewer.model.gate import FeatureGate, GateResult, GateStatus
-from cxrviewer.model.harmonise import Harmoniser
+from cxrviewer.model.harmonise import Harmonised, Harmoniser
 from cxrviewer.model.preprocess import CROPS, MEAN, STD, Letterbox, preprocess, shrunk
 from cxrviewer.model.runners import Runner, TorchRunner, open_runner
 from cxrviewer.model.weights import ModelBundle, ModelCard, ModelError, bundled_card_path, load_bundle
@@ -237,24 +237,29 @@ class Engine:
 
     def warmup(self) -> None:
         """One forward pass on a blank image so the first real prediction is not slowed by start-up."""
-        self._forward(np.zeros((self.input_size, self.input_size), dtype=np.float32))
+        x, box = preprocess(np.zeros((self.input_size, self.input_size), dtype=np.float32), self.input_size)
+        self._run(x, box, None, None)
 
     # --- core ---------------------------------------------------------------------------------------------
 
-    def _forward(self, image01: np.ndarray, fields: LungFields | None = None, small: np.ndarray | None = None
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, Letterbox, dict, Abroad | None]:
-        """(probabilities (L,), cams in logit units (L, h, w), pooled features (C,), letterbox, timings, the abroad
-        check of the film as it came (with what the card's harmonisation changed) or None without its statistics).
+    def _network_input(self, image01: np.ndarray, fields: LungFields | None, small: np.ndarray | None
+                       ) -> tuple[np.ndarray, Letterbox, FilmStats | None, Harmonised | None]:
+        """The network's input and its letterbox, the abroad check's measurements of the film as it came (None
+        without the card's statistics) and what the card's harmonisation changed (None without one).
 
-        `fields`: the image's lung fields when already found (a thorax-crop model needs them); `small`: the
-        gate's ``shrunk`` copy (`preprocess` reuses it when it is the resize the letterbox needs)."""
-        t0 = time.perf_counter()
+        `fields`: the image's lung fields (a thorax-crop model needs them); `small`: the gate's ``shrunk`` copy
+        (`preprocess` reuses it when it is the resize the letterbox needs)."""
         x, box = preprocess(image01, self.input_size, self.crop, fields, small)
-        # the film as it came: the abroad check measures it, the harmoniser adjusts what the network sees
         stats = measure(content(x[0] * STD + MEAN, box.content)) if self.abroad_gate is not None else None
         harmonised = None
         if self.harmoniser is not None:
             x, harmonised = self.harmoniser.model_input(x, box, stats)
+        return x, box, stats, harmonised
+
+    def _run(self, x: np.ndarray, box: Letterbox, stats: FilmStats | None, harmonised: Harmonised | None
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, float], Abroad | None]:
+        """(probabilities (L,), cams in logit units (L, h, w), pooled features (C,), timings, the abroad verdict on
+        the film as it came, saying what harmonisation changed, or None without its statistics)."""
         t1 = time.perf_counter()
         with self._lock:  # the network's maps of every label come from this pass (in the graph on ONNX)
             out = self.runner.run(x)
@@ -267,8 +272,8 @@ class Engine:
             abroad = self.abroad_gate.check(stats)
             if harmonised is not None:
                 abroad = replace(abroad, adjusted=harmonised.describe(), harmonised=harmonised.to_json())
-        timings = {"preprocess": t1 - t0, "forward": t2 - t1, "cams": t3 - t2, "abroad": time.perf_counter() - t3}
-        return probs, cams, out.pooled, box, timings, abroad
+        return probs, cams, out.pooled, {"forward": t2 - t1, "cams": t3 - t2, "abroad": time.perf_counter() - t3}, \
+            abroad
 
     def _gate_inputs(self, image01: np.ndarray, image: Image | None, small: np.ndarray
                      ) -> tuple[list[str], list[str]]:
@@ -278,10 +283,6 @@ class Engine:
             reasons, warnings = gating.tag_check(image)
         reasons += gating.image_check(image01, self._colour(image) if image is not None else None, small)
         return reasons, warnings
-
-    def _small(self, image01: np.ndarray) -> np.ndarray:
-        """The film at the gate's roughness size: one resize shared with the letterbox when the sizes agree."""
-        return shrunk(image01, gating.ROUGHNESS_SIDE)
 
     @staticmethod
     def _colour(image: Image) -> float | None:
@@ -305,30 +306,46 @@ class Engine:
             return [], [FEATURE_WARNING], score
         return [], [], score
 
-    def _predict(self, image01: np.ndarray, image: Image | None, force: bool) -> Prediction:
+    def _prepare(self, image01: np.ndarray, image: Image | None, force: bool) -> Prepared:
+        """The gate's checks of the pixels and tags, then (unless they reject and `force` is not given) the
+        network's input."""
         t0 = time.perf_counter()
         h, w = image01.shape[:2]
-        view = image.view if image is not None else "unknown"
-        small = self._small(image01)
+        small = shrunk(image01, gating.ROUGHNESS_SIDE)  # one resize for the roughness check and the letterbox
         reasons, warnings = self._gate_inputs(image01, image, small)
-        t_gate = time.perf_counter() - t0
-        if reasons and not force:  # rejected before the network: withhold the opinion
+        t1 = time.perf_counter()
+        prepared = Prepared(self, (w, h), image.view if image is not None else "unknown", reasons, warnings,
+                            timings={"gate": t1 - t0})
+        if reasons and not force:  # rejected before the network: nothing more to prepare
+            return prepared
+        if self.crop or self.lung_outline:  # one search for the crop and the outline
+            prepared.fields = find_lung_fields(image01)
+        t2 = time.perf_counter()
+        prepared.network = self._network_input(image01, prepared.fields, small)
+        prepared.timings.update(lungs=t2 - t1, preprocess=time.perf_counter() - t2)
+        return prepared
+
+    def _finish(self, prepared: Prepared, force: bool) -> Prediction:
+        """The second opinion from a prepared film: the network, the feature check, findings and peaks."""
+        w, h = prepared.size
+        timings = dict(prepared.timings)
+        gate_reasons, gate_warnings = list(prepared.reasons), list(prepared.warnings)
+        if prepared.network is None:  # rejected before the network: withhold the opinion
             box = Letterbox.fit(w, h, self.input_size)
-            return Prediction([], gating.combine(reasons, warnings, None, force), (w, h), view, box,
-                              np.zeros((0, 0, 0), np.float32), list(self.labels), {"gate": t_gate})
-        t_lungs = time.perf_counter()
-        fields = find_lung_fields(image01) if self.crop else None  # one search for the crop and the outline
-        t_lungs = time.perf_counter() - t_lungs
-        probs, cams, pooled, box, timings, abroad = self._forward(image01, fields, small)
+            return Prediction([], gating.combine(gate_reasons, gate_warnings, None, force), (w, h), prepared.view,
+                              box, np.zeros((0, 0, 0), np.float32), list(self.labels), timings)
+        x, box, stats, harmonised = prepared.network
+        probs, cams, pooled, run_timings, abroad = self._run(x, box, stats, harmonised)
+        timings.update(run_timings)
         t1 = time.perf_counter()
         feature_reasons, feature_warnings, score = self._feature_check(pooled)
-        gate = gating.combine(reasons + feature_reasons, warnings + feature_warnings + _abroad_warning(abroad),
-                              score, force, abroad)
+        gate = gating.combine(gate_reasons + feature_reasons,
+                              gate_warnings + feature_warnings + _abroad_warning(abroad), score, force, abroad)
         t2 = time.perf_counter()
-        timings["gate"] = t_gate + (t2 - t1)
+        timings["gate"] = timings.get("gate", 0.0) + (t2 - t1)
         if gate.status is GateStatus.REJECTED:
-            return Prediction([], gate, (w, h), view, box, np.zeros((0, 0, 0), np.float32), list(self.labels),
-                              timings)
+            return Prediction([], gate, (w, h), prepared.view, box, np.zeros((0, 0, 0), np.float32),
+                              list(self.labels), timings)
         findings = []
         for i, label in enumerate(self.labels):
             p, thr = float(probs[i]), self.thresholds[label]
@@ -339,42 +356,70 @@ class Engine:
         consistent_findings(findings)
         findings.sort(key=lambda f: -f.probability)
         timings["cams"] += time.perf_counter() - t2
-        t3 = time.perf_counter()
-        outline = (fields or find_lung_fields(image01)).outline() if self.lung_outline else []
-        timings["lungs"] = t_lungs + time.perf_counter() - t3
-        return Prediction(findings, gate, (w, h), view, box, cams, list(self.labels), timings, lung_outline=outline)
+        outline = prepared.fields.outline() if self.lung_outline and prepared.fields is not None else []
+        return Prediction(findings, gate, (w, h), prepared.view, box, cams, list(self.labels), timings,
+                          lung_outline=outline)
 
     # --- public -------------------------------------------------------------------------------------------
 
-    def predict(self, image: Image, force: bool = False) -> Prediction:
-        """Gate + second opinion for one image. ``force`` runs the model despite a rejection."""
+    def prepare(self, image: Image) -> Prepared:
+        """Everything before the network for one image (its model input, the gate's pixel and tag checks, the
+        network's harmonised input), for `predict(image, prepared=...)`: a caller with a second core prepares the
+        next film while this engine's network runs on the current one. No lock; any thread."""
         t0 = time.perf_counter()
         image01 = model_input(image)
         t1 = time.perf_counter()
-        prediction = self._predict(image01, image, force)
-        prediction.timings["model_input"] = t1 - t0
-        return prediction
+        prepared = self._prepare(image01, image, force=False)
+        prepared.timings["model_input"] = t1 - t0
+        return prepared
+
+    def predict(self, image: Image, force: bool = False, prepared: Prepared | None = None) -> Prediction:
+        """Gate + second opinion for one image. ``force`` runs the model despite a rejection. `prepared`:
+        ``prepare(image)`` done ahead by this engine (ignored when it is another engine's, or when ``force`` needs
+        the network input a rejection left out)."""
+        if prepared is None or prepared.engine is not self or (force and prepared.network is None):
+            t0 = time.perf_counter()
+            image01 = model_input(image)
+            t1 = time.perf_counter()
+            prepared = self._prepare(image01, image, force)
+            prepared.timings["model_input"] = t1 - t0
+        return self._finish(prepared, force)
 
     def predict_array(self, image01: np.ndarray, force: bool = False) -> Prediction:
         """Same on a 2-D [0, 1] array (air dark) without tags: image-based gate checks only."""
         arr = np.asarray(image01, dtype=np.float32)
         if arr.ndim != 2:
             raise ValueError(f"expected a 2-D grayscale array, got shape {arr.shape}")
-        return self._predict(arr, None, force)
+        return self._finish(self._prepare(arr, None, force), force)
 
     def check_gate(self, image: Image) -> GateResult:
         """The gate alone (runs the network for the feature check unless tags/statistics already reject)."""
-        image01 = model_input(image)
-        small = self._small(image01)
-        reasons, warnings = self._gate_inputs(image01, image, small)
+        prepared = self._prepare(model_input(image), image, force=False)
+        reasons, warnings = list(prepared.reasons), list(prepared.warnings)
         score = None
         abroad = None
-        if not reasons and (self.feature_gate is not None or self.abroad_gate is not None):
-            _, _, pooled, _, _, abroad = self._forward(image01, small=small)
+        if prepared.network is not None and (self.feature_gate is not None or self.abroad_gate is not None):
+            _, _, pooled, _, abroad = self._run(*prepared.network)
             feature_reasons, feature_warnings, score = self._feature_check(pooled)
             reasons += feature_reasons
             warnings += feature_warnings + _abroad_warning(abroad)
         return gating.combine(reasons, warnings, score, force=False, abroad=abroad)
+
+
+@dataclass
+class Prepared:
+    """One image's work before the network (`Engine.prepare`): the size and view, the gate's reasons and
+    warnings from tags and pixels, the lung fields when the engine needs them, and the network's input with its
+    letterbox, abroad measurements and harmonisation (None when the gate rejects before the network)."""
+
+    engine: Engine  # the engine that prepared it (its card decides the input)
+    size: tuple[int, int]  # (width, height) of the image
+    view: str
+    reasons: list[str]
+    warnings: list[str]
+    fields: LungFields | None = None
+    network: tuple[np.ndarray, Letterbox, FilmStats | None, Harmonised | None] | None = None
+    timings: dict[str, float] = field(default_factory=dict)
 
 
 def _abroad_warning(abroad: Abroad | None) -> list[str]:
