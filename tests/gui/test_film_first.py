@@ -173,3 +173,41 @@ def test_only_a_model_that_needs_torch_waits_for_the_first_film(tiny_model: Path
         assert not backend.loads_torch(bundled)
     monkeypatch.setenv("CXRVIEWER_BACKEND", "torch")
     assert backend.loads_torch(bundled)
+
+
+def test_films_decoded_ahead_are_prepared_beside_the_analysis(qtbot, window: MainWindow, dicom_dir: Path,  # noqa: ANN001
+                                                              copy_file, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+    """Once the model is loaded, a film waiting for the analysis slot is prepared on the prepare lane (its own
+    thread) and the analysis runs the network on that preparation; the opinions are the engine's own."""
+    from cxrviewer.imaging import load_image
+    from cxrviewer.model.inference import Engine
+
+    threads: dict[str, set[int]] = {"prepare": set(), "analysis": set()}
+    used: list[bool] = []
+    real_prepare, real_predict = Engine.prepare, Engine.predict
+
+    def prepare(self: Engine, image: object) -> object:
+        threads["prepare"].add(threading.get_ident())
+        return real_prepare(self, image)
+
+    def predict(self: Engine, image: object, force: bool = False, prepared: object = None) -> object:
+        threads["analysis"].add(threading.get_ident())
+        used.append(prepared is not None)
+        return real_predict(self, image, force, prepared)
+
+    monkeypatch.setattr(Engine, "prepare", prepare)
+    monkeypatch.setattr(Engine, "predict", predict)
+    window.pipeline.load_model()
+    qtbot.waitUntil(lambda: window.pipeline.model_loaded, timeout=60000)
+    files = [copy_file(dicom_dir / f"udacity_nih_test{i % 3 + 1}.dcm", f"film{i}.dcm") for i in range(6)]
+    with qtbot.waitSignal(window.pipeline.scanned, timeout=20000):
+        window.open_paths(files)
+    wait_all_finished(qtbot, window, expected_images=6, timeout=120000)
+    assert len(used) == 6 and sum(used) >= 2  # the films behind the first ones came prepared
+    assert threads["prepare"] and threads["prepare"].isdisjoint(threads["analysis"])
+    engine = window.engine
+    for study in window.studies.values():
+        image = study.images[0]
+        expected = real_predict(engine, load_image(image.path))
+        assert [(f.label, f.probability) for f in image.prediction.findings] == \
+            [(f.label, f.probability) for f in expected.findings]
