@@ -7,6 +7,8 @@ it is drawn with a dark outline all round each glyph (`draw_outlined_text`), not
 
 from __future__ import annotations
 
+import math
+from collections import OrderedDict
 from typing import Any
 
 import numpy as np
@@ -56,19 +58,49 @@ def bgra_qimage(arr: np.ndarray) -> QImage:
     return QImage(arr.data, w, h, arr.strides[0], QImage.Format.Format_ARGB32_Premultiplied).copy()
 
 
-def draw_outlined_text(painter: QPainter, x: float, y: float, text: str, colour: QColor = TEXT_COLOUR) -> None:
-    """`text` with its baseline starting at (x, y), filled with `colour` inside a dark outline."""
-    if not text:
-        return
+#: Outlined texts drawn lately, as images (stroking the outline costs 1-2 ms a line; a canvas repaints its corner
+#: text on every pan, zoom and film change): (text, font, colour, pixel ratio) -> (image, offset from the baseline).
+_OUTLINED: OrderedDict[tuple[str, str, int, float], tuple[QImage, QPointF]] = OrderedDict()
+_OUTLINED_MAX = 256
+
+
+def _outlined_image(text: str, font: QFont, colour: QColor, ratio: float) -> tuple[QImage, QPointF]:
+    key = (text, font.key(), colour.rgba(), ratio)
+    hit = _OUTLINED.get(key)
+    if hit is not None:
+        _OUTLINED.move_to_end(key)
+        return hit
     path = QPainterPath()
-    path.addText(QPointF(x, y), painter.font(), text)
-    painter.save()
+    path.addText(QPointF(0, 0), font, text)
+    box = path.boundingRect().adjusted(-OUTLINE_WIDTH, -OUTLINE_WIDTH, OUTLINE_WIDTH, OUTLINE_WIDTH)
+    left, top = math.floor(box.left()), math.floor(box.top())
+    width, height = math.ceil(box.right()) - left + 1, math.ceil(box.bottom()) - top + 1
+    image = QImage(max(1, math.ceil(width * ratio)), max(1, math.ceil(height * ratio)),
+                   QImage.Format.Format_ARGB32_Premultiplied)
+    image.setDevicePixelRatio(ratio)
+    image.fill(Qt.GlobalColor.transparent)
+    painter = QPainter(image)
     painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+    painter.translate(-left, -top)
     pen = QPen(OUTLINE_COLOUR, OUTLINE_WIDTH)
     pen.setJoinStyle(Qt.PenJoinStyle.RoundJoin)
     painter.strokePath(path, pen)
     painter.fillPath(path, colour)
-    painter.restore()
+    painter.end()
+    hit = _OUTLINED[key] = (image, QPointF(left, top))
+    if len(_OUTLINED) > _OUTLINED_MAX:
+        _OUTLINED.popitem(last=False)
+    return hit
+
+
+def draw_outlined_text(painter: QPainter, x: float, y: float, text: str, colour: QColor = TEXT_COLOUR) -> None:
+    """`text` with its baseline starting at (x, y), filled with `colour` inside a dark outline (drawn once per
+    text, font and colour, then reused as an image)."""
+    if not text:
+        return
+    device = painter.device()
+    image, offset = _outlined_image(text, painter.font(), colour, device.devicePixelRatioF() if device else 1.0)
+    painter.drawImage(QPointF(x, y) + offset, image)
 
 
 def paint_corner_text(
