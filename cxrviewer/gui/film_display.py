@@ -73,6 +73,7 @@ class FilmDisplay:
         self.displayed_changed = displayed_changed
         self.findings_shown = findings_shown
         self.refresh_info = refresh_info
+        self._auroc: tuple[Any, dict[str, float]] | None = None  # (card, its AUROC per label)
         self.outline_asked: dict[str, int] = {}  # image key -> id of the prediction whose outline was asked for
 
     # the shown study, image and finding live in the Qt-free `ViewerState` (`self.state`)
@@ -165,7 +166,7 @@ class FilmDisplay:
             self.pipeline.prioritise(key)  # drops stale display-only work of the previous image
         decoded = self.images.get(key)
         if decoded is not None:
-            self.put_on_canvas(image, decoded)
+            self.put_on_canvas(image, decoded, findings=False)  # the findings follow below, once
         else:
             self.canvas.clear()
             if image.state == State.ERROR:
@@ -180,14 +181,16 @@ class FilmDisplay:
         self.update_title()
         self.displayed_changed(key)
 
-    def put_on_canvas(self, image: ImageRecord, decoded: backend.Decoded) -> None:
+    def put_on_canvas(self, image: ImageRecord, decoded: backend.Decoded, findings: bool = True) -> None:
+        """The decoded film on the canvas, with its presets and annotations; `findings`: and its findings (a caller
+        that fills them itself passes False)."""
         self.canvas.set_image(decoded.image, decoded.display, decoded.window, rgb32=decoded.rgb32)
         self.canvas.hide_message()  # the film is here: no "Loading…" over it
         decoded.rgb32 = None  # handed over: the cache keeps only the 8-bit display
         self.fill_presets(decoded)
         self.update_annotations()
         self.refresh_actions()
-        if image.prediction is not None:
+        if findings and image.prediction is not None:
             self.refresh_findings(auto_select=True)
 
     def refresh_findings(self, auto_select: bool = False) -> None:
@@ -236,12 +239,16 @@ class FilmDisplay:
         self.findings_shown(image.key)
 
     def auroc_by_label(self) -> dict[str, float]:
-        out = {}
-        for label, entry in backend.validation_table(getattr(self.engine(), "card", None)).items():
-            value = backend.metric(entry, "auroc", "AUROC", "auc")
-            if isinstance(value, int | float):
-                out[label] = float(value)
-        return out
+        """The loaded card's validation AUROC per label (read from the card once per card, not per film shown)."""
+        card = getattr(self.engine(), "card", None)
+        if self._auroc is None or self._auroc[0] is not card:
+            out = {}
+            for label, entry in backend.validation_table(card).items():
+                value = backend.metric(entry, "auroc", "AUROC", "auc")
+                if isinstance(value, int | float):
+                    out[label] = float(value)
+            self._auroc = (card, out)
+        return dict(self._auroc[1])
 
     def show_analysed_region(self, prediction: Any) -> None:
         shown = analysed_region(prediction.letterbox) if self.canvas.has_image() else None
