@@ -29,7 +29,9 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -52,6 +54,9 @@ PREFETCH = 2
 DECODE_SLOTS = backend.DECODERS
 #: Longest wait of a model load for the displayed film's decoding (`load_model(when_free=True)`).
 MODEL_DEFER_MS = 3000
+#: After the user moves to another film the prepare lane starts nothing new for this long (seconds): the switch's
+#: painting and decoding get the cores (on a busy machine a third runnable thread made the event loop late).
+PREPARE_HOLD_S = 0.25
 
 class _Bridge(QObject):
     """Signals emitted from worker threads; lives in the GUI thread, so slots run there."""
@@ -124,6 +129,7 @@ class Pipeline(QObject):
         self._to_analyse: deque[ImageJob] = deque()  # decoded, waiting for the model or the analysis slot
         self._analysing: ImageJob | None = None
         self._focus = ""  # the image on screen (`prioritise`): its analysis comes next once it is decoded
+        self._hold_until = 0.0  # `time.monotonic()` until which the prepare lane starts nothing (`PREPARE_HOLD_S`)
         self._scan_token = 0
         self._scans_running = 0
         self._batch_total = 0
@@ -277,6 +283,7 @@ class Pipeline(QObject):
         False when nothing of it is queued (it may be running: `is_pending`). Its analysis is the next one: the
         analysis lane waits for its decoding rather than start another film."""
         self._focus = key
+        self._hold_until = time.monotonic() + PREPARE_HOLD_S
         for job in [j for j in self._to_decode if not j.analyse and j.key != key]:
             self._to_decode.remove(job)
         found = False
@@ -290,6 +297,10 @@ class Pipeline(QObject):
             job.urgent = job.urgent or job.key == key
         self._pump()
         return found
+
+    def _hold(self) -> float:
+        """Seconds the prepare lane still waits after the user's last move to another film (any thread)."""
+        return max(0.0, self._hold_until - time.monotonic())
 
     def _display_pending(self) -> bool:
         """A scan runs or the displayed film is still being decoded."""
@@ -387,7 +398,7 @@ class Pipeline(QObject):
                 else:
                     self._to_analyse.append(job)
                     if self._engine is not None:  # it waits for the analysis slot: prepare it meanwhile
-                        ahead = job.ahead = Ahead(self._engine, decoded.image, job.cancel, self._stop)
+                        ahead = job.ahead = Ahead(self._engine, decoded.image, self._hold, job.cancel, self._stop)
                         self._prepare_pool.start(ahead.run)
         self._load_deferred_model()
         self._pump()
@@ -475,8 +486,9 @@ class Ahead:
     """A film's `Engine.prepare` done ahead of its analysis on the prepare lane; the analysis takes it (waiting
     if it is under way) or, when it has not started, skips it and prepares the film itself."""
 
-    def __init__(self, engine: Engine, image: Image, *cancelled: threading.Event) -> None:
-        self.engine, self.image, self.cancelled = engine, image, cancelled
+    def __init__(self, engine: Engine, image: Image, hold: Callable[[], float], *cancelled: threading.Event) -> None:
+        """`hold()`: seconds the lane should still leave the cores to the user's last action (0: none)."""
+        self.engine, self.image, self.hold, self.cancelled = engine, image, hold, cancelled
         self._lock = threading.Lock()
         self._state = "queued"  # running, done, skipped
         self._done = threading.Event()
@@ -484,7 +496,10 @@ class Ahead:
 
     def run(self) -> None:
         """On the prepare lane, at the normal priority: niced (+5, +15), it held the GIL while the scheduler kept it
-        waiting, and the event loop stalled behind it (53 and 66 ms beats in the viewer benchmark)."""
+        waiting, and the event loop stalled behind it (53 and 66 ms beats in the viewer benchmark). It waits while
+        the user has just moved to another film (`hold`); the analysis may take the film over meanwhile."""
+        while (wait := self.hold()) > 0 and not any(event.is_set() for event in self.cancelled):
+            time.sleep(min(wait, 0.05))
         with self._lock:
             if self._state != "queued":
                 return

@@ -211,3 +211,28 @@ def test_films_decoded_ahead_are_prepared_beside_the_analysis(qtbot, window: Mai
         expected = real_predict(engine, load_image(image.path))
         assert [(f.label, f.probability) for f in image.prediction.findings] == \
             [(f.label, f.probability) for f in expected.findings]
+
+
+def test_the_prepare_lane_leaves_the_cores_to_a_film_switch() -> None:
+    """After the user moves to another film the lane starts nothing for a moment; an analysis that comes for the
+    film meanwhile takes it over (prepares it itself) instead of waiting."""
+    import time
+    from types import SimpleNamespace
+
+    from cxrviewer.gui.workers import Ahead
+
+    calls: list[object] = []
+    engine = SimpleNamespace(prepare=lambda image: calls.append(image) or ("prepared", image))
+    image = SimpleNamespace(path=Path("film.dcm"))
+    until = time.monotonic() + 0.4
+    held = Ahead(engine, image, lambda: max(0.0, until - time.monotonic()))  # type: ignore[arg-type]
+    lane = threading.Thread(target=held.run)
+    lane.start()
+    time.sleep(0.1)
+    assert calls == []  # still held
+    assert held.take() is None  # the analysis takes over at once, without waiting for the hold
+    lane.join(2)
+    assert calls == []  # and the lane never prepared it
+    free = Ahead(engine, image, lambda: 0.0)  # type: ignore[arg-type]
+    free.run()
+    assert free.take() == ("prepared", image) and len(calls) == 1
