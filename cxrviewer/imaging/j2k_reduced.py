@@ -32,10 +32,13 @@ COD = b"\xff\x52"
 
 
 def _header(code: bytes) -> tuple[int, int, int, int] | None:
-    """(width, height, precision, decomposition levels) of a one-component unsigned codestream, else None."""
+    """(width, height, precision, decomposition levels) of a one-component unsigned codestream whose image starts
+    at the reference grid's origin, else None."""
     if not code.startswith(SOC_SIZ) or len(code) < 4 + 40:
         return None
     _, _, xsiz, ysiz, xo, yo = struct.unpack_from(">HHIIII", code, 4)
+    if xo or yo:
+        return None
     csiz = struct.unpack_from(">H", code, 4 + 36)[0]
     if csiz != 1 or len(code) < 4 + 41:
         return None
@@ -66,14 +69,16 @@ def level_for(width: int, height: int, levels: int) -> int:
 def decode_reduced(ds: Dataset) -> np.ndarray | None:
     """The first frame of a single-frame JPEG 2000 grey data set decoded at `level_for`'s level and resampled to
     Rows x Columns (uint8 or uint16, as the full decode gives), or None when it does not apply (then decode in
-    full): another transfer syntax, several frames or samples, signed or deeper than 16 bits, a film too small
-    to gain, or Pillow without OpenJPEG."""
+    full): another transfer syntax, several frames or samples, not MONOCHROME, signed or deeper than 16 bits, a
+    film too small to gain, Pillow without OpenJPEG, or a codestream Pillow cannot read at that level."""
     if ds.file_meta.get("TransferSyntaxUID") not in SYNTAXES:
         return None
     if int(ds.get("NumberOfFrames", 1) or 1) != 1 or int(ds.get("SamplesPerPixel", 1)) != 1:
         return None
     if int(ds.get("PixelRepresentation", 0)) != 0 or int(ds.get("BitsAllocated", 16)) not in (8, 16):
         return None
+    if str(ds.get("PhotometricInterpretation", "")).strip() not in ("MONOCHROME1", "MONOCHROME2"):
+        return None  # palette indices must not be blended
     rows, cols, stored = int(ds.Rows), int(ds.Columns), int(ds.get("BitsStored", ds.BitsAllocated))
     code = next(generate_frames(ds.PixelData, number_of_frames=1))
     header = _header(code)
@@ -89,10 +94,15 @@ def decode_reduced(ds: Dataset) -> np.ndarray | None:
         return None
     if not features.check("jpg_2000"):
         return None
-    with PILImage.open(io.BytesIO(code)) as im:
-        im.reduce = level  # type: ignore[method-assign, assignment]  # the plugin's resolution-level setting
-        im.load()
-        arr = np.asarray(im)
+    try:
+        with PILImage.open(io.BytesIO(code)) as im:
+            im.reduce = level  # type: ignore[method-assign, assignment]  # the plugin's resolution-level setting
+            im.load()
+            arr = np.asarray(im)
+    except Exception:  # e.g. a tile or component with fewer levels than the main header says: decode in full,
+        return None  # which also names real damage as before
+    if arr.ndim != 2 or arr.dtype not in (np.uint8, np.uint16):
+        return None
     # Pillow scales samples up to its mode's depth (8 bits for "L", 16 for "I;16"): shift them back
     shift = (8 if arr.dtype == np.uint8 else 16) - header[2]
     if ds.BitsAllocated == 8:

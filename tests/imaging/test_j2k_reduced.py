@@ -89,3 +89,16 @@ def test_the_bundled_model_reads_the_reduced_film_alike(pydicom_data: Path, engi
     w, h = a.image_size
     for label, (x, y) in peaks_a.items():  # the same place on the film, in the film's own pixels
         assert abs(x - peaks_b[label][0]) <= 0.05 * w and abs(y - peaks_b[label][1]) <= 0.05 * h
+
+
+def test_a_level_pillow_cannot_read_falls_back_to_the_whole_film(pydicom_data: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """A tile or component with fewer levels than the main header says makes the reduced read fail: the film is
+    then decoded in full, not reported as damaged."""
+    from cxrviewer.imaging import j2k_reduced
+
+    path = pydicom_data / "RG1_J2KR.dcm"
+    monkeypatch.setattr(j2k_reduced, "level_for", lambda width, height, levels: levels + 2)
+    assert decode_reduced(pydicom.dcmread(path)) is None
+    a, b = load_image(path), load_for_model(path)
+    assert np.array_equal(a.pixels, b.pixels) and a.meta.notes == b.meta.notes
