@@ -28,6 +28,7 @@ threshold, positive, cam_x, cam_y); a result without findings gives one row with
 Without ``--export`` only the model sees the pixels, so a large JPEG 2000 film is decoded at a lower resolution
 level (long side >= 768 px, resampled to its stored size: `cxrviewer.imaging.j2k_reduced`, about 3x faster to
 decode a 2k CR); its probabilities may then differ from the viewer's, which decodes the whole film, by about 0.01.
+Fitting site operating points reads whole films, as the viewer that applies them does.
 
 ``--cams DIR`` writes one 8-bit PNG per label per "ok" image, ``DIR/<image>/<Label_Name>.png``, at the
 original image size: grey level = 255 x local probability, the fixed colour scale of `cxrviewer.model.cam`.
@@ -331,7 +332,7 @@ def _site_probabilities(engine: Engine, paths: Sequence[str], args: argparse.Nam
     if args.site_first is not None:
         items = items[: max(0, args.site_first)]
     rows, rejected, unreadable = [], 0, 0
-    with GuardedLoader(args.decode_timeout, loader=MODEL_LOADER) as loader:
+    with GuardedLoader(args.decode_timeout) as loader:  # whole films, as the viewer that applies the points reads them
         for item in _progress(items, args.quiet):
             try:
                 if item.error is not None:
