@@ -328,6 +328,7 @@ class Pipeline(QObject):
         for queue in (self._to_decode, self._to_analyse):
             for job in [j for j in queue if j.analyse or not analyses_only]:
                 queue.remove(job)
+                job.cancel.set()  # its preparation on the prepare lane too
                 dropped.append(job)
         self._batch_total -= sum(1 for j in dropped if j.analyse)
         for job in [*self._decoding, *([self._analysing] if self._analysing is not None else [])]:
@@ -343,6 +344,7 @@ class Pipeline(QObject):
         for queue in (self._to_decode, self._to_analyse):
             for job in [j for j in queue if j.key == key]:
                 queue.remove(job)
+                job.cancel.set()  # its preparation on the prepare lane too
                 if job.analyse:
                     self._batch_total -= 1
 
@@ -450,7 +452,7 @@ class Pipeline(QObject):
         """Cancel queued work, stop running jobs at their next step and wait for the workers."""
         self._stop.set()
         self.cancel_all()
-        finished = all(pool.waitForDone(timeout_ms) for pool in (self._analysis_pool, self._prepare_pool, self._pool))
+        finished = all([pool.waitForDone(timeout_ms) for pool in (self._analysis_pool, self._prepare_pool, self._pool)])
         if not finished:
             log.warning("background work still running after %d ms", timeout_ms)
         backend.close_decoder()
@@ -498,7 +500,8 @@ class Ahead:
         """On the prepare lane, at the normal priority: niced (+5, +15), it held the GIL while the scheduler kept it
         waiting, and the event loop stalled behind it (53 and 66 ms beats in the viewer benchmark). It waits while
         the user has just moved to another film (`hold`); the analysis may take the film over meanwhile."""
-        while (wait := self.hold()) > 0 and not any(event.is_set() for event in self.cancelled):
+        while (wait := self.hold()) > 0 and self._state == "queued" \
+                and not any(event.is_set() for event in self.cancelled):
             time.sleep(min(wait, 0.05))
         with self._lock:
             if self._state != "queued":
@@ -517,7 +520,7 @@ class Ahead:
     def take(self) -> Prepared | None:
         """The prepared film for the analysis thread (None: prepare it there)."""
         with self._lock:
-            if self._state == "queued":
+            if self._state in ("queued", "skipped"):
                 self._state = "skipped"
                 return None
         self._done.wait()
@@ -535,6 +538,8 @@ def _analyse_job(job: ImageJob, engine: Engine, bridge: _Bridge, stop: threading
         elif not (job.cancel.is_set() or stop.is_set()):
             _emit(bridge.started, job.key)
             prepared = job.ahead.take() if job.ahead is not None else None
+            if job.cancel.is_set() or stop.is_set():  # cancelled while its preparation finished
+                return
             prediction = engine.predict(image, force=job.force, prepared=prepared)
             if job.urgent and prediction.findings and not prediction.lung_outline:  # the displayed film's outline
                 prediction.lung_outline = backend.lung_outline(image)

@@ -168,9 +168,9 @@ def shrunk(image01: np.ndarray, side: int) -> np.ndarray:
     callers that need both (the gate's roughness) compute it once and pass it on."""
     img = np.asarray(image01, dtype=np.float32)
     h, w = img.shape
-    scale = side / max(h, w)
-    if scale >= 1:
+    if min(h, w) == 0 or side >= max(h, w):  # nothing to shrink (an empty image is the gate's to refuse)
         return img
+    scale = side / max(h, w)
     return cv2.resize(np.ascontiguousarray(img), (max(1, round(w * scale)), max(1, round(h * scale))),
                       interpolation=cv2.INTER_AREA)
 
