@@ -314,7 +314,7 @@ class Engine:
         small = shrunk(image01, gating.ROUGHNESS_SIDE)  # one resize for the roughness check and the letterbox
         reasons, warnings = self._gate_inputs(image01, image, small)
         t1 = time.perf_counter()
-        prepared = Prepared(self, (w, h), image.view if image is not None else "unknown", reasons, warnings,
+        prepared = Prepared(self, image, (w, h), image.view if image is not None else "unknown", reasons, warnings,
                             timings={"gate": t1 - t0})
         if reasons and not force:  # rejected before the network: nothing more to prepare
             return prepared
@@ -375,9 +375,10 @@ class Engine:
 
     def predict(self, image: Image, force: bool = False, prepared: Prepared | None = None) -> Prediction:
         """Gate + second opinion for one image. ``force`` runs the model despite a rejection. `prepared`:
-        ``prepare(image)`` done ahead by this engine (ignored when it is another engine's, or when ``force`` needs
-        the network input a rejection left out)."""
-        if prepared is None or prepared.engine is not self or (force and prepared.network is None):
+        ``prepare(image)`` done ahead by this engine (ignored when it is another engine's or another image's, or
+        when ``force`` needs the network input a rejection left out)."""
+        if prepared is None or prepared.engine is not self or prepared.image is not image \
+                or (force and prepared.network is None):
             t0 = time.perf_counter()
             image01 = model_input(image)
             t1 = time.perf_counter()
@@ -413,6 +414,7 @@ class Prepared:
     letterbox, abroad measurements and harmonisation (None when the gate rejects before the network)."""
 
     engine: Engine  # the engine that prepared it (its card decides the input)
+    image: Image | None  # the image it was prepared from (None for a bare array)
     size: tuple[int, int]  # (width, height) of the image
     view: str
     reasons: list[str]

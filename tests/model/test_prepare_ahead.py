@@ -50,7 +50,7 @@ def test_a_rejected_film_prepared_ahead_still_runs_when_forced(engine: Engine, f
     same(forced, engine.predict(tibia, force=True))
 
 
-def test_another_engines_preparation_is_not_used(engine: Engine, films: list[Image],
+def test_another_engines_or_films_preparation_is_not_used(engine: Engine, films: list[Image],
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     other = Engine.bundled(threads=1)
     image = films[0]
@@ -63,3 +63,6 @@ def test_another_engines_preparation_is_not_used(engine: Engine, films: list[Ima
     calls.clear()
     engine.predict(image, prepared=engine.prepare(image))
     assert len(calls) == 1  # only `prepare` itself
+    calls.clear()
+    same(engine.predict(films[1], prepared=engine.prepare(image)), engine.predict(films[1]))
+    assert len(calls) == 3  # another film's preparation is not used either
