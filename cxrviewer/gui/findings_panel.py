@@ -53,13 +53,23 @@ class FindingRow(QWidget):
     ) -> None:
         super().__init__(parent)
         self.label = label
-        self.finding = finding  # None: not assessed by this model
+        self.finding: Any = None  # None: not assessed by this model
         self.selected = False
         self._hover = False
         self.setMouseTracking(True)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        self.set_finding(finding, auroc)
+
+    def set_finding(self, finding: Any, auroc: float | None = None) -> None:
+        """Show another film's result for this label (the panel reuses its rows from film to film)."""
+        label = self.label
+        self.finding = finding
+        self.selected = self._hover = False
         self.setAccessibleName(self.text())
+        self.updateGeometry()  # an assessed row is taller
+        self.update()
         if finding is None:
+            self.unsetCursor()
             self.setToolTip(
                 f"{label}: not assessed by this model (it was not trained on this observation); "
                 "this is not a negative result."
@@ -322,7 +332,9 @@ class FindingsPanel(QWidget):
         legend.setWordWrap(True)
         outer.addWidget(legend)
 
-        self.rows: list[FindingRow] = []
+        self.rows: list[FindingRow] = []  # the rows shown, in order
+        self._rows: dict[str, FindingRow] = {}  # every row made so far, by label (reused from film to film)
+        self._not_assessed: QLabel | None = None
         self._extra_widgets: list[QWidget] = []
         self.selected_label: str | None = None
 
@@ -352,8 +364,9 @@ class FindingsPanel(QWidget):
             self.model_button.setEnabled(False)
 
     def clear(self, status: str = "") -> None:
-        for row in self.rows:
-            _discard(self._list_layout, row)
+        for row in self.rows:  # kept for the next film (`_place`): making rows anew cost 3-4 ms a film
+            self._list_layout.removeWidget(row)
+            row.hide()
         self.rows = []
         self._clear_extra()
         self.selected_label = None
@@ -394,24 +407,37 @@ class FindingsPanel(QWidget):
         self.summary_label.setText(reading.summary_line(prediction.findings))
         self.summary_label.setVisible(bool(self.summary_label.text()))
         for f in reading.reading_order(prediction.findings):
-            self._add_row(FindingRow(f.label, f, auroc.get(f.label)))
+            self._place(f.label, f, auroc.get(f.label))
         if not_covered:
-            header = QLabel("Not assessed by this model")
-            header.setObjectName("notAssessedHeader")
-            header.setToolTip(
-                "The model was not trained on these observations; no result is not a negative result."
-            )
+            header = self._header()
             self._list_layout.insertWidget(self._list_layout.count() - 1, header)
+            header.show()
             self._extra_widgets.append(header)
             for label in not_covered:
-                self._add_row(FindingRow(label, None))
+                self._place(label, None)
         self.status_label.hide()
         self.findings_changed.emit()
 
-    def _add_row(self, row: FindingRow) -> None:
-        row.clicked.connect(self._on_row_clicked)
+    def _place(self, label: str, finding: Any, auroc: float | None = None) -> None:
+        """The label's row (made once, then reused with this film's result) at the end of the list."""
+        row = self._rows.get(label)
+        if row is None:
+            row = self._rows[label] = FindingRow(label, finding, auroc, self._list)
+            row.clicked.connect(self._on_row_clicked)
+        else:
+            row.set_finding(finding, auroc)
         self._list_layout.insertWidget(self._list_layout.count() - 1, row)
+        row.show()
         self.rows.append(row)
+
+    def _header(self) -> QLabel:
+        if self._not_assessed is None:
+            self._not_assessed = QLabel("Not assessed by this model", self._list)
+            self._not_assessed.setObjectName("notAssessedHeader")
+            self._not_assessed.setToolTip(
+                "The model was not trained on these observations; no result is not a negative result."
+            )
+        return self._not_assessed
 
     def set_selected(self, label: str | None) -> None:
         self.selected_label = label
@@ -443,7 +469,11 @@ class FindingsPanel(QWidget):
 
     def _clear_extra(self) -> None:
         for widget in self._extra_widgets:
-            _discard(self._list_layout, widget)
+            if widget is self._not_assessed:  # kept, like the rows
+                self._list_layout.removeWidget(widget)
+                widget.hide()
+            else:
+                _discard(self._list_layout, widget)
         self._extra_widgets = []
 
 
