@@ -12,9 +12,10 @@ Design:
   runs at a time (the engine is used by one worker); analyses wait in their queue until the model has
   loaded (or failed, which turns them into "not analysed"), and decoding for analysis runs at most
   `PREFETCH` images ahead of it, so a drop of hundreds of 2k films is not all held in memory. A film decoded
-  ahead of its analysis once the model is loaded is also prepared there (`Engine.prepare`: the gate's checks, the
-  letterbox, abroad measurements and harmonisation), so the analysis thread runs little but the network and the
-  second core does the rest.
+  ahead of its analysis once the model is loaded is also prepared on a lane of its own (`Ahead`, `Engine.prepare`:
+  the gate's checks, the letterbox, abroad measurements and harmonisation), so the analysis thread runs little but
+  the network and the second core does the rest; the lane starts nothing for `PREPARE_HOLD_S` after the user moves
+  to another film.
 - The study the user looks at jumps to the front of both queues (`front`, `prioritise`; one decode slot is
   kept free for it, and the analysis lane waits for its decoding); display-only work nobody waits for any
   more is dropped before it starts. Lung outlines are found for films on screen only (`find_outline`).
