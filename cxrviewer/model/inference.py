@@ -314,8 +314,7 @@ class Engine:
         small = shrunk(image01, gating.ROUGHNESS_SIDE)  # one resize for the roughness check and the letterbox
         reasons, warnings = self._gate_inputs(image01, image, small)
         t1 = time.perf_counter()
-        prepared = Prepared(self, image, (w, h), image.view if image is not None else "unknown", reasons, warnings,
-                            timings={"gate": t1 - t0})
+        prepared = Prepared(self, image, (w, h), reasons, warnings, timings={"gate": t1 - t0})
         if reasons and not force:  # rejected before the network: nothing more to prepare
             return prepared
         if self.crop or self.lung_outline:  # one search for the crop and the outline
@@ -323,6 +322,15 @@ class Engine:
         t2 = time.perf_counter()
         prepared.network = self._network_input(image01, prepared.fields, small)
         prepared.timings.update(lungs=t2 - t1, preprocess=time.perf_counter() - t2)
+        return prepared
+
+    def _prepare_image(self, image: Image, force: bool) -> Prepared:
+        """`_prepare` on the image's model input (`prepare`, and `predict` without a preparation)."""
+        t0 = time.perf_counter()
+        image01 = model_input(image)
+        t1 = time.perf_counter()
+        prepared = self._prepare(image01, image, force)
+        prepared.timings["model_input"] = t1 - t0
         return prepared
 
     def _finish(self, prepared: Prepared, force: bool) -> Prediction:
@@ -342,7 +350,7 @@ class Engine:
         gate = gating.combine(gate_reasons + feature_reasons,
                               gate_warnings + feature_warnings + _abroad_warning(abroad), score, force, abroad)
         t2 = time.perf_counter()
-        timings["gate"] = timings.get("gate", 0.0) + (t2 - t1)
+        timings["gate"] += t2 - t1
         if gate.status is GateStatus.REJECTED:
             return Prediction([], gate, (w, h), prepared.view, box, np.zeros((0, 0, 0), np.float32),
                               list(self.labels), timings)
@@ -366,12 +374,7 @@ class Engine:
         """Everything before the network for one image (its model input, the gate's pixel and tag checks, the
         network's harmonised input), for `predict(image, prepared=...)`: a caller with a second core prepares the
         next film while this engine's network runs on the current one. No lock; any thread."""
-        t0 = time.perf_counter()
-        image01 = model_input(image)
-        t1 = time.perf_counter()
-        prepared = self._prepare(image01, image, force=False)
-        prepared.timings["model_input"] = t1 - t0
-        return prepared
+        return self._prepare_image(image, force=False)
 
     def predict(self, image: Image, force: bool = False, prepared: Prepared | None = None) -> Prediction:
         """Gate + second opinion for one image. ``force`` runs the model despite a rejection. `prepared`:
@@ -379,11 +382,7 @@ class Engine:
         when ``force`` needs the network input a rejection left out)."""
         if prepared is None or prepared.engine is not self or prepared.image is not image \
                 or (force and prepared.network is None):
-            t0 = time.perf_counter()
-            image01 = model_input(image)
-            t1 = time.perf_counter()
-            prepared = self._prepare(image01, image, force)
-            prepared.timings["model_input"] = t1 - t0
+            prepared = self._prepare_image(image, force)
         return self._finish(prepared, force)
 
     def predict_array(self, image01: np.ndarray, force: bool = False) -> Prediction:
@@ -416,12 +415,15 @@ class Prepared:
     engine: Engine  # the engine that prepared it (its card decides the input)
     image: Image | None  # the image it was prepared from (None for a bare array)
     size: tuple[int, int]  # (width, height) of the image
-    view: str
     reasons: list[str]
     warnings: list[str]
     fields: LungFields | None = None
     network: tuple[np.ndarray, Letterbox, FilmStats | None, Harmonised | None] | None = None
     timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def view(self) -> str:
+        return self.image.view if self.image is not None else "unknown"
 
 
 def _abroad_warning(abroad: Abroad | None) -> list[str]:
