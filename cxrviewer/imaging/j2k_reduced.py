@@ -48,7 +48,7 @@ def _header(code: bytes) -> tuple[int, int, int, int] | None:
     cod = code.find(COD, 4, 4096)
     if cod < 0 or len(code) < cod + 10:
         return None
-    return xsiz - xo, ysiz - yo, (ssiz & 0x7F) + 1, code[cod + 9]
+    return xsiz, ysiz, (ssiz & 0x7F) + 1, code[cod + 9]
 
 
 def _pillow_size(n: int, level: int) -> int:
@@ -70,7 +70,7 @@ def decode_reduced(ds: Dataset) -> np.ndarray | None:
     """The first frame of a single-frame JPEG 2000 grey data set decoded at `level_for`'s level and resampled to
     Rows x Columns (uint8 or uint16, as the full decode gives), or None when it does not apply (then decode in
     full): another transfer syntax, several frames or samples, not MONOCHROME, signed or deeper than 16 bits, a
-    film too small to gain, Pillow without OpenJPEG, or a codestream Pillow cannot read at that level."""
+    film too small to gain, a Pillow without OpenJPEG, or a codestream Pillow cannot read at that level."""
     if ds.file_meta.get("TransferSyntaxUID") not in SYNTAXES:
         return None
     if int(ds.get("NumberOfFrames", 1) or 1) != 1 or int(ds.get("SamplesPerPixel", 1)) != 1:
@@ -87,12 +87,10 @@ def decode_reduced(ds: Dataset) -> np.ndarray | None:
     level = level_for(cols, rows, header[3])
     if level == 0:
         return None
-    try:
-        from PIL import Image as PILImage
-        from PIL import features
-    except ImportError:
-        return None
-    if not features.check("jpg_2000"):
+    from PIL import Image as PILImage  # a dependency; imported here, where a film needs it
+    from PIL import features
+
+    if not features.check("jpg_2000"):  # a Pillow built without OpenJPEG
         return None
     try:
         with PILImage.open(io.BytesIO(code)) as im:
