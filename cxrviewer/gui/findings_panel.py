@@ -335,7 +335,6 @@ class FindingsPanel(QWidget):
         self.rows: list[FindingRow] = []  # the rows shown, in order
         self._rows: dict[str, FindingRow] = {}  # every row made so far, by label (reused from film to film)
         self._not_assessed: QLabel | None = None
-        self._extra_widgets: list[QWidget] = []
         self.selected_label: str | None = None
 
     def _row_room(self) -> int:
@@ -364,11 +363,11 @@ class FindingsPanel(QWidget):
             self.model_button.setEnabled(False)
 
     def clear(self, status: str = "") -> None:
-        for row in self.rows:  # kept for the next film (`_place`): making rows anew cost 3-4 ms a film
-            self._list_layout.removeWidget(row)
-            row.hide()
+        header = [self._not_assessed] if self._not_assessed is not None else []
+        for widget in (*self.rows, *header):  # kept for the next film (`_place`): making rows anew cost 3-4 ms a film
+            self._list_layout.removeWidget(widget)  # (a widget not in the layout is left as it is)
+            widget.hide()
         self.rows = []
-        self._clear_extra()
         self.selected_label = None
         self.gate_frame.hide()
         self.warning_label.hide()
@@ -412,7 +411,6 @@ class FindingsPanel(QWidget):
             header = self._header()
             self._list_layout.insertWidget(self._list_layout.count() - 1, header)
             header.show()
-            self._extra_widgets.append(header)
             for label in not_covered:
                 self._place(label, None)
         self.status_label.hide()
@@ -466,23 +464,6 @@ class FindingsPanel(QWidget):
     def _on_opacity(self, value: int) -> None:
         self.opacity_value.setText(f"{value}%")
         self.opacity_changed.emit(value / 100.0)
-
-    def _clear_extra(self) -> None:
-        for widget in self._extra_widgets:
-            if widget is self._not_assessed:  # kept, like the rows
-                self._list_layout.removeWidget(widget)
-                widget.hide()
-            else:
-                _discard(self._list_layout, widget)
-        self._extra_widgets = []
-
-
-def _discard(layout: QVBoxLayout, widget: QWidget) -> None:
-    """Remove a widget for good. Hide it explicitly first: a widget added to a visible layout has a
-    queued "show if not hidden" pending, which would otherwise pop it up as a stray top-level window."""
-    layout.removeWidget(widget)
-    widget.hide()
-    widget.deleteLater()
 
 
 def _escape(text: str) -> str:
