@@ -109,8 +109,7 @@ def no_finding(findings: Sequence[FindingLike]) -> FindingLike | None:
 
 def top_finding(findings: Sequence[FindingLike]) -> FindingLike | None:
     """The first abnormality of the reading order (flagged or not), or None."""
-    order = reading_order(findings)
-    return order[0] if order else None
+    return min((f for f in findings if f.label != NO_FINDING), key=order_key, default=None)  # first of the order
 
 
 def top_label(prediction: PredictionLike) -> str | None:
