@@ -74,6 +74,8 @@ class FilmDisplay:
         self.findings_shown = findings_shown
         self.refresh_info = refresh_info
         self._auroc: tuple[Any, dict[str, float]] | None = None  # (card, its AUROC per label)
+        # (image key, prediction, engine) whose findings the panel lists now; None when it shows anything else
+        self._panel_shows: tuple[str, Any, Any] | None = None
         self.outline_asked: dict[str, int] = {}  # image key -> id of the prediction whose outline was asked for
 
     # the shown study, image and finding live in the Qt-free `ViewerState` (`self.state`)
@@ -121,6 +123,7 @@ class FilmDisplay:
             self.displayed_study = self.displayed_image = ""
             self.canvas.clear()
             self.findings.clear(NO_STUDY)
+            self._panel_shows = None
             self.stack.setCurrentIndex(0 if not self.worklist.studies else 1)
             self.update_title()
             self.refresh_actions()
@@ -191,17 +194,31 @@ class FilmDisplay:
         self.update_annotations()
         self.refresh_actions()
         if findings and image.prediction is not None:
-            self.refresh_findings(auto_select=True)
+            # a film that arrives after its findings were listed (J onto a film not decoded yet) needs only its
+            # heat map, outline and analysed region; the panel's rows stay as they are
+            listed = self._panel_shows is not None and self._panel_shows[0] == image.key \
+                and self._panel_shows[1] is image.prediction and self._panel_shows[2] is self.engine()
+            self.refresh_findings(auto_select=True, panel=not (listed and image.state == State.DONE))
 
-    def refresh_findings(self, auto_select: bool = False) -> None:
-        """Fill the findings panel for the displayed image from its state."""
+    def refresh_findings(self, auto_select: bool = False, panel: bool = True) -> None:
+        """Fill the findings panel for the displayed image from its state, and put the selected (or, with
+        `auto_select`, the top) finding's map, the lung outline and the analysed region on the canvas; `panel`:
+        False leaves the panel's list as it is (it already shows this image's prediction)."""
         entry = self.worklist.entry(self.displayed_image)
         self.refresh_actions()
         if entry is None:
             self.findings.clear(NO_STUDY)
+            self._panel_shows = None
             return
         study, image = entry.study, entry.image
+        if panel:
+            self._fill_panel(study, image)
+        self._findings_on_canvas(image, auto_select)
+
+    def _fill_panel(self, study: StudyRecord, image: ImageRecord) -> None:
+        """The findings panel for an image's state: its findings, rejection, or why there are none."""
         prediction, findings = image.prediction, self.findings
+        self._panel_shows = None
         if image.state == State.ERROR:
             findings.clear(f"This file could not be opened: {scrub(image.message, study, self.state.hide_identifiers)}")
         elif image.state == State.NOT_ANALYSED and image.message == CANCELLED:
@@ -218,8 +235,14 @@ class FilmDisplay:
         elif image.state == State.REJECTED:
             self.findings.show_rejection(list(prediction.gate.reasons) or ["rejected by the input check"])
         else:
-            not_covered = list(getattr(self.engine(), "not_covered", []) or [])
+            engine = self.engine()
+            not_covered = list(getattr(engine, "not_covered", []) or [])
             self.findings.show_prediction(prediction, not_covered, self.auroc_by_label())
+            self._panel_shows = (image.key, prediction, engine)
+
+    def _findings_on_canvas(self, image: ImageRecord, auto_select: bool) -> None:
+        """The image's analysed region, lung outline and selected (or top) finding's map on the canvas."""
+        prediction = image.prediction
         if prediction is None or image.state != State.DONE:
             self.canvas.clear_overlay()
             self.canvas.set_analysed_region(None)

@@ -4,6 +4,7 @@ state says so and says when a file could not be opened."""
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any
 
@@ -111,3 +112,38 @@ def test_film_display_without_a_window(qtbot, dicom_dir: Path, tmp_path: Path) -
     worklist.remove(broken.key)
     display.show_study("")
     assert widgets.stack.currentIndex() == 0 and titles[-1].startswith("cxrviewer — ")
+
+
+def test_a_film_arriving_after_its_findings_gets_its_map_without_a_second_panel_fill(  # noqa: D103
+        qtbot, window, dicom_dir: Path, monkeypatch) -> None:  # noqa: ANN001
+    from cxrviewer.gui.findings_panel import FindingsPanel as Panel
+
+    from .conftest import wait_all_finished
+
+    window.open_paths([dicom_dir / "udacity_nih_test1.dcm", dicom_dir / "udacity_nih_test2.dcm"])
+    wait_all_finished(qtbot, window, 2)
+    shown = window.current_study()
+    other = next(s for s in window.studies.values() if s is not shown)
+    image = other.images[0]
+    window.images.pop(image.key)  # not decoded any more: the findings are listed before the film arrives
+    fills: list[object] = []  # the predictions the panel was filled with
+    real = Panel.show_prediction
+    monkeypatch.setattr(Panel, "show_prediction", lambda self, prediction, *a, **k: (
+        fills.append(prediction), real(self, prediction, *a, **k)))
+    first = image.prediction
+
+    window.display.show_study(other.key)
+    assert window.canvas.message() == "Loading…" and fills == [first]
+    qtbot.waitUntil(lambda: window.canvas.has_image() and window.canvas.overlay_shown(), timeout=20000)
+    top = image.top_finding()
+    assert top is not None and top.positive and window.display.selected_label == top.label
+    assert window.findings.row(top.label) is not None
+    assert fills == [first]  # the rows were not filled a second time when the film came
+
+    # a changed prediction (re-analysis, site points) still refills the panel when its film arrives
+    window.images.pop(image.key)
+    window.display.show_study(shown.key)
+    window.display.show_study(other.key)
+    image.prediction = changed = copy.copy(first)
+    qtbot.waitUntil(lambda: window.canvas.has_image(), timeout=20000)
+    assert fills == [first, shown.images[0].prediction, first, changed]
