@@ -1,0 +1,69 @@
+"""The viewer's inference threads: with ONNX Runtime on Linux the analyses get every core, and every helper thread
+ONNX Runtime starts runs niced, so the event loop, the decoding and other programs get a core back at once."""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import traceback
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cxrviewer.gui import backend
+from cxrviewer.model.card import ModelError
+
+linux = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread names and nice are Linux's")
+
+
+def threads_named(name: str) -> dict[int, int]:
+    """{thread id: nice} of this process's threads called `name`."""
+    out = {}
+    for task in Path("/proc/self/task").iterdir():
+        try:
+            if (task / "comm").read_text().strip() == name:
+                out[int(task.name)] = os.getpriority(os.PRIO_PROCESS, int(task.name))
+        except OSError:
+            continue
+    return out
+
+
+@linux
+def test_onnx_engine_gets_every_core_and_its_helpers_are_niced(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(backend.THREADS_ENV, raising=False)
+    monkeypatch.delenv("CXRVIEWER_BACKEND", raising=False)
+    source = backend.model_source(None)
+    assert not backend.loads_torch(source)  # the bundled card runs on its ONNX export
+    before = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    engine = backend.load_engine(source)
+    assert engine.runner.name == "onnxruntime"
+    cores = len(os.sched_getaffinity(0))
+    assert engine.runner.session.get_session_options().intra_op_num_threads == cores
+    helpers = threads_named(backend.HELPER_NAME)
+    if cores > 1:  # ONNX Runtime starts its pool while the session is made: each inherited the name
+        assert helpers and set(helpers.values()) == {before + backend.HELPER_NICE}
+    # the caller keeps its priority, and the engine works
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == before
+    assert threading.current_thread().name != backend.HELPER_NAME
+    assert len(engine.predict_array(np.full((300, 280), 0.4, np.float32), force=True).findings) > 0
+
+
+@linux
+def test_a_failing_build_is_reported_as_it_was_raised() -> None:
+    def build(threads: int) -> object:
+        raise ModelError(f"bad card (asked for {threads} threads)")
+
+    with pytest.raises(ModelError, match=r"bad card \(asked for \d+ threads\)") as info:
+        backend._build_with_niced_helpers(build)
+    assert any(frame.name == "build" for frame in traceback.extract_tb(info.tb))
+
+
+def test_threads_setting_and_the_torch_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(backend.THREADS_ENV, "3")
+    assert backend.inference_threads() == 3 and backend.inference_threads(niced_helpers=True) == 3
+    monkeypatch.delenv(backend.THREADS_ENV)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    assert backend.inference_threads() == max(1, cores - 1)  # torch, or no niced helpers: a core for the GUI
+    assert backend.inference_threads(niced_helpers=True) == cores
