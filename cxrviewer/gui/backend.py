@@ -456,7 +456,8 @@ def load_engine(source: ModelSource) -> Engine:
 
 def loads_torch(source: ModelSource) -> bool:
     """Loading this model imports torch (seconds of both cores and of Python's lock): not when its card names an
-    ONNX export that ONNX Runtime runs. A card that cannot be read counts as torch (its load reports why)."""
+    ONNX export, present beside it, that ONNX Runtime runs (a missing export falls back to torch). A card that
+    cannot be read counts as torch (its load reports why)."""
     import importlib.util
 
     if os.environ.get("CXRVIEWER_BACKEND", "").strip().lower() == "torch":
@@ -464,11 +465,12 @@ def loads_torch(source: ModelSource) -> bool:
     try:
         from cxrviewer.model.weights import bundled_card_path
 
-        path = source.path if source.path is not None else bundled_card_path()
-        card = json.loads(Path(path).read_text(encoding="utf-8"))
-    except Exception:  # missing, unreadable: the load says what is wrong
+        path = Path(source.path if source.path is not None else bundled_card_path())
+        card = json.loads(path.read_text(encoding="utf-8"))
+        export = path.parent / str(card["onnx"]["file"])
+    except Exception:  # missing, unreadable, no export named: torch runs it, or the load says what is wrong
         return True
-    return not (isinstance(card, dict) and card.get("onnx") and importlib.util.find_spec("onnxruntime"))
+    return not (export.is_file() and importlib.util.find_spec("onnxruntime"))
 
 
 def model_errors() -> tuple[type[BaseException], ...]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import threading
@@ -162,7 +163,7 @@ def test_worker_threads_yield_to_the_event_loop() -> None:
     assert seen == [os.getpriority(os.PRIO_PROCESS, 0) + backend.BACKGROUND_NICE]  # this (GUI) thread's + 5
 
 
-def test_only_a_model_that_needs_torch_waits_for_the_first_film(tiny_model: Path,
+def test_only_a_model_that_needs_torch_waits_for_the_first_film(tiny_model: Path, tmp_path: Path,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     from cxrviewer.model.weights import bundled_card_path
 
@@ -171,6 +172,11 @@ def test_only_a_model_that_needs_torch_waits_for_the_first_film(tiny_model: Path
     bundled = backend.ModelSource(None, "bundled")
     if json.loads(bundled_card_path().read_text(encoding="utf-8")).get("onnx"):
         assert not backend.loads_torch(bundled)
+    # the card names an export that is not beside it: the engine falls back to torch, so it counts as torch
+    card = bundled_card_path()
+    copy = tmp_path / card.name
+    shutil.copyfile(card, copy)
+    assert backend.loads_torch(backend.ModelSource(copy, "test"))
     monkeypatch.setenv("CXRVIEWER_BACKEND", "torch")
     assert backend.loads_torch(bundled)
 
