@@ -14,12 +14,13 @@ import os
 import re
 import threading
 import traceback
-from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from cxrviewer.gui.priorities import build_with_niced_helpers, inference_threads
 
 if TYPE_CHECKING:  # the headless types at the seam; the modules themselves load on first use
     from cxrviewer.imaging.guarded import GuardedLoader
@@ -27,7 +28,6 @@ if TYPE_CHECKING:  # the headless types at the seam; the modules themselves load
     from cxrviewer.model.inference import Engine, Prediction
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 #: Environment variable naming a model card to use instead of the bundled model.
 MODEL_ENV = "CXRVIEWER_MODEL"
@@ -149,25 +149,6 @@ def set_decoder(loader: GuardedLoader | None) -> GuardedLoader | None:
     with _decoder_lock:
         previous, _decoder = _decoder, loader
     return previous
-
-
-#: The analysis thread runs this much nicer than the GUI thread and the decoding (Linux), so that on 2 busy cores
-#: the event loop and the film the user asks for get a core at once.
-BACKGROUND_NICE = 5
-_BASE_NICE = os.getpriority(os.PRIO_PROCESS, 0) if hasattr(os, "getpriority") else 0
-
-
-def background_priority() -> None:
-    """Lower the calling thread's priority for good (once; Linux per-thread nice, elsewhere nothing): for a thread
-    that only ever analyses."""
-    if not hasattr(os, "setpriority"):
-        return
-    try:
-        tid = threading.get_native_id()
-        if os.getpriority(os.PRIO_PROCESS, tid) < _BASE_NICE + BACKGROUND_NICE:
-            os.setpriority(os.PRIO_PROCESS, tid, _BASE_NICE + BACKGROUND_NICE)
-    except OSError:  # not allowed here: run at the normal priority
-        pass
 
 
 def warm_decoder() -> None:
@@ -329,80 +310,6 @@ def no_model_hint(message: str) -> str:
     return "Images can still be viewed." if message.startswith(TORCH_FAILED) else NO_MODEL_HINT
 
 
-#: Environment variable overriding the number of inference threads.
-THREADS_ENV = "CXRVIEWER_THREADS"
-#: ONNX Runtime's helper threads (every inference thread but the analysis thread itself) run this much nicer than
-#: the rest of the viewer: on an otherwise idle machine they give an analysis every core, and they yield a core at
-#: once to the event loop, the decoding and any other program that wants it.
-HELPER_NICE = 15
-#: The name (Linux thread name, inherited by the threads it starts) of the thread that builds the engine.
-HELPER_NAME = "cxr-inference"
-
-
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-
-
-def inference_threads(niced_helpers: bool = False) -> int:
-    """Intra-op threads for inference: `THREADS_ENV` when set; else every core when the helper threads run at a
-    low priority (`niced_helpers`), else all cores but one, which stays free for the event loop."""
-    env = os.environ.get(THREADS_ENV, "").strip()
-    if env.isdigit() and int(env) > 0:
-        return int(env)
-    return _cores() if niced_helpers else max(1, _cores() - 1)
-
-
-def _name_this_thread(name: str) -> bool:
-    """Give the calling thread a Linux thread name (threads it starts inherit it); False where that fails."""
-    try:
-        Path(f"/proc/self/task/{threading.get_native_id()}/comm").write_text(name[:15])
-    except OSError:
-        return False
-    return True
-
-
-def _nice_threads_named(name: str, nice: int) -> int:
-    """Lower the priority of this process's threads named `name` to `nice` above the process's; how many."""
-    done = 0
-    for task in Path("/proc/self/task").iterdir():
-        try:
-            if (task / "comm").read_text().strip() == name[:15]:
-                os.setpriority(os.PRIO_PROCESS, int(task.name), _BASE_NICE + nice)
-                done += 1
-        except (OSError, ValueError):  # the thread ended meanwhile, or renicing is not allowed
-            continue
-    return done
-
-
-def _build_with_niced_helpers(build: Callable[[int], T]) -> T:
-    """`build(threads)` on a short-lived thread named `HELPER_NAME` with every core, then `HELPER_NICE` for the
-    threads it left behind: ONNX Runtime's intra-op pool, started while its session is made, which inherits the
-    name. The session itself is built at the normal priority (its graph optimisation is most of a model load).
-    Where threads cannot be named this way (not Linux), `build` gets all cores but one and nothing is reniced."""
-    outcome: list[tuple[bool, Any]] = []
-
-    def run() -> None:
-        named = _name_this_thread(HELPER_NAME)
-        try:
-            outcome.append((named, build(inference_threads(niced_helpers=named))))
-        except BaseException as exc:  # handed to the caller below, traceback and all
-            outcome.append((named, exc))
-
-    thread = threading.Thread(target=run, name=HELPER_NAME)
-    thread.start()
-    thread.join()
-    named, result = outcome[0]
-    if isinstance(result, BaseException):
-        raise result
-    if named:
-        log.debug("%d inference helper thread(s) at nice +%d", _nice_threads_named(HELPER_NAME, HELPER_NICE),
-                  HELPER_NICE)
-    return cast(T, result)
-
-
 class TorchUnavailable(RuntimeError):
     """torch / torchvision cannot be imported (a broken or mismatched install); the message says so."""
 
@@ -437,7 +344,7 @@ def load_engine(source: ModelSource) -> Engine:
     try:
         # ONNX Runtime on Linux: every core, the helper threads niced; torch (threads it starts later, unnamed)
         # and elsewhere: all cores but one
-        engine = _build_with_niced_helpers(build) if hasattr(os, "setpriority") and not loads_torch(source) \
+        engine = build_with_niced_helpers(build) if hasattr(os, "setpriority") and not loads_torch(source) \
             else build(inference_threads())
     except Exception as exc:  # ImportError, OSError (a missing .so), RuntimeError (torchvision's operators)
         if isinstance(exc, ModelError) or not _importing_torch(exc):

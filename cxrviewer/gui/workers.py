@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, QThreadPool, QTimer, Signal, SignalInstance
 
-from cxrviewer.gui import backend
+from cxrviewer.gui import backend, priorities
 from cxrviewer.gui.records import most_abnormal
 from cxrviewer.model import colormap
 
@@ -109,7 +109,7 @@ class Pipeline(QObject):
         needed = DECODE_SLOTS + 2  # decodes + the model load + a scan may overlap
         if self._pool.maxThreadCount() < needed:
             self._pool.setMaxThreadCount(needed)
-        # analyses run on a thread of their own, at a lower priority (`backend.background_priority`): the CPU-heavy
+        # analyses run on a thread of their own, at a lower priority (`priorities.background_priority`): the CPU-heavy
         # work yields to the event loop and to decoding the film the user asks for
         self._analysis_pool = QThreadPool(self)
         self._analysis_pool.setMaxThreadCount(1)
@@ -531,7 +531,7 @@ class Ahead:
 def _analyse_job(job: ImageJob, engine: Engine, bridge: _Bridge, stop: threading.Event) -> None:
     """Analyse one decoded image in a worker thread. Only numpy / dataclasses leave this function."""
     prediction, message = None, ""
-    backend.background_priority()
+    priorities.background_priority()
     image = job.image  # set when it was decoded (`_on_decoded`), before it was queued here
     try:
         if image is None:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from cxrviewer.gui import backend
+from cxrviewer.gui import backend, priorities
 from cxrviewer.gui.main_window import MainWindow
 from cxrviewer.gui.records import State
 
@@ -153,14 +153,14 @@ def test_worker_threads_yield_to_the_event_loop() -> None:
     seen: list[int] = []
 
     def worker() -> None:
-        backend.background_priority()
-        backend.background_priority()  # once: a second call does not lower it further
+        priorities.background_priority()
+        priorities.background_priority()  # once: a second call does not lower it further
         seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
 
     thread = threading.Thread(target=worker)
     thread.start()
     thread.join()
-    assert seen == [os.getpriority(os.PRIO_PROCESS, 0) + backend.BACKGROUND_NICE]  # this (GUI) thread's + 5
+    assert seen == [os.getpriority(os.PRIO_PROCESS, 0) + priorities.BACKGROUND_NICE]  # this (GUI) thread's + 5
 
 
 def test_only_a_model_that_needs_torch_waits_for_the_first_film(tiny_model: Path, tmp_path: Path,

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cxrviewer.gui import backend
+from cxrviewer.gui import backend, priorities
 from cxrviewer.model.card import ModelError
 
 linux = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread names and nice are Linux's")
@@ -32,7 +32,7 @@ def threads_named(name: str) -> dict[int, int]:
 
 @linux
 def test_onnx_engine_gets_every_core_and_its_helpers_are_niced(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(backend.THREADS_ENV, raising=False)
+    monkeypatch.delenv(priorities.THREADS_ENV, raising=False)
     monkeypatch.delenv("CXRVIEWER_BACKEND", raising=False)
     source = backend.model_source(None)
     assert not backend.loads_torch(source)  # the bundled card runs on its ONNX export
@@ -41,12 +41,12 @@ def test_onnx_engine_gets_every_core_and_its_helpers_are_niced(monkeypatch: pyte
     assert engine.runner.name == "onnxruntime"
     cores = len(os.sched_getaffinity(0))
     assert engine.runner.session.get_session_options().intra_op_num_threads == cores
-    helpers = threads_named(backend.HELPER_NAME)
+    helpers = threads_named(priorities.HELPER_NAME)
     if cores > 1:  # ONNX Runtime starts its pool while the session is made: each inherited the name
-        assert helpers and set(helpers.values()) == {before + backend.HELPER_NICE}
+        assert helpers and set(helpers.values()) == {before + priorities.HELPER_NICE}
     # the caller keeps its priority, and the engine works
     assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == before
-    assert threading.current_thread().name != backend.HELPER_NAME
+    assert threading.current_thread().name != priorities.HELPER_NAME
     assert len(engine.predict_array(np.full((300, 280), 0.4, np.float32), force=True).findings) > 0
 
 
@@ -56,14 +56,14 @@ def test_a_failing_build_is_reported_as_it_was_raised() -> None:
         raise ModelError(f"bad card (asked for {threads} threads)")
 
     with pytest.raises(ModelError, match=r"bad card \(asked for \d+ threads\)") as info:
-        backend._build_with_niced_helpers(build)
+        priorities.build_with_niced_helpers(build)
     assert any(frame.name == "build" for frame in traceback.extract_tb(info.tb))
 
 
 def test_threads_setting_and_the_torch_default(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(backend.THREADS_ENV, "3")
-    assert backend.inference_threads() == 3 and backend.inference_threads(niced_helpers=True) == 3
-    monkeypatch.delenv(backend.THREADS_ENV)
+    monkeypatch.setenv(priorities.THREADS_ENV, "3")
+    assert priorities.inference_threads() == 3 and priorities.inference_threads(niced_helpers=True) == 3
+    monkeypatch.delenv(priorities.THREADS_ENV)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    assert backend.inference_threads() == max(1, cores - 1)  # torch, or no niced helpers: a core for the GUI
-    assert backend.inference_threads(niced_helpers=True) == cores
+    assert priorities.inference_threads() == max(1, cores - 1)  # torch, or no niced helpers: a core for the GUI
+    assert priorities.inference_threads(niced_helpers=True) == cores
