@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from typing import Any
 
 import numpy as np
 from PySide6.QtCore import QPointF, QRect, QRectF, Qt
@@ -21,6 +20,7 @@ from PySide6.QtGui import (
     QLinearGradient,
     QPainter,
     QPainterPath,
+    QPaintEvent,
     QPen,
     QPixmap,
     QTransform,
@@ -31,6 +31,7 @@ from PySide6.QtWidgets import (
     QGraphicsPixmapItem,
     QGraphicsRectItem,
     QGraphicsScene,
+    QStyleOptionGraphicsItem,
     QWidget,
 )
 
@@ -159,7 +160,7 @@ class OutlinedLabel(QGraphicsItem):
         width = fm.horizontalAdvance(self._text)
         return QRectF(-width / 2 - 4, -self.LIFT - fm.ascent() - 4, width + 8, fm.height() + 8)
 
-    def paint(self, painter: QPainter, option: Any, widget: Any = None) -> None:
+    def paint(self, painter: QPainter, option: QStyleOptionGraphicsItem, widget: QWidget | None = None) -> None:
         painter.setFont(self._font)
         x = -QFontMetricsF(self._font).horizontalAdvance(self._text) / 2
         draw_outlined_text(painter, x, -self.LIFT, self._text, self._colour)
@@ -203,7 +204,7 @@ class ColourBar(QWidget):
         )
         self.update()
 
-    def paintEvent(self, event: Any) -> None:  # noqa: N802 (Qt API)
+    def paintEvent(self, event: QPaintEvent) -> None:  # noqa: N802 (Qt API)
         p = QPainter(self)
         p.setRenderHint(QPainter.RenderHint.Antialiasing)
         p.setPen(Qt.PenStyle.NoPen)

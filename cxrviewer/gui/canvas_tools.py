@@ -12,7 +12,7 @@ from enum import Enum
 from typing import Any
 
 from PySide6.QtCore import QPointF, QRectF, Qt
-from PySide6.QtGui import QColor, QPainter, QPainterPath, QPen, QPixmap, QTransform
+from PySide6.QtGui import QColor, QPainter, QPainterPath, QPaintEvent, QPen, QPixmap, QTransform
 from PySide6.QtWidgets import QGraphicsLineItem, QGraphicsScene, QWidget
 
 from cxrviewer.gui.canvas_overlays import OutlinedLabel
@@ -249,7 +249,7 @@ class Magnifier(QWidget):
             * QTransform.fromTranslate(centre.x(), centre.y())
         )
 
-    def paintEvent(self, event: Any) -> None:  # noqa: N802 (Qt API)
+    def paintEvent(self, event: QPaintEvent) -> None:  # noqa: N802 (Qt API)
         p = QPainter(self)
         p.setRenderHint(QPainter.RenderHint.Antialiasing)
         circle = QPainterPath()

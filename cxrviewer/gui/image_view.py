@@ -18,6 +18,7 @@ import numpy as np
 from PySide6.QtCore import QEvent, QPointF, QRect, QRectF, Qt, Signal
 from PySide6.QtGui import (
     QColor,
+    QContextMenuEvent,
     QFont,
     QImage,
     QKeyEvent,
@@ -381,10 +382,10 @@ class ImageCanvas(ZoomableView):
         else:
             super().mouseDoubleClickEvent(event)
 
-    def contextMenuEvent(self, event: Any) -> None:  # noqa: N802
+    def contextMenuEvent(self, event: QContextMenuEvent) -> None:  # noqa: N802
         event.accept()  # right button is window/level
 
-    def leaveEvent(self, event: Any) -> None:  # noqa: N802
+    def leaveEvent(self, event: QEvent) -> None:  # noqa: N802
         self.cursor_info.emit(None)
         self._input.magnifier.hide()
         super().leaveEvent(event)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from PySide6.QtCore import (
     QAbstractListModel,
     QModelIndex,
+    QObject,
     QPersistentModelIndex,
     QPoint,
     QRect,
@@ -15,7 +17,7 @@ from PySide6.QtCore import (
     Qt,
     Signal,
 )
-from PySide6.QtGui import QAccessible, QColor, QFont, QPainter, QPixmap
+from PySide6.QtGui import QAccessible, QColor, QFont, QPainter, QPixmap, QShowEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -59,7 +61,7 @@ SORT_COMBO_CHROME = 52  # px beside the text: style padding (8 + 8) and the drop
 class StudyListModel(QAbstractListModel):
     """Rows of StudyRecord; texts respect the "hide identifiers" mode."""
 
-    def __init__(self, parent: Any = None) -> None:
+    def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.records: list[StudyRecord] = []
         self.hide_identifiers = False
@@ -169,7 +171,7 @@ class StudyListModel(QAbstractListModel):
 class StudySortProxy(QSortFilterProxyModel):
     """Sorts by the chosen mode; ties keep the order of arrival."""
 
-    def __init__(self, parent: Any = None) -> None:
+    def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.mode = SORT_MODES[0]
         self.setDynamicSortFilter(True)
@@ -328,7 +330,7 @@ class StudyListView(QListView):
     reader)."""
 
     def dataChanged(self, top_left: QModelIndex | QPersistentModelIndex,  # noqa: N802 (Qt API)
-                    bottom_right: QModelIndex | QPersistentModelIndex, roles: Any = ()) -> None:
+                    bottom_right: QModelIndex | QPersistentModelIndex, roles: Sequence[int] = ()) -> None:
         if top_left == bottom_right and top_left.isValid() and not QAccessible.isActive():
             self.update(top_left)  # what Qt does for one row besides its full repaint (no editors here)
             return
@@ -477,7 +479,7 @@ class StudyBrowser(QWidget):
         if self.minimumWidth() < needed:
             self.setMinimumWidth(needed)
 
-    def showEvent(self, event: Any) -> None:  # noqa: N802 (Qt API)
+    def showEvent(self, event: QShowEvent) -> None:  # noqa: N802 (Qt API)
         super().showEvent(event)
         self._keep_bar_whole()  # the style sheet's fonts are known now
 
