@@ -25,6 +25,7 @@ from cxrviewer.gui.priorities import build_with_niced_helpers, inference_threads
 if TYPE_CHECKING:  # the headless types at the seam; the modules themselves load on first use
     from cxrviewer.imaging.guarded import GuardedLoader
     from cxrviewer.imaging.image import Image, WindowPreset
+    from cxrviewer.model.card import ModelCard
     from cxrviewer.model.inference import Engine, Prediction
 
 log = logging.getLogger(__name__)
@@ -291,7 +292,7 @@ def model_source(cli_path: str | Path | None, allow_modified_card: bool = False)
     return ModelSource(None, "bundled", allow)
 
 
-def card_warning(engine: Any) -> str:
+def card_warning(engine: Engine) -> str:
     """The "modified model card" warning for a loaded engine ("" when its card is sealed)."""
     card = getattr(engine, "card", None)
     note = card.integrity_note() if card is not None and hasattr(card, "integrity_note") else None
@@ -397,7 +398,7 @@ def model_failure(exc: BaseException) -> str:
     return f"the model could not be loaded ({type(exc).__name__}: {exc})"
 
 
-def validation_table(card: Any) -> dict[str, dict[str, Any]]:
+def validation_table(card: ModelCard | None) -> dict[str, dict[str, Any]]:
     """Per-label validation metrics of a `ModelCard` ({label: {auroc, auroc_std, n_pos, ...}}; {} without one).
 
     ``auroc_std`` is the spread of the label's AUROC across cross-validation folds, when the card records it.

@@ -8,13 +8,16 @@ Esc drops a line being drawn and returns to pan.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from PySide6.QtCore import QEvent, QPoint, QPointF, Qt
 from PySide6.QtGui import QCursor, QKeyEvent, QMouseEvent, QTransform
 from PySide6.QtWidgets import QGraphicsPixmapItem, QGraphicsScene, QWidget
 
 from cxrviewer.gui.canvas_tools import CanvasTool, Magnifier, MeasureLayer
+
+if TYPE_CHECKING:
+    from cxrviewer.gui.image_view import Window
 
 
 class Canvas(Protocol):
@@ -28,8 +31,8 @@ class Canvas(Protocol):
     def has_image(self) -> bool: ...
     def image_item(self) -> QGraphicsPixmapItem: ...
     @property
-    def current_window(self) -> Any: ...
-    def drag_window(self, start: Any, delta: QPointF) -> None: ...
+    def current_window(self) -> Window | None: ...
+    def drag_window(self, start: Window, delta: QPointF) -> None: ...
     def pan_by(self, delta: QPointF) -> None: ...
     def set_tool(self, tool: CanvasTool) -> None: ...
 
@@ -45,7 +48,7 @@ class CanvasInput:
         self.measure = MeasureLayer(canvas.scene(), on_result)
         self.magnifier = Magnifier(canvas.viewport())
         self.magnifier_on = False
-        self._drag: tuple[str, QPointF, Any] | None = None  # (pan | wl | measure | close, last point, window)
+        self._drag: tuple[str, QPointF, Window | None] | None = None  # (pan | wl | measure | close, last point, window)
 
     # --- tool ---
 

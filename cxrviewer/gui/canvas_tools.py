@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QPointF, QRectF, Qt
 from PySide6.QtGui import QColor, QPainter, QPainterPath, QPaintEvent, QPen, QPixmap, QTransform
@@ -24,6 +24,9 @@ from cxrviewer.imaging.measure import (
     distance,
     spacing_of,
 )
+
+if TYPE_CHECKING:
+    from cxrviewer.imaging.image import Image
 
 RULER_COLOUR = QColor(255, 214, 64)
 CARDIAC_COLOUR = QColor(255, 128, 128)
@@ -92,7 +95,7 @@ class MeasureLayer:
         self.last_text = ""
         self.last_ctr: CardiothoracicRatio | None = None
 
-    def set_image(self, image: Any, width: float, height: float) -> None:
+    def set_image(self, image: Image | None, width: float, height: float) -> None:
         """A new image: its spacing and bounds; every drawing is removed."""
         self.clear()
         self.spacing = spacing_of(image) if image is not None else NO_SPACING

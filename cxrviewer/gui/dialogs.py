@@ -30,7 +30,9 @@ from cxrviewer.gui.records import StudyRecord, format_person_name
 from cxrviewer.model import feedback, site
 
 if TYPE_CHECKING:
+    from cxrviewer.imaging.image import Image
     from cxrviewer.model.card import ModelCard
+    from cxrviewer.model.inference import Engine
 
 DISCLAIMER = (
     "Not for diagnostic use. cxrviewer is a research and education tool: its output is a second "
@@ -117,7 +119,7 @@ class ModelCardDialog(QDialog):
 
     operating_points_changed = Signal()
 
-    def __init__(self, engine: Any, parent: QWidget | None = None) -> None:
+    def __init__(self, engine: Engine, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("modelCardDialog")
         self.engine = engine
@@ -356,7 +358,7 @@ _METHODS = {site.METHOD_FEEDBACK: "each label's point flags the films the reader
                                     "flagged validation films (assumes a similar case mix)"}
 
 
-def feedback_films(engine: Any) -> int:
+def feedback_films(engine: Engine) -> int:
     """Films with the reader's feedback for this model (0 when the log cannot be read)."""
     try:
         records = feedback.read_log(site.feedback_log())
@@ -406,7 +408,8 @@ class AboutDialog(QDialog):
 class StudyInfoDialog(QDialog):
     """Header details of the displayed image; identifiers are masked in "hide identifiers" mode."""
 
-    def __init__(self, record: StudyRecord, image: Any, hide_identifiers: bool, parent: QWidget | None = None) -> None:
+    def __init__(self, record: StudyRecord, image: Image | None, hide_identifiers: bool,
+                 parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("studyInfoDialog")
         layout = _dialog_layout(self, "Study information")
@@ -421,7 +424,7 @@ class StudyInfoDialog(QDialog):
             ("Study date", record.date_text(hide_identifiers)),
             ("Study description", record.description),
         ]
-        if meta is not None:
+        if image is not None and meta is not None:
             spacing = meta.pixel_spacing
             rows += [
                 ("Modality", meta.modality),

@@ -6,7 +6,7 @@ import importlib.util
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication, QFileDialog, QMessageBox, QStatusBar, QWidget
@@ -22,6 +22,8 @@ if TYPE_CHECKING:
     from cxrviewer.gui.settings import AppSettings
     from cxrviewer.gui.viewer_state import ViewerState
     from cxrviewer.gui.worklist import Worklist
+    from cxrviewer.imaging.image import WindowPreset
+    from cxrviewer.model.inference import Engine
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +54,8 @@ class StudyExporter:
     """
 
     def __init__(self, state: ViewerState, worklist: Worklist, images: ImageCache, canvas: ImageCanvas,
-                 settings: AppSettings, engine: Callable[[], Any], status: QStatusBar, parent: QWidget) -> None:
+                 settings: AppSettings, engine: Callable[[], Engine | None], status: QStatusBar,
+                 parent: QWidget) -> None:
         self.state = state
         self.worklist = worklist
         self.images = images
@@ -139,7 +142,7 @@ class StudyExporter:
         self._status(summary(written, folder, skipped), 10000)
         return written
 
-    def _shown_window(self) -> Any:
+    def _shown_window(self) -> WindowPreset | None:
         window = self.canvas.user_window
         if window is None:  # the file's own VOI
             return None

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from cxrviewer.gui import backend
 from cxrviewer.gui.records import ImageRecord, State, StudyRecord, percent, scrub
@@ -15,6 +15,7 @@ from cxrviewer.gui.worklist import CANCELLED
 from cxrviewer.model import colormap
 
 if TYPE_CHECKING:
+    import numpy as np
     from PySide6.QtGui import QAction
     from PySide6.QtWidgets import QComboBox, QStackedWidget, QStatusBar, QWidget
 
@@ -24,6 +25,9 @@ if TYPE_CHECKING:
     from cxrviewer.gui.viewer_state import ViewerState
     from cxrviewer.gui.workers import Pipeline
     from cxrviewer.gui.worklist import Worklist
+    from cxrviewer.model.card import ModelCard
+    from cxrviewer.model.inference import Engine, Prediction
+    from cxrviewer.model.preprocess import Letterbox
 
 NO_STUDY = "Open a study to see the model's findings."
 
@@ -52,7 +56,7 @@ class FilmDisplay:
     """
 
     def __init__(self, state: ViewerState, worklist: Worklist, images: ImageCache, overlays: OverlayCache,
-                 pipeline: Pipeline, engine: Callable[[], Any], widgets: FilmWidgets, *,
+                 pipeline: Pipeline, engine: Callable[[], Engine | None], widgets: FilmWidgets, *,
                  set_title: Callable[[str], None], refresh_actions: Callable[[], None],
                  fill_presets: Callable[[backend.Decoded], None], heatmap: Callable[[], QAction],
                  displayed_changed: Callable[[str], None], findings_shown: Callable[[str], None],
@@ -73,9 +77,9 @@ class FilmDisplay:
         self.displayed_changed = displayed_changed
         self.findings_shown = findings_shown
         self.refresh_info = refresh_info
-        self._auroc: tuple[Any, dict[str, float]] | None = None  # (card, its AUROC per label)
+        self._auroc: tuple[ModelCard | None, dict[str, float]] | None = None  # (card, its AUROC per label)
         # (image key, prediction, engine) whose findings the panel lists now; None when it shows anything else
-        self._panel_shows: tuple[str, Any, Any] | None = None
+        self._panel_shows: tuple[str, Prediction, Engine | None] | None = None
         self.outline_asked: dict[str, int] = {}  # image key -> id of the prediction whose outline was asked for
 
     # the shown study, image and finding live in the Qt-free `ViewerState` (`self.state`)
@@ -273,7 +277,7 @@ class FilmDisplay:
             self._auroc = (card, out)
         return dict(self._auroc[1])
 
-    def show_analysed_region(self, prediction: Any) -> None:
+    def show_analysed_region(self, prediction: Prediction) -> None:
         shown = analysed_region(prediction.letterbox) if self.canvas.has_image() else None
         if shown is None:
             self.canvas.set_analysed_region(None)
@@ -319,7 +323,7 @@ class FilmDisplay:
             self.outline_asked[image.key] = id(prediction)
             self.pipeline.find_outline(image.key, decoded.image)
 
-    def on_outline(self, key: str, contours: list[Any]) -> None:
+    def on_outline(self, key: str, contours: list[np.ndarray]) -> None:
         entry = self.worklist.entry(key)
         if entry is None or entry.image.prediction is None or entry.image.state != State.DONE:
             return
@@ -371,11 +375,10 @@ class FilmDisplay:
         self.set_title(f"{' · '.join(parts)} — cxrviewer")
 
     def update_annotations(self) -> None:
-        study, image = self.current_study(), self.current_image()
-        if study is None or image is None or not self.canvas.has_image():
+        study, image, shown = self.current_study(), self.current_image(), self.canvas.image
+        if study is None or image is None or shown is None:  # shown: the canvas has an image
             return
         hide = self.state.hide_identifiers
-        shown = self.canvas.image
         meta = shown.meta
         left = [study.title(hide, image)]
         if not hide and study.patient_id:
@@ -404,7 +407,7 @@ class FilmDisplay:
         self.message(text)
 
 
-def analysed_region(box: Any) -> tuple[tuple[float, float, float, float], str] | None:
+def analysed_region(box: Letterbox) -> tuple[tuple[float, float, float, float], str] | None:
     """The outline worth drawing over the film for a prediction's letterbox, in original pixels, and its note:
     the crop region a thorax-crop model read, or the whole film when letterboxing padded it; None when the
     model read the whole film without padding (nothing to point out)."""

@@ -9,7 +9,7 @@ main window to show its heat map (flagged findings and "check" rows have one).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QEvent, QPointF, QRectF, QSize, Qt, Signal
 from PySide6.QtGui import (
@@ -40,6 +40,10 @@ from PySide6.QtWidgets import (
 from cxrviewer.report import reading
 from cxrviewer.report.reading import percent
 
+if TYPE_CHECKING:
+    from cxrviewer.model.inference import Prediction
+    from cxrviewer.report.findings import FindingLike
+
 POSITIVE = QColor(255, 138, 61)  # above the operating point
 NEGATIVE = QColor(92, 132, 170)
 TRIAGE = QColor(232, 196, 64)  # above a high-sensitivity triage point, below the finding point
@@ -59,18 +63,18 @@ class FindingRow(QWidget):
     clicked = Signal(str)
 
     def __init__(
-        self, label: str, finding: Any = None, auroc: float | None = None, parent: QWidget | None = None
+        self, label: str, finding: FindingLike | None = None, auroc: float | None = None, parent: QWidget | None = None
     ) -> None:
         super().__init__(parent)
         self.label = label
-        self.finding: Any = None  # None: not assessed by this model
+        self.finding: FindingLike | None = None  # None: not assessed by this model
         self.selected = False
         self._hover = False
         self.setMouseTracking(True)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
         self.set_finding(finding, auroc)
 
-    def set_finding(self, finding: Any, auroc: float | None = None) -> None:
+    def set_finding(self, finding: FindingLike | None, auroc: float | None = None) -> None:
         """Show another film's result for this label (the panel reuses its rows from film to film)."""
         label = self.label
         self.finding = finding
@@ -98,8 +102,9 @@ class FindingRow(QWidget):
             if getattr(finding, "triage", False):
                 tip += (f"\nTriage: above the high-sensitivity triage point for {label} (it catches most cases "
                         "and raises many false alarms): check the film. Not a finding.")
-            if getattr(finding, "note", None):
-                tip += f"\n{str(finding.note).capitalize()}."
+            note = getattr(finding, "note", None)
+            if note:
+                tip += f"\n{str(note).capitalize()}."
             if finding.positive or getattr(finding, "triage", False):
                 tip += "\nClick to show where the model looked."
             else:
@@ -396,7 +401,7 @@ class FindingsPanel(QWidget):
         self.findings_changed.emit()
 
     def show_prediction(
-        self, prediction: Any, not_covered: list[str], auroc: dict[str, float] | None = None, note: str = ""
+        self, prediction: Prediction, not_covered: list[str], auroc: dict[str, float] | None = None, note: str = ""
     ) -> None:
         """The summary line, the findings in reading order (`report.reading`) and the uncovered observations
         greyed."""
@@ -426,7 +431,7 @@ class FindingsPanel(QWidget):
         self.status_label.hide()
         self.findings_changed.emit()
 
-    def _place(self, label: str, finding: Any, auroc: float | None = None) -> None:
+    def _place(self, label: str, finding: FindingLike | None, auroc: float | None = None) -> None:
         """The label's row (made once, then reused with this film's result) at the end of the list."""
         row = self._rows.get(label)
         if row is None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PySide6.QtCore import QEvent, QPointF, QRect, QRectF, Qt, Signal
@@ -37,6 +37,9 @@ from cxrviewer.gui.canvas_input import CanvasInput
 from cxrviewer.gui.canvas_overlays import ColourBar, HeatMapLayer, bgra_qimage, gray_qimage, paint_corner_text
 from cxrviewer.gui.canvas_tools import CanvasTool
 from cxrviewer.report.marks import MeasureLine, ReaderMarks
+
+if TYPE_CHECKING:
+    from cxrviewer.imaging.image import Image, WindowPreset
 
 __all__ = ["CanvasTool", "ColourBar", "ImageCanvas", "Window", "bgra_qimage", "gray_qimage"]
 
@@ -91,7 +94,7 @@ class ImageCanvas(ZoomableView):
         self.banner.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.banner.hide()
 
-        self._image: Any = None
+        self._image: Image | None = None
         self._ready_rgb32: np.ndarray | None = None
         self._pixmap_words: np.ndarray | None = None  # pixel memory the image pixmap shares
         self._base_display: np.ndarray | None = None  # at the file's own window
@@ -105,14 +108,15 @@ class ImageCanvas(ZoomableView):
     # --- image --------------------------------------------------------------------------------------------
 
     @property
-    def image(self) -> Any:
+    def image(self) -> Image | None:
         return self._image
 
     def has_image(self) -> bool:
         return self._image is not None
 
     def set_image(
-        self, image: Any, display: np.ndarray, window: Any, *, keep_view: bool = False, rgb32: np.ndarray | None = None
+        self, image: Image, display: np.ndarray, window: WindowPreset | None, *, keep_view: bool = False,
+        rgb32: np.ndarray | None = None,
     ) -> None:
         """Show a decoded image; `display` is its rendering at the file's own window (`rgb32`: the same
         already converted by a worker, see `backend.gray_to_rgb32`, which saves the GUI thread a copy).
@@ -184,7 +188,7 @@ class ImageCanvas(ZoomableView):
         self.viewport().update()
 
     @staticmethod
-    def _window_preset(window: Window) -> Any:
+    def _window_preset(window: Window) -> WindowPreset:
         from cxrviewer.imaging.image import WindowPreset
 
         return WindowPreset(window.center, window.width, window.name)
@@ -494,7 +498,7 @@ class ImageCanvas(ZoomableView):
         painter.restore()
 
 
-def _window_of(preset: Any) -> Window | None:
+def _window_of(preset: WindowPreset | None) -> Window | None:
     if preset is None:
         return None
     return Window(float(preset.center), float(preset.width), str(getattr(preset, "name", "") or ""))

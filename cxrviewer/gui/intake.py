@@ -30,6 +30,10 @@ if TYPE_CHECKING:
     from cxrviewer.gui.welcome import WelcomePage
     from cxrviewer.gui.workers import Pipeline
     from cxrviewer.gui.worklist import Worklist
+    from cxrviewer.model.inference import Engine
+
+#: A scanned study, or a file the scan could not read: (its path, why).
+ScanWork = tuple[backend.ScannedStudy, None] | tuple[None, tuple[Path, str]]
 
 #: Scanned studies put into the worklist per event-loop turn (about 10 ms on 2 slow cores).
 SCAN_CHUNK = 100
@@ -61,7 +65,7 @@ class Intake:
     def __init__(self, state: ViewerState, worklist: Worklist, pipeline: Pipeline, images: ImageCache,
                  settings: AppSettings, display: FilmDisplay, widgets: IntakeWidgets, *,
                  refresh_actions: Callable[[], None], study_updated: Callable[[str], None],
-                 image_finished: Callable[[str], None], auto_send: Callable[[StudyRecord], Any],
+                 image_finished: Callable[[str], None], auto_send: Callable[[StudyRecord], None],
                  closing: Callable[[], bool]) -> None:
         self.state = state
         self.worklist = worklist
@@ -136,12 +140,12 @@ class Intake:
             if errors:
                 parts.append(f"{errors} file{'s' if errors != 1 else ''} could not be opened — see the list")
             self.message("Opened " + "; ".join(parts), 10000)
-        work: list[tuple[Any, Any]] = [(s, None) for s in outcome.studies] + [(None, e) for e in outcome.errors]
+        work: list[ScanWork] = [(s, None) for s in outcome.studies] + [(None, e) for e in outcome.errors]
         show = token in self.to_show
         self.to_show.discard(token)
         self.add_scanned(work, self.scan_generation, show or not self.state.displayed_study)
 
-    def add_scanned(self, work: list[tuple[Any, Any]], generation: int, show: bool = False) -> None:
+    def add_scanned(self, work: list[ScanWork], generation: int, show: bool = False) -> None:
         """Put scanned studies (or scan errors) into the worklist, SCAN_CHUNK per event-loop turn: a drop of
         hundreds of files must not freeze the window while its rows are made. `show`: display the first
         readable study of `work` (a study already listed opens on the first image the scan added to it)."""
@@ -152,6 +156,7 @@ class Intake:
         opened: list[tuple[StudyRecord, str]] = []  # (study, first image added to it) in scan order
         for scanned, error in chunk:
             if scanned is None:
+                assert error is not None  # (None, error): see `ScanWork`
                 record = self.worklist.add_error(*error)
                 if record is not None:
                     added.append(record)
@@ -229,7 +234,7 @@ class Intake:
         self.after_change(entry)
         self.study_updated(entry.study.key)
 
-    def on_model_ready(self, engine: Any) -> None:
+    def on_model_ready(self, engine: Engine) -> None:
         self.state.update(model=ModelStatus(ModelPhase.READY, engine.name))
         self.findings.set_model(engine.name, card_warning=backend.card_warning(engine))
         self.status.model_ready(engine)

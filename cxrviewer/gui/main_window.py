@@ -67,6 +67,7 @@ from cxrviewer.gui.worklist import Entry, Worklist
 
 if TYPE_CHECKING:
     from cxrviewer.model.card import ModelCard
+    from cxrviewer.model.inference import Engine
 
 log = logging.getLogger(__name__)
 
@@ -322,7 +323,7 @@ class MainWindow(QMainWindow):
         return self._closing
 
     @property
-    def engine(self) -> Any:
+    def engine(self) -> Engine | None:
         return self.pipeline.engine
 
     @property

@@ -31,7 +31,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QObject, QSettings, Signal
 from PySide6.QtWidgets import (
@@ -56,6 +56,10 @@ from cxrviewer.net.errors import NetError
 from cxrviewer.net.node import Analysed, Node
 from cxrviewer.net.scp import Received
 from cxrviewer.net.send import echo
+
+if TYPE_CHECKING:
+    from cxrviewer.imaging.image import Image
+    from cxrviewer.model.inference import Prediction
 
 log = logging.getLogger(__name__)
 
@@ -396,7 +400,8 @@ class PacsController(QObject):
             self.send_failed.emit(done.message)
 
     # -- sending ------------------------------------------------------------------------------------
-    def send_study(self, images: Any, predictions: Any, card: ModelCard | None) -> None:
+    def send_study(self, images: Image | Sequence[Image], predictions: Prediction | None | Sequence[Prediction | None],
+                   card: ModelCard | None) -> None:
         """Write DICOM SR + Secondary Capture for a study into the outbox, then deliver them (background)."""
         from cxrviewer.report.export import is_dicom
 

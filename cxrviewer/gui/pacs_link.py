@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from cxrviewer.gui.settings import AppSettings
     from cxrviewer.gui.status_bar import StatusBar
     from cxrviewer.gui.viewer_state import ViewerState
+    from cxrviewer.model.inference import Engine
 
 
 def _pacs_module() -> Any:
@@ -37,8 +38,9 @@ class PacsLink:
     the PACS indicator), the parent of its dialog and node, and the window's calls it makes: `open_paths` (for
     what arrives), `refresh_actions` (after the configuration changed) and `closing()`."""
 
-    def __init__(self, state: ViewerState, images: ImageCache, settings: AppSettings, engine: Callable[[], Any],
-                 status: StatusBar, parent: QWidget, *, open_paths: Callable[..., Any],
+    def __init__(self, state: ViewerState, images: ImageCache, settings: AppSettings,
+                 engine: Callable[[], Engine | None], status: StatusBar, parent: QWidget, *,
+                 open_paths: Callable[..., Any],
                  refresh_actions: Callable[[], None], closing: Callable[[], bool]) -> None:
         self.state = state
         self.images = images

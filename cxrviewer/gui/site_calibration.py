@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, Qt
 from PySide6.QtWidgets import (
@@ -37,13 +37,19 @@ from cxrviewer.gui.worklist import Worklist
 from cxrviewer.model import feedback, site
 from cxrviewer.report.reading import percent, status_word
 
+if TYPE_CHECKING:
+    from cxrviewer.gui.dialogs import ModelCardDialog
+    from cxrviewer.gui.records import ImageRecord
+    from cxrviewer.model.inference import Engine
+    from cxrviewer.report.findings import FindingLike
+
 log = logging.getLogger(__name__)
 
 NO_VERDICT = "—"
 VERDICT_CHOICES = (NO_VERDICT, feedback.AGREE, feedback.DISAGREE)
 
 
-def panel_detail(engine: Any) -> str:
+def panel_detail(engine: Engine) -> str:
     """What the findings panel's model line adds: the site profile in use ("" for the card's points)."""
     profile = site.applied(engine)
     return f"site operating points '{profile.name}'" if profile is not None else ""
@@ -52,7 +58,7 @@ def panel_detail(engine: Any) -> str:
 class FeedbackDialog(QDialog):
     """The reader's verdict on each label of one analysed film: agree, disagree or none."""
 
-    def __init__(self, findings: Sequence[Any], parent: QWidget | None = None) -> None:
+    def __init__(self, findings: Sequence[FindingLike], parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("feedbackDialog")
         self.setWindowTitle("Reader feedback on this film")
@@ -102,7 +108,7 @@ class SiteCalibration(QObject):
     `engine` gives the loaded model (None while it loads); dialogs open over `parent`."""
 
     def __init__(self, findings: FindingsPanel, display: FilmDisplay, worklist: Worklist, overlays: OverlayCache,
-                 engine: Callable[[], Any], study_changed: Callable[[str], None], parent: QWidget) -> None:
+                 engine: Callable[[], Engine | None], study_changed: Callable[[str], None], parent: QWidget) -> None:
         super().__init__(parent)
         self.findings = findings
         self.display = display
@@ -117,7 +123,7 @@ class SiteCalibration(QObject):
 
     # --- the model ---------------------------------------------------------------------------------------
 
-    def on_model_ready(self, engine: Any) -> None:
+    def on_model_ready(self, engine: Engine) -> None:
         """Apply the active profile when it fits this model; say which operating points are used."""
         name = site.active_name()
         if name is not None:
@@ -128,7 +134,7 @@ class SiteCalibration(QObject):
                 self.message(f"The model card's operating points are used: {exc}", 20000)
         self._show(engine)
 
-    def _show(self, engine: Any) -> None:
+    def _show(self, engine: Engine) -> None:
         from cxrviewer.gui import backend
 
         self.findings.set_model(engine.name, panel_detail(engine), card_warning=backend.card_warning(engine))
@@ -150,11 +156,13 @@ class SiteCalibration(QObject):
             self.display.refresh_findings()
         self.message(f"Operating points: {site.describe(engine)}", 15000)
 
-    def card_dialog(self) -> Any:
+    def card_dialog(self) -> ModelCardDialog:
         """The model card dialog, its site controls wired to `changed`."""
         from cxrviewer.gui.dialogs import ModelCardDialog
 
-        dialog = ModelCardDialog(self.engine(), self.parent_widget)
+        engine = self.engine()
+        assert engine is not None  # opened only with a model loaded (`MainWindow.show_model_card` checks)
+        dialog = ModelCardDialog(engine, self.parent_widget)
         dialog.operating_points_changed.connect(self.changed)
         return dialog
 
@@ -180,11 +188,12 @@ class SiteCalibration(QObject):
             dialog.open()
         return dialog
 
-    def save_feedback(self, image: Any, verdicts: Mapping[str, str | None], complete: bool) -> bool:
+    def save_feedback(self, image: ImageRecord, verdicts: Mapping[str, str | None], complete: bool) -> bool:
         engine = self.engine()
         if not any(v is not None for v in verdicts.values()) and not complete:
             self.message("No verdict given: nothing saved.", 8000)
             return False
+        assert engine is not None  # `feedback_dialog` opens only with a model loaded, which stays
         try:
             record = feedback.record_from_prediction(image.prediction, engine, feedback.film_id(image.path),
                                                      verdicts, complete)

@@ -9,7 +9,7 @@ width (`MODEL_STATUS_SHARE`, at least `MODEL_STATUS_WIDTH`): in full on a usual 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QEvent, QObject, Qt
 from PySide6.QtWidgets import QLabel, QProgressBar, QStatusBar, QWidget
@@ -17,6 +17,9 @@ from PySide6.QtWidgets import QLabel, QProgressBar, QStatusBar, QWidget
 from cxrviewer.gui import backend
 from cxrviewer.gui.welcome import NOTICE
 from cxrviewer.model.card import MODIFIED_CARD
+
+if TYPE_CHECKING:
+    from cxrviewer.model.inference import Engine
 
 MODEL_STATUS_WIDTH = 160  # px, the least the model's name gets
 MODEL_STATUS_SHARE = 0.35  # of the status bar's width, the most it gets
@@ -78,7 +81,7 @@ class StatusBar:
     def _fit_model_status(self, width: int) -> None:
         self.model_status.set_max_width(max(MODEL_STATUS_WIDTH, int(width * MODEL_STATUS_SHARE)))
 
-    def show_cursor(self, info: Any) -> None:
+    def show_cursor(self, info: tuple[int, int, float | None] | None) -> None:
         if info is None:
             self.pixel_label.setText("")
             self.pixel_label.hide()
@@ -98,7 +101,7 @@ class StatusBar:
         else:
             self.progress.hide()
 
-    def model_ready(self, engine: Any) -> None:
+    def model_ready(self, engine: Engine) -> None:
         warning = backend.card_warning(engine)
         self.model_status.setToolTip(
             f"{engine.name}: {len(engine.labels)} findings. Help ▸ Model card for its validation results."

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 from PySide6.QtCore import (
     QAbstractListModel,
     QModelIndex,
@@ -153,7 +154,7 @@ class StudyListModel(QAbstractListModel):
             idx = self.index(row)
             self.dataChanged.emit(idx, idx)
 
-    def set_thumbnail(self, key: str, thumb: Any, replace: bool = False) -> None:
+    def set_thumbnail(self, key: str, thumb: np.ndarray | None, replace: bool = False) -> None:
         """The row's thumbnail (kept once set unless `replace`)."""
         if thumb is not None and (replace or key not in self._thumbs):
             self._thumbs[key] = QPixmap.fromImage(gray_qimage(thumb))

@@ -4,13 +4,16 @@ the canvas, and a "Custom" entry whenever the window no longer matches one (righ
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, Qt
 from PySide6.QtWidgets import QComboBox, QMenu
 
 from cxrviewer.gui import backend
 from cxrviewer.gui.image_view import ImageCanvas
+
+if TYPE_CHECKING:
+    from cxrviewer.imaging.image import WindowPreset
 
 CUSTOM = "Custom"
 FILE_DEFAULT = "File default"  # the name `cxrviewer.imaging.presets` gives the file's own window
@@ -22,13 +25,13 @@ class Preset:
     center: float | None  # None: the file's own VOI
     width: float | None
 
-    def values(self, default: Any) -> tuple[float, float]:
+    def values(self, default: WindowPreset) -> tuple[float, float]:
         if self.center is None or self.width is None:
             return float(default.center), float(default.width)
         return self.center, self.width
 
 
-def presets_for(decoded: Any, limit: int = 9) -> list[Preset]:
+def presets_for(decoded: backend.Decoded, limit: int = 9) -> list[Preset]:
     """The image as the file shows it ("File default": its own VOI, or the stored range), then the file's
     other windows and Lung / Mediastinum / Bone from `cxrviewer.imaging.presets.window_presets`."""
     named = decoded.presets if decoded.presets is not None else backend.window_presets(decoded.image)
@@ -45,7 +48,7 @@ class PresetBox(QObject):
         self.canvas = canvas
         self.menu = menu
         self.presets: list[Preset] = []
-        self._default: Any = None
+        self._default: WindowPreset | None = None
         self.combo = QComboBox()
         self.combo.setObjectName("presetCombo")
         self.combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
@@ -55,7 +58,7 @@ class PresetBox(QObject):
         self.combo.activated.connect(self.apply)
         canvas.view_changed.connect(self.sync)
 
-    def fill(self, decoded: Any) -> None:
+    def fill(self, decoded: backend.Decoded) -> None:
         self.presets = presets_for(decoded)
         self._default = decoded.window
         self.combo.blockSignals(True)

@@ -10,9 +10,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cxrviewer.gui.records import ImageRecord, State, StudyRecord
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from cxrviewer.gui.backend import ScannedImage, ScannedStudy
+    from cxrviewer.model.inference import Prediction
 
 #: Image states in which the pipeline still owes a result.
 PENDING = (State.QUEUED, State.ANALYSING)
@@ -53,7 +59,7 @@ class Worklist:
     def entry(self, image_key: str) -> Entry | None:
         return self._entries.get(image_key)
 
-    def unlisted_images(self, scanned: Any) -> list[Any]:
+    def unlisted_images(self, scanned: ScannedStudy) -> list[ScannedImage]:
         """The images of a scanned study that its row does not hold yet (all of a new study's)."""
         record = self.studies.get(scanned.key)
         known = {img.path for img in record.images} if record is not None else set()
@@ -76,7 +82,7 @@ class Worklist:
         self._next_number += 1
         return record
 
-    def add_scanned(self, scanned: Any) -> tuple[StudyRecord, list[ImageRecord], bool]:
+    def add_scanned(self, scanned: ScannedStudy) -> tuple[StudyRecord, list[ImageRecord], bool]:
         """List the new images of a scanned study: (its record, the images added, whether the study is new)."""
         record = self.studies.get(scanned.key)
         fresh = record is None
@@ -118,7 +124,7 @@ class Worklist:
             entry.image.state = State.ANALYSING
         return entry
 
-    def analysed(self, key: str, prediction: Any) -> Entry | None:
+    def analysed(self, key: str, prediction: Prediction) -> Entry | None:
         entry = self.entry(key)
         if entry is None:
             return None
@@ -166,7 +172,7 @@ class Worklist:
             image.prediction = None
         return entry
 
-    def loaded(self, key: str, width: int, height: int, thumbnail: Any, view: str) -> Entry | None:
+    def loaded(self, key: str, width: int, height: int, thumbnail: np.ndarray, view: str) -> Entry | None:
         """An image was decoded: its size and thumbnail (and the study's view when it had none)."""
         entry = self.entry(key)
         if entry is None:
