@@ -56,11 +56,13 @@ class ActionSpec:
 @dataclass(frozen=True)
 class Submenu:
     title: str
-    items: tuple[Any, ...]
+    items: tuple[MenuItem, ...]
     icon: str | None = None
     name: str = ""  # how the window finds it (`ActionTable.menus[name]`)
 
 
+#: A menu entry: an action id, a submenu or SEP.
+MenuItem = str | Submenu | None
 SEP = None
 EXPORT_FORMATS = (
     ("png", "Annotated PNG…", (STUDY,)),
@@ -154,7 +156,7 @@ TOOLBAR: tuple[str | None, ...] = (
     SEP, "info", "model_card", "export_all",
 )
 #: The study list's right-click menu; the window drops items that do not apply (see `study_context_menu`).
-CONTEXT_MENU: tuple[Any, ...] = ("info", "reanalyse", "anyway", SEP, EXPORT_MENU, "pacs_send", SEP, "remove")
+CONTEXT_MENU: tuple[MenuItem, ...] = ("info", "reanalyse", "anyway", SEP, EXPORT_MENU, "pacs_send", SEP, "remove")
 
 
 #: Mouse gestures listed after the keys by Help ▸ Keyboard shortcuts.
@@ -218,7 +220,7 @@ class ActionTable:
 
     # --- layout -------------------------------------------------------------------------------------------
 
-    def fill_menu(self, menu: QMenu, items: Iterable[Any], keep: Callable[[str], bool] = lambda _id: True) -> None:
+    def fill_menu(self, menu: QMenu, items: Iterable[MenuItem], keep: Callable[[str], bool] = lambda _id: True) -> None:
         for item in items:
             if item is SEP:
                 menu.addSeparator()

@@ -66,6 +66,7 @@ from cxrviewer.gui.workers import Pipeline
 from cxrviewer.gui.worklist import Entry, Worklist
 
 if TYPE_CHECKING:
+    from cxrviewer.gui.pacs import PacsController, PacsPreferencesDialog
     from cxrviewer.model.card import ModelCard
     from cxrviewer.model.inference import Engine
 
@@ -313,7 +314,7 @@ class MainWindow(QMainWindow):
         return self.worklist.studies
 
     @property
-    def pacs(self) -> Any:
+    def pacs(self) -> PacsController | None:
         """The `pacs.PacsController` once PACS is configured (None before)."""
         return self.pacs_link.controller
 
@@ -481,7 +482,7 @@ class MainWindow(QMainWindow):
         """Export the displayed study; messages go to the status bar."""
         return self.exporter.export(folder, formats, anonymise)
 
-    def show_pacs_preferences(self) -> Any:
+    def show_pacs_preferences(self) -> PacsPreferencesDialog:
         return self.pacs_link.show_preferences()
 
     def send_current_to_pacs(self) -> bool:

@@ -7,9 +7,10 @@ dialog, so a plain viewer start never loads the network stack.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Protocol
 
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QWidget
@@ -20,13 +21,20 @@ from cxrviewer.gui.worklist import Worklist
 
 if TYPE_CHECKING:
     from cxrviewer.gui.caches import ImageCache
+    from cxrviewer.gui.pacs import PacsController, PacsPreferencesDialog, PacsSettings
     from cxrviewer.gui.settings import AppSettings
     from cxrviewer.gui.status_bar import StatusBar
     from cxrviewer.gui.viewer_state import ViewerState
     from cxrviewer.model.inference import Engine
 
 
-def _pacs_module() -> Any:
+class OpenPaths(Protocol):
+    """The window's `open_paths` (`Intake.open_paths`)."""
+
+    def __call__(self, paths: Sequence[Path | str], remember: bool = ..., show: bool = ...) -> object: ...
+
+
+def _pacs_module() -> ModuleType:
     import cxrviewer.gui.pacs as pacs
 
     return pacs
@@ -39,8 +47,7 @@ class PacsLink:
     what arrives), `refresh_actions` (after the configuration changed) and `closing()`."""
 
     def __init__(self, state: ViewerState, images: ImageCache, settings: AppSettings,
-                 engine: Callable[[], Engine | None], status: StatusBar, parent: QWidget, *,
-                 open_paths: Callable[..., Any],
+                 engine: Callable[[], Engine | None], status: StatusBar, parent: QWidget, *, open_paths: OpenPaths,
                  refresh_actions: Callable[[], None], closing: Callable[[], bool]) -> None:
         self.state = state
         self.images = images
@@ -51,7 +58,7 @@ class PacsLink:
         self.open_paths = open_paths
         self.refresh_actions = refresh_actions
         self.closing = closing
-        self.controller: Any = None  # pacs.PacsController, created on first use
+        self.controller: PacsController | None = None  # created on first use
         self._sent: set[str] = set()  # study keys whose results went out automatically
 
     def _message(self, text: str, ms: int = 10000) -> None:
@@ -69,12 +76,12 @@ class PacsLink:
         if not self.closing() and self.configured():
             self.ensure()
 
-    def ensure(self) -> Any:
+    def ensure(self) -> PacsController:
         """The PACS controller, created on first use with the stored settings."""
         if self.controller is not None:
             return self.controller
         module = _pacs_module()
-        controller = module.PacsController(self.parent)
+        controller: PacsController = module.PacsController(self.parent)
         controller.received.connect(self._on_received)
         controller.refused.connect(lambda text: self._message(f"PACS: refused {text}"))
         controller.state_changed.connect(self.status.show_pacs)
@@ -85,15 +92,16 @@ class PacsLink:
         self.refresh_actions()
         return controller
 
-    def show_preferences(self) -> Any:
+    def show_preferences(self) -> PacsPreferencesDialog:
         module = _pacs_module()
-        dialog = module.PacsPreferencesDialog(module.load_pacs_settings(self.settings.q), self.parent)
+        dialog: PacsPreferencesDialog = module.PacsPreferencesDialog(module.load_pacs_settings(self.settings.q),
+                                                                     self.parent)
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dialog.accepted.connect(lambda: self.apply(dialog.result_settings()))
         dialog.open()
         return dialog
 
-    def apply(self, settings: Any) -> None:
+    def apply(self, settings: PacsSettings) -> None:
         _pacs_module().save_pacs_settings(self.settings.q, settings)
         self.ensure().apply(settings)
         self.refresh_actions()

@@ -13,7 +13,7 @@ import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import TypeVar
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -90,7 +90,7 @@ def build_with_niced_helpers(build: Callable[[int], T]) -> T:
     threads it left behind: ONNX Runtime's intra-op pool, started while its session is made, which inherits the
     name. The session itself is built at the normal priority (its graph optimisation is most of a model load).
     Where threads cannot be named this way (not Linux), `build` gets all cores but one and nothing is reniced."""
-    outcome: list[tuple[bool, Any]] = []
+    outcome: list[tuple[bool, T | BaseException]] = []
 
     def run() -> None:
         named = _name_this_thread(HELPER_NAME)
@@ -108,4 +108,4 @@ def build_with_niced_helpers(build: Callable[[int], T]) -> T:
     if named:
         log.debug("%d inference helper thread(s) at nice +%d", _nice_threads_named(HELPER_NAME, HELPER_NICE),
                   HELPER_NICE)
-    return cast(T, result)
+    return result
