@@ -94,8 +94,10 @@ def tier(finding: FindingLike) -> Tier:
 
 
 def order_key(finding: FindingLike) -> tuple[int, float]:
-    """Sort key of the reading order (ascending): group, then the larger margin first."""
-    return int(tier(finding)), -margin(finding)
+    """Sort key of the reading order (ascending): group, then the larger margin first (an undefined margin, from a
+    probability that is not a number, last in its group, so every ordering of the same findings agrees)."""
+    m = margin(finding)
+    return int(tier(finding)), (math.inf if math.isnan(m) else -m)
 
 
 def reading_order(findings: Sequence[FindingLike]) -> list[FindingLike]:

@@ -37,6 +37,15 @@ def test_reading_order_puts_flagged_first_by_margin_then_checks_then_the_rest(re
         reading.Tier.FLAGGED, reading.Tier.FLAGGED, reading.Tier.CHECK] + [reading.Tier.NOT_FLAGGED] * 3
 
 
+def test_a_probability_that_is_not_a_number_reads_last_in_its_group_everywhere(reading_findings) -> None:
+    """The worklist's top finding and the panel's first row come from the same order, whatever the numbers."""
+    unflagged = [f for f in reading.reading_order(reading_findings) if reading.tier(f) is reading.Tier.NOT_FLAGGED]
+    broken = dataclasses.replace(unflagged[0], probability=float("nan"))
+    for findings in ([broken, *unflagged[1:]], [*unflagged[1:], broken], [unflagged[1], broken, *unflagged[2:]]):
+        order = reading.reading_order(findings)
+        assert order[-1] is broken and reading.top_finding(findings) is order[0]
+
+
 def test_near_cutoff_is_a_band_in_logit_units_around_each_operating_point(reading_findings) -> None:
     near = {f.label for f in reading_findings if reading.near_cutoff(f)}
     assert near == {"Atelectasis", "Lung Opacity"}  # 24 % vs 23.5 %, 46 % vs 50 %; 40 % vs 15 % is not
