@@ -8,6 +8,7 @@ says what failed). Everything returned is plain Python / numpy.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -340,13 +341,26 @@ def load_engine(source: ModelSource) -> Engine:
 
         kwargs: dict[str, Any] = {"threads": threads,  # no lung outlines: `lung_outline` finds those on screen
                                   "allow_modified_card": source.allow_modified_card}
-        return Engine.from_card(source.path, **kwargs) if source.path is not None else Engine.bundled(**kwargs)
+        engine = Engine.from_card(source.path, **kwargs) if source.path is not None else Engine.bundled(**kwargs)
+        if engine.runner.name == "torch" and threads > inference_threads():
+            # ONNX Runtime failed and torch runs the card: its threads start later, unnamed and not niced
+            import torch
+
+            torch.set_num_threads(inference_threads())  # a core stays free for the event loop
+        return engine
 
     try:
         # ONNX Runtime on Linux: every core, the helper threads niced; torch (threads it starts later, unnamed)
         # and elsewhere: all cores but one
-        engine = build_with_niced_helpers(build) if hasattr(os, "setpriority") and not loads_torch(source) \
-            else build(inference_threads())
+        if hasattr(os, "setpriority") and not loads_torch(source):
+            # what `build` imports is imported here, so no library's own thread pool is born on the named builder
+            import cxrviewer.model.inference  # noqa: F401
+
+            with contextlib.suppress(ImportError):  # a broken one: the engine falls back to torch and says so
+                import onnxruntime  # noqa: F401
+            engine = build_with_niced_helpers(build)
+        else:
+            engine = build(inference_threads())
     except Exception as exc:  # ImportError, OSError (a missing .so), RuntimeError (torchvision's operators)
         if isinstance(exc, ModelError) or not _importing_torch(exc):
             raise

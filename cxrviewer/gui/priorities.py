@@ -64,23 +64,34 @@ def inference_threads(niced_helpers: bool = False) -> int:
 
 
 def _name_this_thread(name: str) -> bool:
-    """Give the calling thread a Linux thread name (threads it starts inherit it); False where that fails."""
+    """Give the calling thread a Linux thread name (threads it starts inherit it) and check that its priority can
+    be set; False where either fails (not Linux, a sandbox that forbids it)."""
+    tid = threading.get_native_id()
     try:
-        Path(f"/proc/self/task/{threading.get_native_id()}/comm").write_text(name[:15])
-    except OSError:
+        Path(f"/proc/self/task/{tid}/comm").write_text(name[:15])
+        os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid))
+    except (OSError, AttributeError):
         return False
     return True
 
 
-def _nice_threads_named(name: str, nice: int) -> int:
-    """Lower the priority of this process's threads named `name` to `nice` above the process's; how many."""
+def _threads() -> set[int]:
+    """Ids of this process's threads (Linux; empty elsewhere)."""
+    try:
+        return {int(task.name) for task in Path("/proc/self/task").iterdir()}
+    except OSError:
+        return set()
+
+
+def _nice_threads_named(name: str, nice: int, among: set[int]) -> int:
+    """Lower the priority of the threads in `among` named `name` to `nice` above the process's; how many."""
     done = 0
-    for task in Path("/proc/self/task").iterdir():
+    for tid in among:
         try:
-            if (task / "comm").read_text().strip() == name[:15]:
-                os.setpriority(os.PRIO_PROCESS, int(task.name), _BASE_NICE + nice)
+            if Path(f"/proc/self/task/{tid}/comm").read_text().strip() == name[:15]:
+                os.setpriority(os.PRIO_PROCESS, tid, _BASE_NICE + nice)
                 done += 1
-        except (OSError, ValueError):  # the thread ended meanwhile, or renicing is not allowed
+        except OSError:  # the thread ended meanwhile, or renicing is not allowed
             continue
     return done
 
@@ -88,9 +99,11 @@ def _nice_threads_named(name: str, nice: int) -> int:
 def build_with_niced_helpers(build: Callable[[int], T]) -> T:
     """`build(threads)` on a short-lived thread named `HELPER_NAME` with every core, then `HELPER_NICE` for the
     threads it left behind: ONNX Runtime's intra-op pool, started while its session is made, which inherits the
-    name. The session itself is built at the normal priority (its graph optimisation is most of a model load).
-    Where threads cannot be named this way (not Linux), `build` gets all cores but one and nothing is reniced."""
+    name (the caller imports what `build` needs first, so no library's own pool is born there). The session itself
+    is built at the normal priority (its graph optimisation is most of a model load). Where threads cannot be named
+    and reniced (not Linux, a sandbox), `build` gets all cores but one and nothing is reniced."""
     outcome: list[tuple[bool, T | BaseException]] = []
+    before = _threads()
 
     def run() -> None:
         named = _name_this_thread(HELPER_NAME)
@@ -106,6 +119,6 @@ def build_with_niced_helpers(build: Callable[[int], T]) -> T:
     if isinstance(result, BaseException):
         raise result
     if named:
-        log.debug("%d inference helper thread(s) at nice +%d", _nice_threads_named(HELPER_NAME, HELPER_NICE),
-                  HELPER_NICE)
+        niced = _nice_threads_named(HELPER_NAME, HELPER_NICE, _threads() - before)
+        log.debug("%d inference helper thread(s) at nice +%d", niced, HELPER_NICE)
     return result

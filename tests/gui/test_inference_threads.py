@@ -67,3 +67,58 @@ def test_threads_setting_and_the_torch_default(monkeypatch: pytest.MonkeyPatch) 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     assert priorities.inference_threads() == max(1, cores - 1)  # torch, or no niced helpers: a core for the GUI
     assert priorities.inference_threads(niced_helpers=True) == cores
+
+
+@linux
+def test_only_threads_born_in_the_build_are_niced() -> None:
+    """A thread of the same name that existed before (another engine's, or anything else) is left as it was."""
+    ready, stop = threading.Event(), threading.Event()
+
+    def older() -> None:
+        priorities._name_this_thread(priorities.HELPER_NAME)
+        ready.set()
+        stop.wait(30)
+
+    old = threading.Thread(target=older)
+    old.start()
+    ready.wait(10)
+    try:
+        base = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+        born: list[int] = []
+
+        def build(threads: int) -> int:
+            child = threading.Thread(target=lambda: (born.append(threading.get_native_id()), stop.wait(30)))
+            child.start()
+            while not born:
+                pass
+            return threads
+
+        priorities.build_with_niced_helpers(build)
+        assert os.getpriority(os.PRIO_PROCESS, born[0]) == base + priorities.HELPER_NICE  # inherited the name
+        assert os.getpriority(os.PRIO_PROCESS, old.native_id) == base  # older: untouched
+    finally:
+        stop.set()
+        old.join(10)
+
+
+@linux
+def test_a_card_that_falls_back_to_torch_leaves_a_core_free(monkeypatch: pytest.MonkeyPatch) -> None:
+    """ONNX Runtime present but failing for this card (the runner falls back to torch): torch's threads are not
+    niced, so it gets all cores but one as before."""
+    import torch
+
+    from cxrviewer.model import runners
+
+    monkeypatch.delenv(priorities.THREADS_ENV, raising=False)
+    monkeypatch.setattr(runners, "_onnx_runner", lambda bundle, threads, required: None)
+    previous = torch.get_num_threads()
+    try:
+        engine = backend.load_engine(backend.model_source(None))
+        assert engine.runner.name == "torch"
+        seen: list[int] = []  # torch's setting reaches threads on their first use (the analysis thread is new)
+        fresh = threading.Thread(target=lambda: seen.append(torch.get_num_threads()))
+        fresh.start()
+        fresh.join()
+        assert seen == [max(1, len(os.sched_getaffinity(0)) - 1)]
+    finally:
+        torch.set_num_threads(previous)
