@@ -78,7 +78,8 @@ class FilmDisplay:
         self.findings_shown = findings_shown
         self.refresh_info = refresh_info
         self._auroc: tuple[ModelCard | None, dict[str, float]] | None = None  # (card, its AUROC per label)
-        # (image key, prediction, engine) whose findings the panel lists now; None when it shows anything else
+        # (image key, prediction, engine) whose findings the panel lists now; None when it shows anything else.
+        # Whatever changes a prediction in place (site operating points) must call `refresh_findings()` after.
         self._panel_shows: tuple[str, Prediction, Engine | None] | None = None
         self.outline_asked: dict[str, int] = {}  # image key -> id of the prediction whose outline was asked for
 
