@@ -29,6 +29,8 @@ core.
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -156,12 +158,46 @@ def content(square01: np.ndarray, box: tuple[int, int, int, int] | None = None) 
     return np.ascontiguousarray(sq[y : y + h, x : x + w])
 
 
+#: More than 1: a film's octave blurs (`octave_blurs`) run on two threads. `cxrviewer-predict` sets it to its cores (it
+#: reads films one at a time between forward passes); unset, as in the viewer, which prepares films beside the network
+#: and the event loop, one thread.
+BLUR_THREADS_ENV = "CXRVIEWER_BLUR_THREADS"
+
+
+def octave_blurs(film: np.ndarray, border: int = cv2.BORDER_DEFAULT) -> list[np.ndarray]:
+    """The float32 film blurred at each of `SIGMAS` (in that order), with OpenCV's `border`. With `BLUR_THREADS_ENV`
+    above 1 the widest blur (about half the work) runs on a short-lived thread beside the others (OpenCV lets go of
+    Python's lock while it blurs): the same pixels, sooner."""
+    f = np.ascontiguousarray(film, dtype=np.float32)
+    out: dict[float, np.ndarray] = {}
+    failed: list[BaseException] = []
+
+    def blur(sigmas: Sequence[float]) -> None:
+        try:
+            for s in sigmas:
+                out[s] = cv2.GaussianBlur(f, (0, 0), s, borderType=border)
+        except BaseException as exc:  # re-raised in the caller
+            failed.append(exc)
+
+    value = os.environ.get(BLUR_THREADS_ENV, "").strip()
+    if value.isdigit() and int(value) > 1:
+        helper = threading.Thread(target=blur, args=(SIGMAS[-1:],), name="cxr-blur")
+        helper.start()
+        blur(SIGMAS[:-1])
+        helper.join()
+    else:
+        blur(SIGMAS)
+    if failed:
+        raise failed[0]
+    return [out[s] for s in SIGMAS]
+
+
 def band_energies(film: np.ndarray) -> np.ndarray:
     """Mean |DoG| per octave (`SIGMAS`) of the film less a `TRIM` rim, float64, finest first."""
     h, w = film.shape
     m = max(2, int(TRIM * min(h, w)))
     core = np.ascontiguousarray(film[m : h - m, m : w - m], dtype=np.float32)
-    blurs = [core] + [cv2.GaussianBlur(core, (0, 0), s) for s in SIGMAS]
+    blurs = [core, *octave_blurs(core)]
     return np.array([float(np.abs(blurs[i] - blurs[i + 1]).mean()) for i in range(len(SIGMAS))])
 
 

@@ -40,6 +40,7 @@ from cxrviewer.model.abroad import (
     band_energies,
     content,
     measure,
+    octave_blurs,
 )
 from cxrviewer.model.preprocess import MEAN, STD, Letterbox, normalize
 
@@ -56,7 +57,7 @@ FRAME_EXPOSED = 0.05  # least share of exposed pixels in an edge row or column t
 def bands(film: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
     """(coarse remainder, octave bands finest first) with ``film == remainder + sum(bands)``."""
     f = np.asarray(film, dtype=np.float32)
-    blurs = [f] + [cv2.GaussianBlur(f, (0, 0), s, borderType=cv2.BORDER_REFLECT) for s in SIGMAS]
+    blurs = [f, *octave_blurs(f, cv2.BORDER_REFLECT)]
     return blurs[-1], [blurs[i] - blurs[i + 1] for i in range(len(SIGMAS))]
 
 

@@ -43,7 +43,9 @@ from __future__ import annotations
 
 import os
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as cxrviewer-predict does; before torch is imported
+from cxrviewer.predict import process_settings
+
+process_settings()  # as cxrviewer-predict does (idle OpenMP threads sleep, OpenJPEG on every core); before torch
 
 import argparse  # noqa: E402
 import statistics  # noqa: E402

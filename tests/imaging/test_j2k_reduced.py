@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import cv2
@@ -33,6 +34,23 @@ def test_reduced_decode_is_the_film_at_model_scale(pydicom_data: Path, name: str
     # same grey levels (Pillow's scaling to 16 bits undone): a fraction of a percent at the model's scale
     assert abs(float(a.mean()) - float(b.mean())) < 0.002 * span
     assert float(np.percentile(np.abs(a - b), 95)) < 0.005 * span
+
+
+def test_openjpeg_threads_give_the_same_pixels(pydicom_data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """cxrviewer-predict decodes with OPJ_NUM_THREADS set to every core: the same film, only sooner."""
+    ds = pydicom.dcmread(pydicom_data / "RG1_J2KI.dcm")
+    monkeypatch.setenv("OPJ_NUM_THREADS", "1")
+    one = decode_reduced(ds)
+    monkeypatch.setenv("OPJ_NUM_THREADS", "2")
+    two = decode_reduced(ds)
+    assert one is not None and two is not None and np.array_equal(one, two)
+    from cxrviewer.predict import process_settings
+
+    monkeypatch.delenv("OPJ_NUM_THREADS")
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    process_settings()  # what cxrviewer-predict's main does first
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    assert os.environ["OPJ_NUM_THREADS"] == str(cores)
 
 
 def test_level_keeps_the_model_side_and_pillows_sizes() -> None:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from cxrviewer.imaging import load_image
-from cxrviewer.model.abroad import AbroadGate, band_energies, measure
+from cxrviewer.model.abroad import BLUR_THREADS_ENV, AbroadGate, band_energies, measure
 from cxrviewer.model.card import ModelCard, ModelError
 from cxrviewer.model.harmonise import METHOD, Harmoniser, bands, line_mask
 from cxrviewer.model.inference import Engine
@@ -48,6 +48,20 @@ def distance(gate: AbroadGate, film: np.ndarray) -> float:
 def test_bands_add_up_to_the_film(films: list[np.ndarray]) -> None:
     coarse, octave = bands(films[0])
     assert np.allclose(coarse + sum(octave), films[0], atol=1e-5)
+
+
+def test_blurs_on_several_threads_give_the_same_numbers(gate: AbroadGate, films: list[np.ndarray],
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """cxrviewer-predict blurs on every core (`BLUR_THREADS_ENV`): measurements and harmonised films are unchanged."""
+    harmoniser = Harmoniser(gate, 0.5)  # a small radius: these films are changed, every blur is used
+    monkeypatch.delenv(BLUR_THREADS_ENV, raising=False)
+    one = [(measure(f), harmoniser.film(f)) for f in films[:4]]
+    monkeypatch.setenv(BLUR_THREADS_ENV, "3")
+    three = [(measure(f), harmoniser.film(f)) for f in films[:4]]
+    assert any(h.detail < 1.0 for _, h in one)
+    for (m1, h1), (m3, h3) in zip(one, three, strict=True):
+        assert np.array_equal(m1.spectrum, m3.spectrum) and np.array_equal(m1.line_image, m3.line_image)
+        assert np.array_equal(h1.film, h3.film) and h1.detail == h3.detail
 
 
 def test_a_film_like_the_training_films_is_left_alone(gate: AbroadGate, films: list[np.ndarray]) -> None:
