@@ -29,14 +29,15 @@ def detach(exc: ImageLoadError) -> ImageLoadError:
     return exc
 
 
-def load_image(path: str | Path) -> Image:
+def load_image(path: str | Path, for_model: bool = False) -> Image:
     """Open a DICOM, PNG, JPEG, TIFF or BMP file as an `Image` (pixels in modality units, metadata, flags).
 
     Every failure, whatever its cause, raises `ImageLoadError` with a plain message naming the file.
+    `for_model`: see `load_for_model`.
     """
     path = Path(path)
     try:
-        return _load(path)
+        return _load(path, for_model)
     except Exception as exc:  # the loader boundary: nothing else may escape
         error = _as_load_error(path, exc)
     raise detach(error)  # raised outside the handler: no chained exception keeps the decoder's frames alive
@@ -45,12 +46,7 @@ def load_image(path: str | Path) -> Image:
 def load_for_model(path: str | Path) -> Image:
     """`load_image` for callers whose pixels only feed the model (`cxrviewer-predict` without exports): the same
     `Image`, but a large JPEG 2000 film is decoded at a lower resolution level (see `load_dicom`)."""
-    path = Path(path)
-    try:
-        return _load(path, for_model=True)
-    except Exception as exc:  # the loader boundary, as in load_image
-        error = _as_load_error(path, exc)
-    raise detach(error)
+    return load_image(path, for_model=True)
 
 
 def _as_load_error(path: Path, exc: Exception) -> ImageLoadError:
