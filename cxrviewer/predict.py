@@ -440,26 +440,21 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-
-
 def process_settings() -> None:
     """Process-wide settings, made before torch is imported or a decoding helper starts (a value the caller set
     wins)."""
     # Idle OpenMP threads sleep instead of spinning: on a machine whose cores are busy with other work,
     # spinning threads make a forward pass several times slower. Only effective before torch is imported.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    from cxrviewer.model.abroad import BLUR_THREADS_ENV
+    from cxrviewer.model.runners import available_cores
+
+    cores = str(available_cores())
     # OpenJPEG (Pillow's, for the reduced-level JPEG 2000 decode) splits a film's code-blocks over this many threads,
     # same pixels: every core, since films are read one at a time, between forward passes (2k CR: 47-52 -> 29-35 ms)
-    os.environ.setdefault("OPJ_NUM_THREADS", str(_cores()))
+    os.environ.setdefault("OPJ_NUM_THREADS", cores)
     # the abroad check's and harmonisation's octave blurs of a film on every core too (same numbers; 13 -> 7 ms)
-    from cxrviewer.model.abroad import BLUR_THREADS_ENV
-
-    os.environ.setdefault(BLUR_THREADS_ENV, str(_cores()))
+    os.environ.setdefault(BLUR_THREADS_ENV, cores)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

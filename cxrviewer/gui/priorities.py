@@ -47,20 +47,16 @@ HELPER_NICE = 15
 HELPER_NAME = "cxr-inference"
 
 
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-
-
 def inference_threads(niced_helpers: bool = False) -> int:
     """Intra-op threads for inference: `THREADS_ENV` when set; else every core when the helper threads run at a
     low priority (`niced_helpers`), else all cores but one, which stays free for the event loop."""
     env = os.environ.get(THREADS_ENV, "").strip()
     if env.isdigit() and int(env) > 0:
         return int(env)
-    return _cores() if niced_helpers else max(1, _cores() - 1)
+    from cxrviewer.model.runners import available_cores  # loaded with the model anyway
+
+    cores = available_cores()
+    return cores if niced_helpers else max(1, cores - 1)
 
 
 def _name_this_thread(name: str) -> bool:
